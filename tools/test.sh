@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, the nbdev sync gate, every notebook (quick mode), and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+
+echo "[test] sync gate: nbdev_clean and nbdev_export must leave no diff"
+nbdev_clean
+nbdev_export
+if [ -n "$(git status --porcelain -- nbs srflow_nb)" ]; then
+  git status --porcelain -- nbs srflow_nb
+  git --no-pager diff --stat -- nbs srflow_nb
+  echo "[test] FAILED: notebooks and srflow_nb/ are out of sync (run nbdev_clean && nbdev_export and commit)"
+  exit 1
+fi
+
+echo "[test] nbdev_test (quick mode; slow/cuda cells skipped)"
+start=$(date +%s)
+nbdev_test --n_workers "${SRFLOW_NB_WORKERS:-2}" --timing --flags ""
+echo "[test] nbdev_test took $(( $(date +%s) - start )) s"
+
+echo "[test] pytest"
+python3 -m pytest tests -q -p no:cacheprovider
