@@ -10,7 +10,8 @@ from srflow_nb.latent import (ToyFlow, content_transfer, downscale, encode_hr, l
                               style_transfer)
 from srflow_nb.metrics import lr_psnr
 from srflow_nb.model import SRFlow, SRFlowConfig
-from srflow_nb.restore import add_gaussian_noise, restore, table5
+from srflow_nb.data import add_gaussian_noise
+from srflow_nb.restore import restore, table5
 
 P_MIN = 0.01   # KS threshold; seeds are fixed, so the p-values are fixed numbers
 
