@@ -138,3 +138,17 @@ def test_srflow_style_content_restore_mechanics(tiny):
         assert r.shape == noisy.shape and r.min() >= 0 and r.max() <= 1
     df = table5(m, [hr[0]], seed=0)
     assert list(df.columns) == ["Original", "Super-Resolved", "Restored"] and list(df.index) == ["PSNR", "SSIM", "LPIPS"]
+
+
+def test_srflow_restore_command_end_to_end(tiny, tmp_path):
+    "`srflow restore` through the dispatcher, with a tiny_4x checkpoint saved in the project's format."
+    from srflow_nb.checkpoints import save_model
+    from srflow_nb.cli import main
+    from srflow_nb.data import load_image, save_image
+    m, hr = tiny
+    ckpt = save_model(m, tmp_path / "tiny.safetensors")
+    noisy = add_gaussian_noise(hr[:1, :, :30, :27], generator=torch.Generator().manual_seed(0))   # odd size: padded
+    save_image(tmp_path / "noisy.png", noisy)
+    assert main(["restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "out.png"), "--checkpoint", str(ckpt),
+                 "--seed", "1", "--device", "cpu"]) == 0
+    assert load_image(tmp_path / "out.png").shape == (30, 27, 3)
