@@ -131,7 +131,7 @@ def test_srflow_style_content_restore_mechanics(tiny):
         for z, b, mm in zip(lat, base, level_masks(mask, lat)):
             mm = mm.expand_as(z)
             assert torch.equal(z[~mm], b[~mm])
-        c = content_transfer(m, hr, src.expand_as(hr), mask, generator=g)
+        c = content_transfer(m, hr, None, src.expand_as(hr), mask, generator=g)
         assert c.shape == hr.shape
         noisy = add_gaussian_noise(torch.rand(1, 3, 36, 44, generator=g), generator=g)   # not a multiple of 8
         r = restore(m, noisy, generator=g)
