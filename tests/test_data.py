@@ -153,3 +153,9 @@ def test_datasets_warn_and_skip_bad_files(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             PairedPatchDataset([tmp_path / "bad.png"], scale=4, patch_size=32)
+
+
+def test_patches_do_not_depend_on_dataloader_workers():
+    ds = PairedPatchDataset(demo_images("val"), 4, 32, patches_per_image=4, jitter=2, seed=0)
+    load = lambda n: [b["hr"] for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=n)]
+    assert all(torch.equal(a, b) for a, b in zip(load(0), load(2)))
