@@ -1,0 +1,75 @@
+"""Training throughput of `srflow_nb.train.Trainer` on this machine (prints JSON, one record per setting).
+
+    python benchmarks/train_speed.py                 # the default grid (several minutes on a 2-core CPU)
+    python benchmarks/train_speed.py --only small    # just the small_4x rows
+    python benchmarks/train_speed.py --steps 3 --json out.json
+
+Rows: the paper's DF2K-4X model (SRFlowConfig.div2k_4x) at HR 256 batch 1 (the setting of the official code's
+7.9 s/step measured on this machine) and HR 160 batch 1/4, and the CPU `small_4x` model at HR 64/96, batch 1/4,
+each under fp32 / bf16 autocast (encoder only, or everything) / channels_last and 1 or 2 threads. A step is a full
+`Trainer.train_step` (batch sampling from the in-memory patch cache, forward, backward, NaN guard, Adam), timed
+after warm-up steps. The machine's load average is recorded with each row: the CPU may be shared.
+"""
+import argparse, json, os, sys, tempfile, time
+from pathlib import Path
+
+import torch
+
+from srflow_nb.model import SRFlow, SRFlowConfig
+from srflow_nb.train import PatchCache, TrainConfig, Trainer
+
+OFFICIAL_S_PER_STEP = {"div2k_4x/hr256/b1": 7.9}   # official SRFlow code, measured on this machine (issue 4)
+
+
+def bench(model_name, batch, patch, amp=None, amp_scope="encoder", channels_last=False, threads=2, frozen=False,
+          steps=3, warmup=1, stage="flow"):
+    torch.manual_seed(0)
+    model = SRFlow(getattr(SRFlowConfig, model_name)())
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.rand(3, patch * 2, patch * 2, generator=g) for _ in range(4)]
+    data = PatchCache.from_hr(imgs, scale=4, patch_size=patch, downscale=lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0])
+    with tempfile.TemporaryDirectory() as d:
+        n = warmup + steps
+        cfg = TrainConfig(stage=stage, iterations=1000, batch_size=batch, patch_size=patch, scale=4, amp=amp,
+                          amp_scope=amp_scope, channels_last=channels_last, threads=threads,
+                          freeze_encoder=1.0 if frozen else 0.0, log_every=1000, ckpt_every_steps=None,
+                          ckpt_every_s=None, val_every=None, out_dir=d)
+        tr = Trainer(model, cfg, data, progress=False, device="cpu", resume=False)
+        times = []
+        for i in range(n):
+            t = time.perf_counter(); r = tr.train_step(); times.append(time.perf_counter() - t)
+            if not r["ok"]: raise RuntimeError(f"step skipped: {r}")
+    t = sorted(times[warmup:])[len(times[warmup:]) // 2]   # median of the timed steps
+    key = f"{model_name}/hr{patch}/b{batch}"
+    row = dict(model=model_name, stage=stage, batch=batch, hr_patch=patch, amp=amp, amp_scope=amp_scope if amp else None,
+               channels_last=channels_last, threads=threads, encoder_frozen=frozen, s_per_step=round(t, 3),
+               steps_per_s=round(1 / t, 3), samples_per_s=round(batch / t, 2), loadavg_1min=os.getloadavg()[0])
+    if key in OFFICIAL_S_PER_STEP: row["official_s_per_step"] = OFFICIAL_S_PER_STEP[key]; row["speedup_vs_official"] = round(OFFICIAL_S_PER_STEP[key] / t, 2)
+    return row
+
+
+GRID = {
+    "small": [dict(model_name="small_4x", batch=b, patch=p, **s) for b in (1, 4) for p in (64,) for s in (
+        dict(), dict(threads=1), dict(amp="bf16"), dict(amp="bf16", amp_scope="all"), dict(amp="bf16", amp_scope="all", threads=1),
+        dict(channels_last=True), dict(frozen=True), dict(amp="bf16", amp_scope="all", frozen=True))]
+        + [dict(model_name="small_4x", batch=8, patch=64, amp="bf16", amp_scope="all"),
+           dict(model_name="small_4x", batch=8, patch=96, amp="bf16", amp_scope="all", stage="rrdb"),
+           dict(model_name="small_4x", batch=8, patch=96, stage="rrdb")],
+    "paper": [dict(model_name="div2k_4x", batch=1, patch=256, steps=2), dict(model_name="div2k_4x", batch=1, patch=256, amp="bf16", amp_scope="all", steps=2),
+              dict(model_name="div2k_4x", batch=1, patch=160, steps=2), dict(model_name="div2k_4x", batch=4, patch=160, steps=2),
+              dict(model_name="div2k_4x", batch=4, patch=160, amp="bf16", amp_scope="all", steps=2)],
+}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=sorted(GRID), nargs="*", default=sorted(GRID))
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 3, 2 for the paper model)")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
+    a = ap.parse_args()
+    rows = []
+    for name in a.only:
+        for kw in GRID[name]:
+            if a.steps: kw = {**kw, "steps": a.steps}
+            row = bench(**kw); rows.append(row)
+            print(json.dumps(row), flush=True)
+    if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
