@@ -1,7 +1,6 @@
 """Trainer integration tests: 2-process DDP (gloo, CPU) vs single process, and a torchrun launch of the CLI.
 
-The tiny model is the real `SRFlow(SRFlowConfig.tiny_4x())` when `srflow_nb.model` exists, else a stand-in with the
-same API (as in nbs/13_train.ipynb)."""
+The model is a really small SRFlow (tiny_4x with 16 features), as in nbs/13_train.ipynb."""
 import json, math, os, socket, subprocess, sys, tempfile
 from pathlib import Path
 
@@ -11,51 +10,13 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from srflow_nb.model import SRFlow, SRFlowConfig
 from srflow_nb.train import PatchCache, TrainConfig, Trainer, list_checkpoints, load_checkpoint
 
 
-class _ToyEncoder(nn.Module):
-    def __init__(self, scale=4, ch=8):
-        super().__init__(); self.scale = scale
-        self.body = nn.Sequential(nn.Conv2d(3, ch, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(ch, ch, 3, padding=1))
-        self.head = nn.Conv2d(ch, 3 * scale ** 2, 3, padding=1)
-    def forward(self, lr): return self.body(lr)
-    def sr(self, lr): return F.interpolate(lr, scale_factor=self.scale, mode="nearest") + F.pixel_shuffle(self.head(self(lr)), self.scale)
-
-class _ToyFlow(nn.Module):
-    def __init__(self, scale=4, ch=8):
-        super().__init__(); self.scale = scale
-        self.encoder, self.cond = _ToyEncoder(scale, ch), nn.Conv2d(ch, 6, 3, padding=1)
-        self.an_logs, self.an_bias = nn.Parameter(torch.zeros(1, 3, 1, 1)), nn.Parameter(torch.zeros(1, 3, 1, 1))
-        self.register_buffer("initialized", torch.tensor(False))
-    def _musig(self, lr):
-        h = F.interpolate(self.cond(self.encoder(lr)), scale_factor=self.scale, mode="nearest")
-        return h[:, :3] + F.interpolate(lr, scale_factor=self.scale, mode="nearest"), 3 * torch.tanh(h[:, 3:] / 3)
-    def encode(self, hr, lr):
-        mu, ls = self._musig(lr)
-        z = ((hr - mu) * torch.exp(-ls) + self.an_bias) * torch.exp(self.an_logs)
-        return [z], (-ls).flatten(1).sum(1) + self.an_logs.sum() * hr.shape[-1] * hr.shape[-2]
-    def nll(self, hr, lr):
-        (z,), logdet = self.encode(hr, lr)
-        logp = (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
-        return -(logp + logdet) / (z[0].numel() * math.log(2)) + 8
-    def initialize(self, hr, lr):
-        mu, ls = self._musig(lr); u = (hr - mu) * torch.exp(-ls)
-        self.an_bias.data = -u.mean((0, 2, 3), keepdim=True)
-        self.an_logs.data = -torch.log(u.std((0, 2, 3), keepdim=True) + 1e-6); self.initialized.fill_(True)
-    def decode(self, latents, lr):
-        mu, ls = self._musig(lr)
-        return (latents[0] * torch.exp(-self.an_logs) - self.an_bias) * torch.exp(ls) + mu
-    def sample(self, lr, n=1, temperature=0.8, generator=None):
-        B, _, h, w = lr.shape
-        return torch.stack([self.decode([temperature * torch.randn(B, 3, h * self.scale, w * self.scale, generator=generator, device=lr.device)], lr) for _ in range(n)])
-
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    try:
-        from srflow_nb.model import SRFlow, SRFlowConfig
-        return SRFlow(SRFlowConfig.tiny_4x())
-    except ImportError: return _ToyFlow()
+    return SRFlow(SRFlowConfig.tiny_4x(nf=16, gc=8, hidden_channels=16, include_unused_official_params=False))
 
 def tiny_data(patch=16, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
