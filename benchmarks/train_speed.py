@@ -49,21 +49,21 @@ def bench(model_name, batch, patch, amp=None, amp_scope="encoder", channels_last
 
 
 GRID = {
-    "small": [dict(model_name="small_4x", batch=b, patch=p, **s) for b in (1, 4) for p in (64,) for s in (
-        dict(), dict(threads=1), dict(amp="bf16"), dict(amp="bf16", amp_scope="all"), dict(amp="bf16", amp_scope="all", threads=1),
-        dict(channels_last=True), dict(frozen=True), dict(amp="bf16", amp_scope="all", frozen=True))]
-        + [dict(model_name="small_4x", batch=8, patch=64, amp="bf16", amp_scope="all"),
-           dict(model_name="small_4x", batch=8, patch=96, amp="bf16", amp_scope="all", stage="rrdb"),
-           dict(model_name="small_4x", batch=8, patch=96, stage="rrdb")],
-    "paper": [dict(model_name="div2k_4x", batch=1, patch=256, steps=2), dict(model_name="div2k_4x", batch=1, patch=256, amp="bf16", amp_scope="all", steps=2),
-              dict(model_name="div2k_4x", batch=1, patch=160, steps=2), dict(model_name="div2k_4x", batch=4, patch=160, steps=2),
-              dict(model_name="div2k_4x", batch=4, patch=160, amp="bf16", amp_scope="all", steps=2)],
+    "small": [dict(model_name="small_4x", batch=b, patch=64, **s) for b in (1, 4) for s in (
+        dict(threads=1), dict(threads=2), dict(threads=1, amp="bf16"), dict(threads=1, amp="bf16", amp_scope="all"),
+        dict(threads=1, channels_last=True), dict(threads=1, frozen=True), dict(threads=1, amp="bf16", amp_scope="all", frozen=True))]
+        + [dict(model_name="small_4x", batch=8, patch=96, threads=1, stage="rrdb"),
+           dict(model_name="small_4x", batch=8, patch=96, threads=1, amp="bf16", stage="rrdb")],
+    "paper": [dict(model_name="div2k_4x", batch=1, patch=256, threads=1, steps=1),
+              dict(model_name="div2k_4x", batch=1, patch=256, threads=1, amp="bf16", amp_scope="all", steps=1),
+              dict(model_name="div2k_4x", batch=1, patch=160, threads=1, steps=1),
+              dict(model_name="div2k_4x", batch=4, patch=160, threads=1, amp="bf16", amp_scope="all", steps=1)],
 }
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=sorted(GRID), nargs="*", default=sorted(GRID))
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 3, 2 for the paper model)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 3, 1 for the paper model)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     a = ap.parse_args()
     rows = []

@@ -84,3 +84,39 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     # only rank 0 wrote checkpoints and they resume
     ck = load_checkpoint(list_checkpoints(tmp_path / "ddp" / "checkpoints")[-1])
     assert ck["step"] == 4 and ck["world_size"] == 2
+
+
+def _cli(out, data, model_json, iterations=8):
+    return [sys.executable, "-m", "srflow_nb.train", "--stage", "flow", "--model", str(model_json), "--data", str(data),
+            "--out", str(out), "--iterations", str(iterations), "--no-progress", "--set", "batch_size=2", "patch_size=16",
+            "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "lr=0.001"]
+
+
+def test_cli_sigkill_and_resume_reproduces_uninterrupted_run(tmp_path):
+    "`python -m srflow_nb.train` killed with SIGKILL after a checkpoint, then re-run: the log equals an uninterrupted run's."
+    import signal, time
+    from PIL import Image
+    data = tmp_path / "hr"; data.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        img = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(48, 48), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(data / f"{i}.png")
+    model_json = tmp_path / "tiny.json"
+    model_json.write_text(SRFlowConfig.tiny_4x(nf=16, gc=8, hidden_channels=16, include_unused_official_params=False).to_json())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    subprocess.run(_cli(tmp_path / "straight", data, model_json), check=True, env=env, capture_output=True, timeout=600)
+    p = subprocess.Popen(_cli(tmp_path / "killed", data, model_json), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = tmp_path / "killed" / "checkpoints"
+    t0 = time.time()
+    while not (ck.exists() and list_checkpoints(ck) and int(list_checkpoints(ck)[-1].name[5:13]) >= 4):
+        assert p.poll() is None and time.time() - t0 < 600, "run ended or hung before its step-4 checkpoint"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL); p.wait()
+    killed_at = int(list_checkpoints(ck)[-1].name[5:13])
+    assert killed_at < 8, "the run finished before it could be killed; slow it down"
+    r = subprocess.run(_cli(tmp_path / "killed", data, model_json), check=True, env=env, capture_output=True, text=True, timeout=600)
+    assert "resumed from step_" in r.stdout
+    rows = lambda d: [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
+    a, b = rows(tmp_path / "straight"), rows(tmp_path / "killed")
+    assert [x["step"] for x in b] == list(range(1, 9))
+    assert [x["loss"] for x in a] == [x["loss"] for x in b], f"resumed run (killed after step {killed_at}) diverged"
