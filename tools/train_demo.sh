@@ -8,13 +8,17 @@
 #   SMOKE=1 bash tools/train_demo.sh    # a few iterations of everything into runs/smoke-*, export to runs/smoke-export
 #   nohup bash tools/train_demo.sh > runs/demo.log 2>&1 &     # the real campaign, in the background
 #
-# Environment: RRDB_ITERS, FLOW_ITERS (override the presets' iterations), RUNS, THREADS (default 2), EXPORT_DIR.
+# Environment: RRDB_ITERS, FLOW_ITERS (override the presets' iterations), RUNS, EXPORT_DIR,
+#   THREADS (torch threads per process, default 1: on a busy 2-core CPU two OpenMP threads were up to 20x slower),
+#   NPROC (default 1; NPROC=2 runs `torchrun --standalone --nproc_per_node 2` DDP with THREADS each, same global batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RUNS=${RUNS:-runs}
 STEP=${1:-all}
-COMMON=(--model small_4x --data data/demo/train --val data/demo/val --set "threads=${THREADS:-2}")
+COMMON=(--model small_4x --data data/demo/train --val data/demo/val --set "threads=${THREADS:-1}")
+NPROC=${NPROC:-1}
+if [ "$NPROC" -gt 1 ]; then TRAIN=(torchrun --standalone --nproc_per_node "$NPROC" -m srflow_nb.train); else TRAIN=(python -m srflow_nb.train); fi
 if [ "${SMOKE:-0}" = 1 ]; then
   RRDB_OUT=$RUNS/smoke-rrdb; FLOW_OUT=$RUNS/smoke-flow; EXPORT_DIR=${EXPORT_DIR:-$RUNS/smoke-export}
   RRDB_ITERS=${RRDB_ITERS:-4}; FLOW_ITERS=${FLOW_ITERS:-4}
@@ -23,13 +27,14 @@ if [ "${SMOKE:-0}" = 1 ]; then
 else
   RRDB_OUT=$RUNS/demo-4x-rrdb; FLOW_OUT=$RUNS/demo-4x; EXPORT_DIR=${EXPORT_DIR:-srflow_nb/assets/pretrained}
   MIN_GAIN=1.0
+  COMMON=(--lpips "${COMMON[@]}")
 fi
 RRDB_ARGS=(); [ -n "${RRDB_ITERS:-}" ] && RRDB_ARGS=(--iterations "$RRDB_ITERS")
 FLOW_ARGS=(); [ -n "${FLOW_ITERS:-}" ] && FLOW_ARGS=(--iterations "$FLOW_ITERS")
 
 if [ "$STEP" = all ] || [ "$STEP" = rrdb ]; then
   echo "[demo] stage 1: RRDB L1 pre-training -> $RRDB_OUT ($(date -u +%H:%M:%S))"
-  python -m srflow_nb.train --preset demo_rrdb "${RRDB_ARGS[@]}" --out "$RRDB_OUT" "${COMMON[@]}"
+  "${TRAIN[@]}" --preset demo_rrdb "${RRDB_ARGS[@]}" --out "$RRDB_OUT" "${COMMON[@]}"
   python - "$RRDB_OUT" "$MIN_GAIN" <<'PY'
 import json, sys
 from pathlib import Path
@@ -43,7 +48,7 @@ PY
 fi
 if [ "$STEP" = all ] || [ "$STEP" = flow ]; then
   echo "[demo] stage 2: SRFlow NLL training -> $FLOW_OUT ($(date -u +%H:%M:%S))"
-  python -m srflow_nb.train --preset demo_flow "${FLOW_ARGS[@]}" --out "$FLOW_OUT" "${COMMON[@]}" "init_from=$RRDB_OUT/best.pt"
+  "${TRAIN[@]}" --preset demo_flow "${FLOW_ARGS[@]}" --out "$FLOW_OUT" "${COMMON[@]}" "init_from=$RRDB_OUT/best.pt"
 fi
 if [ "$STEP" = all ] || [ "$STEP" = export ]; then
   echo "[demo] export best checkpoints -> $EXPORT_DIR ($(date -u +%H:%M:%S))"
