@@ -61,3 +61,13 @@ def test_noreference_order_clean_vs_distorted(pairs):
     # the strongly distorted I03 must score worse than its reference image on all three no-reference metrics
     a, b = pairs[0]
     assert M.niqe(b) > M.niqe(a) and M.brisque(b) > M.brisque(a) and M.piqe(b) > M.piqe(a)
+
+
+def test_public_api_names():
+    from srflow_nb.metrics import psnr, ssim, lr_psnr, lpips, diversity, niqe, brisque, piqe  # noqa: F401 (the issue's API)
+    from srflow_nb.evaluate import evaluate, summarize  # noqa: F401
+
+
+def test_converted_lpips_asset_is_the_recorded_one():
+    p = M.fetch_asset("lpips_alex")
+    assert M.sha256_file(p) == M.ASSETS["lpips_alex"]["sha256"]
