@@ -470,4 +470,4 @@ d = { 'settings': { 'branch': 'main',
                                  'srflow_nb.train.lr_at': ('train.html#lr_at', 'srflow_nb/train.py'),
                                  'srflow_nb.train.psnr': ('train.html#psnr', 'srflow_nb/train.py'),
                                  'srflow_nb.train.save_checkpoint': ('train.html#save_checkpoint', 'srflow_nb/train.py'),
-                                 'srflow_nb.train.train_main': ('train.html#train_main', 'srflow_nb/train.py')}}}
+                                 'srflow_nb.train.train_cli': ('train.html#train_cli', 'srflow_nb/train.py')}}}
