@@ -127,7 +127,9 @@ def main(argv=None):
         conv3x3_gflops_per_s=gf,
         achieved_gflops_per_s=dict(plain=f_plain / tplain / 1e9, fast_1=(f_cond + f_z) / t1 / 1e9),
         achieved_fraction_of_conv=dict(plain=f_plain / tplain / 1e9 / gf, fast_1=(f_cond + f_z) / t1 / 1e9 / gf),
-        check_passed=res["max_abs_diff_fast_vs_plain"] <= 1e-4, load_after=os.getloadavg())
+        check_passed=res["max_abs_diff_fast_vs_plain"] <= 1e-4, load_after=os.getloadavg(),
+        memory_estimate_gib={f"n{k}": S.estimate_memory(model, (a.lr_size, a.lr_size), k, a.batch_size)["total"] / 2**30
+                             for k in (1, a.samples, a.sweep)})
     if res["official_reference_s_per_sample"]:
         ref = res["official_reference_s_per_sample"]
         res["speedup_vs_official"] = dict(fast_1=ref / t1, **{f"fast_{a.samples}": ref / (tn / a.samples)}, **{f"sweep_{a.sweep}": ref / (tsw / a.sweep)})
