@@ -14,7 +14,7 @@ import torch
 
 from srflow_nb.checkpoints import PRETRAINED, load_model
 from srflow_nb.core import atomic_write, run_info
-from srflow_nb.data import demo_images, load_image, make_lr, to_tensor
+from srflow_nb.data import demo_images, imresize, load_image, make_lr, to_tensor
 from srflow_nb.train import export_weights, load_checkpoint
 
 LIMIT = 25 * 2 ** 20
@@ -40,7 +40,7 @@ def evaluate(rrdb, flow, scale=4, temperatures=(0.0, 0.9), seed=0):
         m = max(m, scale)
         hr_np = hr_np[: h // m * m, : w // m * m]
         lr = to_tensor(make_lr(hr_np, scale)); hr = to_tensor(hr_np)
-        bic = torch.nn.functional.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        bic = imresize(lr, scale=scale).clamp(0, 1)  # MATLAB bicubic upscaling, as the paper's bicubic baseline
         add("bicubic", _metrics(bic, hr, lr, scale))
         with torch.inference_mode():
             if rrdb is not None: add("RRDB (demo-4x-rrdb)", _metrics(rrdb.sr(lr).clamp(0, 1), hr, lr, scale))
