@@ -263,10 +263,9 @@ def lpips(a, b, net: str = "alex", device="auto", quantize="round", batch_size: 
 
 # %% ../nbs/11_metrics.ipynb #0afacdd6
 def _imresize_matlab(x: np.ndarray, scale: float) -> np.ndarray:
-    "MATLAB-style bicubic `imresize(x, scale)` of an `(H, W)` or `(H, W, C)` float64 array (TODO: use srflow_nb.data.imresize)."
-    from resize_right import resize, interp_methods
-    return resize(np.asarray(x, np.float64), scale_factors=scale, interp_method=interp_methods.cubic,
-                  antialiasing=True, pad_mode="symmetric")
+    "MATLAB bicubic `imresize(x, scale)` of an `(H, W)` or `(H, W, C)` array in float64 (`srflow_nb.data.imresize`)."
+    from srflow_nb.data import imresize
+    return imresize(np.asarray(x, np.float64), scale=scale)
 
 def lr_psnr(sr, lr, scale: int, quantize="round"):
     "PSNR (dB) between the SR image downscaled by `1/scale` (MATLAB bicubic) and the LR image."

@@ -1,0 +1,118 @@
+"""Training throughput of `srflow_nb.train.Trainer` on this machine (prints JSON, one record per setting).
+
+    python benchmarks/train_speed.py                 # the default grid (several minutes on a 2-core CPU)
+    python benchmarks/train_speed.py --only small    # just the small_4x rows
+    python benchmarks/train_speed.py --steps 3 --json out.json
+    python benchmarks/train_speed.py --ab small rrdb paper   # interleaved A/B of precision/layout/threads (robust to load)
+
+Rows: the paper's DF2K-4X model (SRFlowConfig.div2k_4x) at HR 256 batch 1 (the setting of the official code's
+7.9 s/step measured on this machine) and HR 160 batch 1/4, and the CPU `small_4x` model at HR 64/96, batch 1/4,
+each under fp32 / bf16 autocast (encoder only, or everything) / channels_last and 1 or 2 threads. A step is a full
+`Trainer.train_step` (batch sampling from the in-memory patch cache, forward, backward, NaN guard, Adam), timed
+after warm-up steps. The machine's load average is recorded with each row: the CPU may be shared.
+"""
+import argparse, json, os, sys, tempfile, time
+from pathlib import Path
+
+import torch
+
+from srflow_nb.model import SRFlow, SRFlowConfig
+from srflow_nb.train import PatchCache, TrainConfig, Trainer
+
+OFFICIAL_S_PER_STEP = {"div2k_4x/hr256/b1": 7.9}   # official SRFlow code, measured on this machine (issue 4)
+
+
+def bench(model_name, batch, patch, amp=None, amp_scope="encoder", channels_last=False, threads=2, frozen=False,
+          steps=3, warmup=1, stage="flow"):
+    torch.manual_seed(0)
+    model = SRFlow(getattr(SRFlowConfig, model_name)())
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.rand(3, patch * 2, patch * 2, generator=g) for _ in range(4)]
+    data = PatchCache.from_hr(imgs, scale=4, patch_size=patch, downscale=lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0])
+    with tempfile.TemporaryDirectory() as d:
+        n = warmup + steps
+        cfg = TrainConfig(stage=stage, iterations=1000, batch_size=batch, patch_size=patch, scale=4, amp=amp,
+                          amp_scope=amp_scope, channels_last=channels_last, threads=threads,
+                          freeze_encoder=1.0 if frozen else 0.0, log_every=1000, ckpt_every_steps=None,
+                          ckpt_every_s=None, val_every=None, out_dir=d)
+        tr = Trainer(model, cfg, data, progress=False, device="cpu", resume=False)
+        times = []
+        for i in range(n):
+            t = time.perf_counter(); r = tr.train_step(); times.append(time.perf_counter() - t)
+            if not r["ok"]: raise RuntimeError(f"step skipped: {r}")
+    t = sorted(times[warmup:])[len(times[warmup:]) // 2]   # median of the timed steps
+    key = f"{model_name}/hr{patch}/b{batch}"
+    row = dict(model=model_name, stage=stage, batch=batch, hr_patch=patch, amp=amp, amp_scope=amp_scope if amp else None,
+               channels_last=channels_last, threads=threads, encoder_frozen=frozen, s_per_step=round(t, 3),
+               steps_per_s=round(1 / t, 3), samples_per_s=round(batch / t, 2), loadavg_1min=os.getloadavg()[0])
+    if key in OFFICIAL_S_PER_STEP: row["official_s_per_step"] = OFFICIAL_S_PER_STEP[key]; row["speedup_vs_official"] = round(OFFICIAL_S_PER_STEP[key] / t, 2)
+    return row
+
+
+def ab(model_name, batch, patch, settings: dict, rounds=4, stage="flow"):
+    """Interleaved A/B timing: one Trainer per setting (same init), steps taken in turn, so that a shared CPU's
+    changing load hits every setting alike. Returns {setting: median s/step}. Threads are set per step."""
+    trainers = {}
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.rand(3, patch * 2, patch * 2, generator=g) for _ in range(4)]
+    data = PatchCache.from_hr(imgs, scale=4, patch_size=patch, downscale=lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0])
+    tmp = tempfile.TemporaryDirectory()
+    for name, kw in settings.items():
+        torch.manual_seed(0)
+        cfg = TrainConfig(stage=stage, iterations=1000, batch_size=batch, patch_size=patch, scale=4, freeze_encoder=0.0,
+                          log_every=1000, ckpt_every_steps=None, ckpt_every_s=None, val_every=None, out_dir=f"{tmp.name}/{name}", **kw)
+        trainers[name] = Trainer(SRFlow(getattr(SRFlowConfig, model_name)()), cfg, data, progress=False, device="cpu", resume=False)
+    times = {n: [] for n in settings}
+    for r in range(rounds + 1):
+        for n, tr in trainers.items():
+            torch.set_num_threads(tr.cfg.threads or 1)
+            t = time.perf_counter(); tr.train_step(); dt = time.perf_counter() - t
+            if r: times[n].append(dt)   # round 0 is warm-up
+    tmp.cleanup()
+    med = {n: sorted(v)[len(v) // 2] for n, v in times.items()}
+    return dict(model=model_name, stage=stage, batch=batch, hr_patch=patch, rounds=rounds, s_per_step=med,
+                relative_to_first={n: round(med[next(iter(med))] / v, 2) for n, v in med.items()}, loadavg_1min=os.getloadavg()[0])
+
+
+AB = {
+    "small": dict(model_name="small_4x", batch=4, patch=64, settings={
+        "fp32": dict(threads=1), "bf16_encoder": dict(threads=1, amp="bf16"), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all"),
+        "channels_last": dict(threads=1, channels_last=True), "bf16_all+channels_last": dict(threads=1, amp="bf16", amp_scope="all", channels_last=True),
+        "fp32_2threads": dict(threads=2)}),
+    "rrdb": dict(model_name="small_4x", batch=8, patch=96, stage="rrdb", settings={
+        "fp32": dict(threads=1), "bf16": dict(threads=1, amp="bf16")}),
+    "paper": dict(model_name="div2k_4x", batch=1, patch=256, rounds=2, settings={
+        "fp32": dict(threads=1), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all")}),
+}
+
+GRID = {
+    "small": [dict(model_name="small_4x", batch=b, patch=64, **s) for b in (1, 4) for s in (
+        dict(threads=1), dict(threads=2), dict(threads=1, amp="bf16"), dict(threads=1, amp="bf16", amp_scope="all"),
+        dict(threads=1, channels_last=True), dict(threads=1, frozen=True), dict(threads=1, amp="bf16", amp_scope="all", frozen=True))]
+        + [dict(model_name="small_4x", batch=8, patch=96, threads=1, stage="rrdb"),
+           dict(model_name="small_4x", batch=8, patch=96, threads=1, amp="bf16", stage="rrdb")],
+    "paper": [dict(model_name="div2k_4x", batch=1, patch=256, threads=1, steps=1),
+              dict(model_name="div2k_4x", batch=1, patch=256, threads=1, amp="bf16", amp_scope="all", steps=1),
+              dict(model_name="div2k_4x", batch=1, patch=160, threads=1, steps=1),
+              dict(model_name="div2k_4x", batch=4, patch=160, threads=1, amp="bf16", amp_scope="all", steps=1)],
+}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=sorted(GRID), nargs="*", default=sorted(GRID))
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 3, 1 for the paper model)")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--ab", choices=sorted(AB), nargs="*", help="interleaved A/B comparisons instead of the grid")
+    a = ap.parse_args()
+    rows = []
+    if a.ab is not None:
+        for name in a.ab or sorted(AB):
+            row = ab(**AB[name]); rows.append(row); print(json.dumps(row), flush=True)
+        if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
+        sys.exit(0)
+    for name in a.only:
+        for kw in GRID[name]:
+            if a.steps: kw = {**kw, "steps": a.steps}
+            row = bench(**kw); rows.append(row)
+            print(json.dumps(row), flush=True)
+    if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
