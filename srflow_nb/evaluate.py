@@ -96,7 +96,7 @@ def _load_existing(out_csv: Path | None, config: dict, resume: bool) -> pd.DataF
         old = json.loads(side.read_text()).get("config", {})
         diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
         if diff: raise ValueError(f"{out_csv} was written with a different configuration {diff}; use another out_csv or resume=False")
-    return pd.read_csv(out_csv)
+    return pd.read_csv(out_csv, dtype={"image": str})  # names such as DIV2K 0801 stay strings
 
 def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[float] = (0.8,), n_samples: int = 1,
              metrics: Sequence[str] = DEFAULT_METRICS, out_csv: str | Path | None = None, seed: int = 0,

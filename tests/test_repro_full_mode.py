@@ -66,7 +66,7 @@ def test_full_mode_paths_schema_and_resume(fake_full):
 def _resume(R, root):
     df, calls = _run(R)
     assert len(calls) == 3 * 2
-    csv = pd.read_csv(R.out / "evaluation.csv")
+    csv = pd.read_csv(R.out / "evaluation.csv", dtype={"image": str})
     # resumption: a partial CSV (as after a crash) is completed without redoing the finished images
     last = sorted(csv.image.astype(str))[-1]
     keep = csv[csv.image.astype(str) != last]
@@ -82,8 +82,7 @@ def _resume(R, root):
         _run(R2, temps=(0.0, 0.8))
 
 
-@pytest.mark.xfail(strict=True, reason="evaluate() reads the resumed CSV without dtype={'image': str}: DIV2K names "
-                   "'0801' come back as 801 and every image is recomputed (bug reported against srflow_nb.evaluate)")
+# regression: evaluate() once read resumed CSVs without dtype={"image": str}, so DIV2K names "0801" came back as 801
 def test_full_mode_resume_div2k_names(fake_full):
     _resume(repro_setup("20_repro.table2", results_root=fake_full / "results"), fake_full / "results")
 
