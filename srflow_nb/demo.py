@@ -202,11 +202,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         out = results_dir(f"{name}/full", results_root)
     else:
         dev = get_device("cpu")
-        try: model, rrdb, desc = load_demo_models(device=dev)
-        except FileNotFoundError as e:
-            from srflow_nb.testing import tiny_model
-            print(f"NOTE: no bundled checkpoint ({e}).\nNOTE: running on an UNTRAINED tiny model: every code path runs, the numbers mean nothing.")
-            model, rrdb, desc = tiny_model(seed=0).eval(), None, dict(checkpoint="untrained tiny_model(seed=0)", rrdb="its encoder head")
+        model, rrdb, desc = load_demo_models(device=dev)   # the bundled checkpoints; a missing file is an error, never a stand-in
         ds = demo_dataset("test", quick_crop, quick_limit, 16)
         out = results_dir(f"{name}/quick", results_root)
     write_run(out, dev, notebook=name, full=full, seed=seed, images=[d["name"] for d in ds], **desc, **settings)
