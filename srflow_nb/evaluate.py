@@ -77,9 +77,10 @@ def group_seed(seed: int, name: str, temperature: float) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 52) - 1)   # exact in a float64 CSV column
 
 def bicubic_upsampler(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    "Baseline `lr -> sr`: bicubic upsampling (torch, a=-0.75 like MATLAB; borders replicate), clipped to [0, 1]."
+    "Baseline `lr -> sr`: MATLAB bicubic upsampling (`srflow_nb.data.imresize`, a=-0.5, symmetric borders), clipped to [0, 1]."
+    from srflow_nb.data import imresize
     def bicubic(lr: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        return imresize(lr, scale=scale).clamp(0, 1)
     return bicubic
 
 # %% ../nbs/12_evaluate.ipynb #ba69c277
