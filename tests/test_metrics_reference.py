@@ -17,6 +17,7 @@ REF = {
     "brisque": [94.6421, -0.107618, 0.992889, 5.35827, 72.2617],                             # original LIVE code
     "piqe":    [100.00, 21.62, 35.86, 41.15, 76.95],                                          # MATLAB piqe
     "psnr":    [21.11, 20.99, 27.01, 23.3, 21.62],                                            # RGB, 0-255
+    "ssim":    [0.6993, 0.9978, 0.9989, 0.9669, 0.6519],                                      # ssim_index.m on rgb2gray
 }
 
 
@@ -52,9 +53,24 @@ def test_brisque_matches_live_code(pairs):
     ref = np.array(REF["brisque"])
     # I03, I04, I06, I08: within 2% of the value, or 0.02 absolute for the near-zero I04/I06 scores
     np.testing.assert_allclose(got[:4], ref[:4], rtol=0.02, atol=0.02)
-    # I19 (colour quantisation, large flat areas): known gap of about -11% caused by floating-point noise of the local
-    # mean in flat regions deciding the sign of MSCN coefficients (see nbs/11_metrics.ipynb). Checked at 15%, not 2%.
-    assert abs(got[4] / ref[4] - 1) < 0.15, got[4]
+
+
+def test_brisque_i19_bracketed_by_flat_region_treatments(pairs):
+    # I19 (colour quantisation, 30% of pixels in perfectly flat 7x7 areas): the score depends on the last-bit rounding
+    # noise of the local mean there (see nbs/11_metrics.ipynb). Keeping our noise and zeroing |MSCN| < 1e-8 are the two
+    # extremes; the LIVE value must lie between them, and the zeroed variant within 3.5% of it.
+    b = pairs[4][1]
+    keep, zeroed, ref = M.brisque(b), M.brisque(b, flat_tol=1e-8), REF["brisque"][4]
+    assert keep < ref < zeroed, (keep, ref, zeroed)
+    assert abs(zeroed / ref - 1) < 0.035, zeroed
+    # on a natural photograph without flat areas the two treatments agree
+    a = pairs[2][0]
+    np.testing.assert_allclose(M.brisque(a, flat_tol=1e-8), M.brisque(a), rtol=2e-3, atol=0.02)
+
+
+def test_ssim_gray_matches_reference(pairs):
+    got = [M.ssim(a, b, gray=True) for a, b in pairs]
+    np.testing.assert_allclose(got, REF["ssim"], atol=1e-4 + 1e-9)   # reference rounded to 4 decimals
 
 
 def test_noreference_order_clean_vs_distorted(pairs):
