@@ -17,12 +17,12 @@ __all__ = ['FlowLevel', 'ConditionalFlow']
 class FlowLevel(nn.Module):
     "One level: squeeze, `n_transition` unconditional steps, `K` conditional steps, optional split."
     def __init__(self, in_channels: int, K: int, n_transition: int, cond_channels: int, hidden_channels: int = 64,
-                 eps: float = 1e-4, split: bool = False, split_conditional: bool = False):
+                 eps: float = 1e-4, split: bool = False, split_conditional: bool = False, injector: bool = True):
         super().__init__()
         self.in_channels, self.channels = in_channels, 4 * in_channels
         self.squeeze = Squeeze()
         self.transitions = nn.ModuleList([FlowStep(self.channels, coupling=False) for _ in range(n_transition)])
-        self.steps = nn.ModuleList([FlowStep(self.channels, cond_channels, hidden_channels, eps) for _ in range(K)])
+        self.steps = nn.ModuleList([FlowStep(self.channels, cond_channels, hidden_channels, eps, injector=injector) for _ in range(K)])
         self.split = SplitPrior(self.channels, cond_channels, split_conditional) if split else None
         self.out_channels = self.split.n_pass if split else self.channels
 
@@ -58,13 +58,13 @@ class FlowLevel(nn.Module):
 class ConditionalFlow(nn.Module):
     "SRFlow's flow: `L` levels; level l splits iff l <= L-2 (official rule)."
     def __init__(self, in_channels: int = 3, L: int = 3, K: int = 16, n_transition: int = 2, cond_channels: int = 320,
-                 hidden_channels: int = 64, eps: float = 1e-4, split_conditional: bool = False):
+                 hidden_channels: int = 64, eps: float = 1e-4, split_conditional: bool = False, injector: bool = True):
         super().__init__()
         self.in_channels, self.L = in_channels, L
         levels, c = [], in_channels
         for level in range(1, L + 1):
             lv = FlowLevel(c, K, n_transition, cond_channels, hidden_channels, eps,
-                           split=level <= L - 2, split_conditional=split_conditional)
+                           split=level <= L - 2, split_conditional=split_conditional, injector=injector)
             levels.append(lv); c = lv.out_channels
         self.levels = nn.ModuleList(levels)
 

@@ -226,19 +226,20 @@ class SplitPrior(nn.Module):
 
 # %% ../nbs/02_layers.ipynb #b6bee664
 class FlowStep(FlowLayer):
-    "ActNorm -> InvConv1x1 -> [AffineInjector -> ConditionalAffineCoupling] (coupling steps only)."
+    "ActNorm -> InvConv1x1 -> [AffineInjector -> ConditionalAffineCoupling] (coupling steps only; `injector=False` drops the injector)."
     def __init__(self, num_channels: int, cond_channels: int | None = None, hidden_channels: int = 64,
-                 eps: float = 1e-4, coupling: bool = True):
+                 eps: float = 1e-4, coupling: bool = True, injector: bool = True):
         super().__init__()
         self.actnorm = ActNorm(num_channels)
         self.invconv = InvConv1x1(num_channels)
         self.has_coupling = coupling
         if coupling:  # registered coupling-first so the state dict follows the official key order
             self.coupling = ConditionalAffineCoupling(num_channels, cond_channels, hidden_channels, eps)
-            self.injector = AffineInjector(num_channels, cond_channels, hidden_channels, eps)
+            self.injector = AffineInjector(num_channels, cond_channels, hidden_channels, eps) if injector else None
 
     def _layers(self):
-        return [self.actnorm, self.invconv] + ([self.injector, self.coupling] if self.has_coupling else [])
+        if not self.has_coupling: return [self.actnorm, self.invconv]
+        return [self.actnorm, self.invconv] + ([self.injector] if self.injector is not None else []) + [self.coupling]
 
     def _forward(self, x, cond=None):
         logdet = 0

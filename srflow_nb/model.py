@@ -33,6 +33,7 @@ class SRFlowConfig:
     hidden_channels: int = 64
     affine_eps: float = 1e-4
     split_conditional: bool = False
+    affine_injector: bool = True            # False: Table 3's "No Affine Inj." ablation (coupling-only conditional steps)
     include_unused_official_params: bool = True
 
     def __post_init__(self):
@@ -84,7 +85,7 @@ class SRFlow(nn.Module):
         self.config = c = config or SRFlowConfig()
         self.encoder = RRDBEncoder(c.in_channels, c.in_channels, c.nf, c.nb, c.gc, c.scale, c.stack_blocks, c.L)
         self.flow = ConditionalFlow(c.in_channels, c.L, c.K, c.n_transition, c.cond_channels, c.hidden_channels,
-                                    c.affine_eps, c.split_conditional)
+                                    c.affine_eps, c.split_conditional, c.affine_injector)
         if c.include_unused_official_params:  # official `flowUpsamplerNet.f.0`: never used, kept for checkpoints
             self.official_unused_f0 = nn.Conv2d(c.cond_channels, 96, 3, padding=1)
 

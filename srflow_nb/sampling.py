@@ -92,24 +92,26 @@ class FastSampler:
             w0, b0 = _fold_conv_actnorm(cp.net[0]); w1, b1 = _fold_conv_actnorm(cp.net[2]); w2, b2 = _fold_zeroconv(cp.net[4])
             half = w2.shape[0] // 2
             b2[half:] += 2.0  # sigmoid(h + 2)
-            iw0, ib0 = _fold_conv_actnorm(inj.net[0]); iw1, ib1 = _fold_conv_actnorm(inj.net[2]); iw2, ib2 = _fold_zeroconv(inj.net[4])
-            ib2[ib2.shape[0] // 2:] += 2.0
             aff = _reverse_affine(step)
             if k == 0 and trans is not None: aff = _compose(trans, aff)
-            steps.append(dict(nk=nk, eps=float(cp.eps), inj_eps=float(inj.eps), half=half,
-                              wz=self._t(w0[:, :nk]), wc=w0[:, nk:], bc=b0, w1=self._t(w1), b1=self._t(b1),
-                              w2=self._t(w2), b2=self._t(b2), iw0=iw0, ib0=ib0, iw1=self._t(iw1), ib1=self._t(ib1),
-                              iw2=self._t(iw2), ib2=self._t(ib2),
-                              A=self._t(aff[0])[:, :, None, None], c=aff[1]))
+            d = dict(nk=nk, eps=float(cp.eps), half=half, hid=w0.shape[0], inj=inj is not None,
+                     wz=self._t(w0[:, :nk]), wc=w0[:, nk:], bc=b0, w1=self._t(w1), b1=self._t(b1),
+                     w2=self._t(w2), b2=self._t(b2), A=self._t(aff[0])[:, :, None, None], c=aff[1])
+            if inj is not None:   # affine_injector=False models have none (Table 3 ablation)
+                iw0, ib0 = _fold_conv_actnorm(inj.net[0]); iw1, ib1 = _fold_conv_actnorm(inj.net[2]); iw2, ib2 = _fold_zeroconv(inj.net[4])
+                ib2[ib2.shape[0] // 2:] += 2.0
+                d.update(inj_eps=float(inj.eps), ihid=iw0.shape[0], iw0=iw0, ib0=ib0, iw1=self._t(iw1), ib1=self._t(ib1),
+                         iw2=self._t(iw2), ib2=self._t(ib2))
+            steps.append(d)
         # one wide conv per chunk of steps over the shared cond: [injector conv0 | coupling cond-half conv0] per step
         chunks = []
         for i in range(0, len(steps), self.steps_per_conv):
             ch = steps[i:i + self.steps_per_conv]
-            w = torch.cat([t for d in ch for t in (d["iw0"], d["wc"])])
-            b = torch.cat([t for d in ch for t in (d["ib0"], d["bc"])])
+            w = torch.cat([t for d in ch for t in ((d["iw0"], d["wc"]) if d["inj"] else (d["wc"],))])
+            b = torch.cat([t for d in ch for t in ((d["ib0"], d["bc"]) if d["inj"] else (d["bc"],))])
             chunks.append((i, len(ch), self._t(w), self._t(b)))
         for d in steps:
-            for name in ("iw0", "ib0", "wc", "bc"): d.pop(name)
+            for name in ("iw0", "ib0", "wc", "bc"): d.pop(name, None)
             d["c"] = self._t(d["c"])
         out = dict(steps=steps, chunks=chunks, split=None, channels=lv.channels,
                    trans=None if trans is None or steps else (self._t(trans[0])[:, :, None, None], self._t(trans[1])))
@@ -136,19 +138,21 @@ class FastSampler:
             steps = [None] * len(lv["steps"])
             for i0, n, w, b in lv["chunks"]:
                 big = F.conv2d(c, w, b, padding=1)
-                hid = big.shape[1] // (2 * n)
+                off = 0
                 for j in range(n):
                     d = lv["steps"][i0 + j]
-                    base = 2 * hid * j
-                    h = F.relu(big[:, base:base + hid])
-                    h = F.relu(F.conv2d(h, d["iw1"], d["ib1"]))
-                    o = F.conv2d(h, d["iw2"], d["ib2"], padding=1)
-                    ch = o.shape[1] // 2
-                    inv = 1.0 / (torch.sigmoid(o[:, ch:]) + d["inj_eps"])
-                    # reverse of injector then of ActNorm+1x1: A (y * inv - shift) + c = A (y * inv) + (c - A shift)
-                    shift = d["c"].view(1, -1, 1, 1) - F.conv2d(o[:, :ch], d["A"])
-                    steps[i0 + j] = dict(cc=big[:, base + hid:base + 2 * hid].contiguous(memory_format=self.fmt),
-                                         inv=inv.contiguous(memory_format=self.fmt), shift=shift.contiguous(memory_format=self.fmt))
+                    if d["inj"]:
+                        h = F.relu(big[:, off:off + d["ihid"]]); off += d["ihid"]
+                        h = F.relu(F.conv2d(h, d["iw1"], d["ib1"]))
+                        o = F.conv2d(h, d["iw2"], d["ib2"], padding=1)
+                        ch = o.shape[1] // 2
+                        inv = (1.0 / (torch.sigmoid(o[:, ch:]) + d["inj_eps"])).contiguous(memory_format=self.fmt)
+                        # reverse of injector then of ActNorm+1x1: A (y * inv - shift) + c = A (y * inv) + (c - A shift)
+                        shift = (d["c"].view(1, -1, 1, 1) - F.conv2d(o[:, :ch], d["A"])).contiguous(memory_format=self.fmt)
+                    else:
+                        inv, shift = None, d["c"].view(1, -1, 1, 1)
+                    steps[i0 + j] = dict(cc=big[:, off:off + d["hid"]].contiguous(memory_format=self.fmt), inv=inv, shift=shift)
+                    off += d["hid"]
                 del big
             split_c = None
             if lv["split"] is not None and lv["split"]["conditional"]:
@@ -181,7 +185,8 @@ class FastSampler:
                 o = F.conv2d(a, d["w2"], d["b2"], padding=1)
                 scale = torch.sigmoid(o[:, d["half"]:]).add_(d["eps"])
                 yb = (yb / scale).sub_(o[:, :d["half"]])
-                h = _bc(torch.cat([ya, yb], 1), t["inv"], torch.mul)
+                h = torch.cat([ya, yb], 1)
+                if t["inv"] is not None: h = _bc(h, t["inv"], torch.mul)
                 h = _bc(F.conv2d(h, d["A"]), t["shift"], torch.add)
             if lv["trans"] is not None: h = F.conv2d(h, lv["trans"][0], lv["trans"][1])
             h = _unsqueeze(h)
