@@ -52,7 +52,7 @@ def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, dev
     return model, base, dict(checkpoint=str(ck), rrdb=rdesc)
 
 # %% ../nbs/19a_demo.ipynb #0e390100
-def srflow_sampler(model, batch_size: int = 8, on_sample: Callable | None = None) -> Callable:
+def srflow_sampler(model, batch_size: int | None = None, on_sample: Callable | None = None) -> Callable:
     "`f(lr, n, temperature, generator) -> (n, B, 3, H, W)` in [0, 1] through `srflow_nb.sampling.sample`."
     def f(lr, n, temperature, generator):
         seed = generator.initial_seed() if generator is not None else 0

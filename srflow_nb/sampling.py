@@ -15,9 +15,9 @@ from .core import get_device, atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'SamplerCache', 'FastSampler', 'get_sampler', 'sample_seed', 'check_temperature', 'lr_multiple',
-           'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'cache_hr_shape', 'sample', 'temperature_sweep',
-           'region_to_latent_masks', 'resample_region', 'estimate_memory', 'TileTooLargeError', 'largest_tile',
-           'super_resolve_tiled', 'load_sampling_model', 'sample_cli']
+           'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'cache_hr_shape', 'sample',
+           'temperature_sweep', 'region_to_latent_masks', 'resample_region', 'estimate_memory', 'TileTooLargeError',
+           'largest_tile', 'super_resolve_tiled', 'load_sampling_model', 'sample_cli']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
 def _f64(t): return t.detach().to(torch.float64)
@@ -302,6 +302,13 @@ def _autocast(precision, dev):
     if dt == torch.float16 and dev.type != "cuda": raise ValueError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
     return torch.autocast(dev.type, dtype=dt)
 
+def default_batch_size(dev) -> int:
+    "Samples decoded per chunk when `batch_size=None`: 2 on CPU (the decode is memory-bound there), 8 on CUDA."
+    return 2 if torch.device(dev).type == "cpu" else 8
+
+def _batch(batch_size, dev) -> int:
+    return default_batch_size(dev) if batch_size is None else _check_n(batch_size, "batch_size")
+
 def _check_n(n, name="n"):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
@@ -320,12 +327,14 @@ def cache_hr_shape(cache, sampler): return (sampler.model.config.in_channels, *c
 
 def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
            latents: list[torch.Tensor] | None = None, region: torch.Tensor | None = None, device="auto",
-           batch_size: int = 8, precision: str = "fp32", first_index: int = 0, return_latents: bool = False,
+           batch_size: int | None = None, precision: str = "fp32", first_index: int = 0, return_latents: bool = False,
            clamp: bool = False):
     "`n` SR samples of each LR image: `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents `(n, B, ...)` each."
-    n, batch_size = _check_n(n), _check_n(batch_size, "batch_size")
+    n = _check_n(n)
+    if batch_size is not None: _check_n(batch_size, "batch_size")
     temps = check_temperature(temperature, model)
     dev, lr_p, (h, w) = _prepare(model, lr, device)
+    batch_size = _batch(batch_size, dev)
     s = model.config.scale
     hr_hw = (lr_p.shape[2] * s, lr_p.shape[3] * s)
     b = lr_p.shape[0]
@@ -351,13 +360,15 @@ def _check_latents(model, latents, hr_hw, b):
 
 # %% ../nbs/14_sampling.ipynb #a5e43149
 def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
-                      device="auto", batch_size: int = 8, precision: str = "fp32", first_index: int = 0,
+                      device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
                       clamp: bool = False) -> torch.Tensor:
     "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
-    n, batch_size = _check_n(n), _check_n(batch_size, "batch_size")
+    n = _check_n(n)
+    if batch_size is not None: _check_n(batch_size, "batch_size")
     if not isinstance(temperatures, (list, tuple)) or not temperatures: raise ValueError("temperatures must be a non-empty list")
     temps = [check_temperature(t, model) for t in temperatures]
     dev, lr_p, (h, w) = _prepare(model, lr, device)
+    batch_size = _batch(batch_size, dev)
     s, b = model.config.scale, lr_p.shape[0]
     hr_hw = (lr_p.shape[2] * s, lr_p.shape[3] * s)
     unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
@@ -400,7 +411,7 @@ def resample_region(model, lr: torch.Tensor, latents: list[torch.Tensor], mask: 
                   return_latents=return_latents, **kw)
 
 # %% ../nbs/14_sampling.ipynb #e4d6fe35
-def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int = 8, batch: int = 1,
+def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int | None = None, batch: int = 1,
                     overhead: float = 1.3, base: int = 350 * 2**20) -> dict:
     "Estimated peak bytes of `sample` for an LR of `lr_hw` (`n` samples, `batch` LR images): dict of parts and `total`."
     c = model.config
@@ -410,6 +421,7 @@ def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int =
     P, H, W = h * w, h * c.scale, w * c.scale
     params = sum(p.numel() for p in model.parameters()) * f
     flow_params = sum(p.numel() for p in model.flow.parameters()) * f
+    if batch_size is None: batch_size = default_batch_size(next(model.parameters()).device)
     nb = min(n, batch_size) * batch
     lv_px = [(H // 2 ** l) * (W // 2 ** l) for l in range(1, len(model.flow.levels) + 1)]
     chans = [lv.channels for lv in model.flow.levels]
@@ -440,7 +452,7 @@ def _ramp(length: int, ov_before: int, ov_after: int) -> torch.Tensor:
     if ov_after: w = torch.minimum(w, ((length - d - ov_after / 4) / (ov_after / 2)).clamp(0, 1))
     return w.float()
 
-def largest_tile(model, max_memory: int, n: int = 1, batch_size: int = 8, batch: int = 1, extra: int = 0) -> int:
+def largest_tile(model, max_memory: int, n: int = 1, batch_size: int | None = None, batch: int = 1, extra: int = 0) -> int:
     "The largest square LR tile (multiple of `lr_multiple`) whose `estimate_memory` + `extra` fits `max_memory` (0: none)."
     m = lr_multiple(model)
     lo, hi = 0, 4096 // m
@@ -452,11 +464,12 @@ def largest_tile(model, max_memory: int, n: int = 1, batch_size: int = 8, batch:
 
 def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int = 16, n: int = 1, temperature=0.8,
                         seed: int | torch.Generator | None = None, latents: list[torch.Tensor] | None = None,
-                        device="auto", batch_size: int = 8, precision: str = "fp32", first_index: int = 0,
+                        device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
                         max_memory: int | None = None, progress: bool = False, clamp: bool = False,
                         return_latents: bool = False):
     "Sample like `sample` but tile by tile (`tile`, `overlap` in LR pixels) with seam-free blending: `(n, B, C, sH, sW)`."
-    n, batch_size = _check_n(n), _check_n(batch_size, "batch_size")
+    n = _check_n(n)
+    if batch_size is not None: _check_n(batch_size, "batch_size")
     temps = check_temperature(temperature, model)
     m = lr_multiple(model)
     if not isinstance(tile, int) or tile < 2 * m: raise ValueError(f"tile must be an int >= {2 * m} LR pixels, got {tile!r}")
@@ -464,6 +477,7 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
         raise ValueError(f"overlap must be an int in [0, tile), got {overlap!r} for tile {tile}")
     tile, overlap = tile // m * m, -(-overlap // m) * m
     dev, lr_p, (h, w) = _prepare(model, lr, device)
+    batch_size = _batch(batch_size, dev)
     s, b, C = model.config.scale, lr_p.shape[0], model.config.in_channels
     lh, lw = lr_p.shape[2:]
     th, tw = min(tile, lh), min(tile, lw)
@@ -576,7 +590,7 @@ def sample_cli(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (tiled inference)")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels")
     p.add_argument("--max-memory", type=float, default=None, help="memory budget in GiB: error if a tile cannot fit")
-    p.add_argument("--batch-size", type=int, default=8, help="samples decoded at once")
+    p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: 2 on CPU, 8 on CUDA)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
