@@ -536,27 +536,13 @@ def _list_inputs(paths) -> list[Path]:
     return files
 
 def _read_image(path: Path) -> torch.Tensor:
-    "(3, H, W) float32 in [0, 1]."
-    try: from srflow_nb.data import load_image
-    except ImportError: load_image = None
-    if load_image is not None: return torch.from_numpy(np.ascontiguousarray(load_image(path, dtype=np.float32))).permute(2, 0, 1)
-    from PIL import Image, UnidentifiedImageError
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such image file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I"): arr = np.asarray(im, dtype=np.float32) / 65535.0; arr = np.repeat(arr[..., None], 3, 2)
-            else: arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e: raise ValueError(f"{path}: cannot read image ({e})") from None
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    "(3, H, W) float32 in [0, 1] by the data module's image policy (`ImageError`, a `ValueError`, naming the file)."
+    from srflow_nb.data import load_image
+    return torch.from_numpy(np.ascontiguousarray(load_image(path, dtype=np.float32))).permute(2, 0, 1)
 
 def _write_image(path: Path, img: torch.Tensor):
-    try: from srflow_nb.data import save_image
-    except ImportError: save_image = None
-    if save_image is not None: return save_image(path, img.clamp(0, 1))
-    from PIL import Image
-    arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+    from srflow_nb.data import save_image
+    return save_image(path, img.clamp(0, 1))
 
 def load_sampling_model(checkpoint: str | None = None, device="auto"):
     "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."

@@ -337,13 +337,12 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
 
 def _save_grid(path, rows: list[list[torch.Tensor]]):
     "Write a PNG grid: one row per image (a list of (3, H, W) tensors of possibly different sizes), zero-padded."
-    from PIL import Image
     h = max(max(t.shape[-2] for t in r) for r in rows)
     lines = [torch.cat([F.pad(t.clamp(0, 1), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
     w = max(l.shape[-1] for l in lines)
     grid = torch.cat([F.pad(l, (0, w - l.shape[-1])) for l in lines], -2)
-    arr = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+    from srflow_nb.data import save_image
+    save_image(path, grid.cpu())
 
 # %% ../nbs/13_train.ipynb #790af250
 class Trainer:
@@ -677,15 +676,14 @@ def _parse_value(v: str):
 
 def load_folder(folder, crop: int | None = None, multiple: int = 1) -> list[torch.Tensor]:
     "The images of `folder` as float `(3, H, W)` tensors in [0, 1] (centre-cropped to `crop`, sides made multiples of `multiple`)."
-    from PIL import Image
+    from srflow_nb.data import load_image   # the documented policy: gray/palette/RGBA/16-bit/EXIF; ImageError naming the file
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"no image folder {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"))
     if not files: raise FileNotFoundError(f"no images in {folder}")
     out = []
     for p in files:
-        with Image.open(p) as im: a = np.asarray(im.convert("RGB"))
-        t = torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255
+        t = torch.from_numpy(load_image(p)).permute(2, 0, 1).float() / 255
         if crop:
             h, w = t.shape[1:]
             c = min(crop, h, w)
