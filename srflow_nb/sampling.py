@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_sampling.ipynb #d01b5a02
 from __future__ import annotations
-import argparse, math, sys, weakref
+import argparse, math, sys, warnings, weakref
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +309,17 @@ def default_batch_size(dev) -> int:
 def _batch(batch_size, dev) -> int:
     return default_batch_size(dev) if batch_size is None else _check_n(batch_size, "batch_size")
 
+def _clamp01(sr: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1]. Samples whose reverse pass diverged (non-finite values: very high temperatures can push latents
+    where the inverse coupling divides by scales near its eps) become saturated pixels, with a warning naming the count."""
+    bad = ~torch.isfinite(sr)
+    if bad.any():
+        per = bad.flatten(2).any(-1) if sr.ndim >= 3 else bad
+        warnings.warn(f"{int(per.sum())} of {per.numel()} samples diverged (non-finite values; lower the temperature); "
+                      "their non-finite pixels are clamped to [0, 1]", RuntimeWarning, stacklevel=3)
+        sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
+    return sr.clamp(0, 1)
+
 def _check_n(n, name="n"):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
@@ -348,7 +359,7 @@ def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | tor
     sampler = get_sampler(model)
     with _autocast(precision, dev): cache = sampler.condition(lr_p)
     sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev)[..., :h * s, :w * s]
-    if clamp: sr = sr.clamp(0, 1)
+    if clamp: sr = _clamp01(sr)
     return (sr, latents) if return_latents else sr
 
 def _check_latents(model, latents, hr_hw, b):
@@ -376,7 +387,7 @@ def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: i
     sampler = get_sampler(model)
     with _autocast(precision, dev): cache = sampler.condition(lr_p)
     sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev)[..., :h * s, :w * s]
-    if clamp: sr = sr.clamp(0, 1)
+    if clamp: sr = _clamp01(sr)
     return sr.view(len(temps), n, *sr.shape[1:])
 
 # %% ../nbs/14_sampling.ipynb #a232d4c6
@@ -522,7 +533,7 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
         wsum[Y, X] += wt
     out /= wsum
     out = out[..., :h * s, :w * s]
-    if clamp: out = out.clamp(0, 1)
+    if clamp: out = _clamp01(out)
     return (out, latents) if return_latents else out
 
 # %% ../nbs/14_sampling.ipynb #95e023c9
