@@ -342,7 +342,6 @@ def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | tor
            clamp: bool = False):
     "`n` SR samples of each LR image: `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents `(n, B, ...)` each."
     n = _check_n(n)
-    if batch_size is not None: _check_n(batch_size, "batch_size")
     temps = check_temperature(temperature, model)
     dev, lr_p, (h, w) = _prepare(model, lr, device)
     batch_size = _batch(batch_size, dev)
@@ -375,7 +374,6 @@ def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: i
                       clamp: bool = False) -> torch.Tensor:
     "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
     n = _check_n(n)
-    if batch_size is not None: _check_n(batch_size, "batch_size")
     if not isinstance(temperatures, (list, tuple)) or not temperatures: raise ValueError("temperatures must be a non-empty list")
     temps = [check_temperature(t, model) for t in temperatures]
     dev, lr_p, (h, w) = _prepare(model, lr, device)
@@ -480,7 +478,6 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
                         return_latents: bool = False):
     "Sample like `sample` but tile by tile (`tile`, `overlap` in LR pixels) with seam-free blending: `(n, B, C, sH, sW)`."
     n = _check_n(n)
-    if batch_size is not None: _check_n(batch_size, "batch_size")
     temps = check_temperature(temperature, model)
     m = lr_multiple(model)
     if not isinstance(tile, int) or tile < 2 * m: raise ValueError(f"tile must be an int >= {2 * m} LR pixels, got {tile!r}")
