@@ -15,7 +15,7 @@ from .data import imresize
 # %% auto #0
 __all__ = ['STRATEGIES', 'EDIT_ACTIONS', 'latent_variance', 'level_masks', 'Moments', 'normalize_latents', 'downscale',
            'encode_hr', 'ToyFlow', 'style_transfer', 'content_transfer', 'plot_images', 'plot_moments', 'box_mask',
-           'resample_latents', 'edit_region', 'region_editor', 'save_fig']
+           'resample_latents', 'edit_region', 'region_editor']
 
 # %% ../nbs/15_latent.ipynb #71e7d4de
 def latent_variance(temperature: float, temperature_is: str = "std") -> float:
@@ -344,19 +344,3 @@ def region_editor(model, lr: torch.Tensor, latents: Sequence[torch.Tensor] | Non
     box = W.VBox([W.HBox([top, left, height, width]), W.HBox([action, temp, seed_w]), out])
     box.update = update
     return box
-
-# %% ../nbs/15_latent.ipynb #eb6c56d4
-def save_fig(fig, path, dpi: int = 100):
-    "Write `fig` to `path` (png/pdf/svg by suffix) with deterministic bytes: fixed dpi, no date/software metadata, atomic."
-    from pathlib import Path
-    from srflow_nb.core import atomic_write
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    meta = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None},
-            "svg": {"Date": None, "Creator": None}}.get(fmt)
-    if meta is None: raise ValueError(f"save_fig: unsupported figure format {path.suffix!r} (use .png, .pdf or .svg)")
-    if fmt == "svg":
-        import matplotlib
-        matplotlib.rcParams["svg.hashsalt"] = "srflow_nb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta))

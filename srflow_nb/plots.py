@@ -12,11 +12,25 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from .latent import save_fig
-
 # %% auto #0
-__all__ = ['HIGHER_IS_BETTER', 'LABELS', 'image_grid', 'comparison', 'method_means', 'split_methods', 'fake_evaluation',
-           'temperature_curves', 'perception_distortion', 'best_of_n', 'best_of_n_curves']
+__all__ = ['HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'image_grid', 'comparison', 'method_means', 'split_methods',
+           'fake_evaluation', 'temperature_curves', 'perception_distortion', 'best_of_n', 'best_of_n_curves']
+
+# %% ../nbs/17_plots.ipynb #c415c561
+def save_fig(fig, path, dpi: int = 100):
+    "Write `fig` to `path` (png/pdf/svg by suffix) with deterministic bytes: fixed dpi, no date/software metadata, atomic."
+    from pathlib import Path
+    from srflow_nb.core import atomic_write
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    meta = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None},
+            "svg": {"Date": None, "Creator": None}}.get(fmt)
+    if meta is None: raise ValueError(f"save_fig: unsupported figure format {path.suffix!r} (use .png, .pdf or .svg)")
+    if fmt == "svg":
+        import matplotlib
+        matplotlib.rcParams["svg.hashsalt"] = "srflow_nb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta))
 
 # %% ../nbs/17_plots.ipynb #848b6704
 def _as_hwc(im) -> np.ndarray:
