@@ -14,7 +14,7 @@ from .data import imresize
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'EDIT_ACTIONS', 'latent_variance', 'level_masks', 'Moments', 'normalize_latents', 'downscale',
-           'encode_hr', 'ToyFlow', 'style_transfer', 'content_transfer', 'plot_images', 'plot_moments', 'box_mask',
+           'encode_hr', 'style_transfer', 'content_transfer', 'plot_images', 'plot_moments', 'box_mask',
            'resample_latents', 'edit_region', 'region_editor']
 
 # %% ../nbs/15_latent.ipynb #71e7d4de
@@ -164,44 +164,6 @@ def encode_hr(model, hr: torch.Tensor, lr: torch.Tensor | None = None):
     if lr is None: lr = downscale(hr, _scale(model))
     latents, _ = model.encode(hr, lr)
     return latents, lr
-
-# %% ../nbs/15_latent.ipynb #e782c8a5
-class ToyFlow(torch.nn.Module):
-    "A tiny invertible LR-conditioned 3-level flow with the SRFlow API: a fast stand-in for tests and docs, not a model."
-    class Cfg:
-        scale, L = 4, 3
-    def __init__(self, seed=0):
-        super().__init__()
-        self.config = self.Cfg()
-        g = torch.Generator().manual_seed(seed)
-        self.W = [torch.linalg.qr(torch.randn(c, c, generator=g, dtype=torch.float64))[0].float() for c in (12, 24, 96)]
-    def _cond(self, lr, hw):
-        c = F.interpolate(lr, size=hw, mode="bilinear", align_corners=False).mean(1, keepdim=True)
-        return 0.5 * torch.tanh(c), c - 0.5
-    def encode(self, hr, lr):
-        x, lat = hr - 0.5, []
-        for l in range(3):
-            x = F.pixel_unshuffle(x, 2)
-            s, t = self._cond(lr, x.shape[2:])
-            x = torch.einsum("ij,bjhw->bihw", self.W[l], (x - t) * torch.exp(-s))
-            if l == 0: lat.append(x[:, :6]); x = x[:, 6:]
-        return lat + [x], torch.zeros(hr.shape[0])
-    def decode(self, latents, lr):
-        x = latents[-1]
-        for l in reversed(range(3)):
-            if l == 0: x = torch.cat([latents[0], x], 1)
-            s, t = self._cond(lr, x.shape[2:])
-            x = torch.einsum("ji,bjhw->bihw", self.W[l], x) * torch.exp(s) + t
-            x = F.pixel_shuffle(x, 2)
-        return x + 0.5
-    def latent_shapes(self, hr_hw, batch=1):
-        h, w = hr_hw
-        return [(batch, 6, h // 2, w // 2), (batch, 96, h // 8, w // 8)]
-    def sample_latents(self, hr_hw, batch, temperature=0.8, generator=None, dtype=torch.float32, device="cpu"):
-        return [torch.randn(s, generator=generator, dtype=dtype, device=device) * temperature for s in self.latent_shapes(hr_hw, batch)]
-    def sample(self, lr, n=1, temperature=0.8, generator=None):
-        hw = (lr.shape[2] * 4, lr.shape[3] * 4)
-        return torch.stack([self.decode(self.sample_latents(hw, lr.shape[0], temperature, generator, lr.dtype, lr.device), lr) for _ in range(n)])
 
 # %% ../nbs/15_latent.ipynb #e45453f4
 def _check_model(model):

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['check_inverse', 'check_logdet', 'perturb_zero_params', 'tiny_inputs', 'tiny_model', 'fixture_dir', 'official_fixture']
+__all__ = ['check_inverse', 'check_logdet', 'perturb_zero_params', 'tiny_inputs', 'tiny_model', 'fixture_dir', 'official_fixture',
+           'ToyFlow']
 
 # %% ../nbs/01_testing.ipynb #2edde933
 def _call(layer, x, cond, reverse):
@@ -114,3 +115,43 @@ def official_fixture(name: str = "official_4x_tiny") -> tuple[dict, dict]:
     d = fixture_dir(name)
     if not (d / "fixture.safetensors").exists(): raise FileNotFoundError(f"fixture not found in {d}")
     return load_file(d / "official_state_dict.safetensors"), load_file(d / "fixture.safetensors")
+
+# %% ../nbs/01_testing.ipynb #357a9324
+import torch.nn.functional as F
+
+class ToyFlow(torch.nn.Module):
+    "A tiny invertible LR-conditioned 3-level flow with the SRFlow API: a fast stand-in for tests and docs, not a model."
+    class Cfg:
+        scale, L = 4, 3
+    def __init__(self, seed=0):
+        super().__init__()
+        self.config = self.Cfg()
+        g = torch.Generator().manual_seed(seed)
+        self.W = [torch.linalg.qr(torch.randn(c, c, generator=g, dtype=torch.float64))[0].float() for c in (12, 24, 96)]
+    def _cond(self, lr, hw):
+        c = F.interpolate(lr, size=hw, mode="bilinear", align_corners=False).mean(1, keepdim=True)
+        return 0.5 * torch.tanh(c), c - 0.5
+    def encode(self, hr, lr):
+        x, lat = hr - 0.5, []
+        for l in range(3):
+            x = F.pixel_unshuffle(x, 2)
+            s, t = self._cond(lr, x.shape[2:])
+            x = torch.einsum("ij,bjhw->bihw", self.W[l], (x - t) * torch.exp(-s))
+            if l == 0: lat.append(x[:, :6]); x = x[:, 6:]
+        return lat + [x], torch.zeros(hr.shape[0])
+    def decode(self, latents, lr):
+        x = latents[-1]
+        for l in reversed(range(3)):
+            if l == 0: x = torch.cat([latents[0], x], 1)
+            s, t = self._cond(lr, x.shape[2:])
+            x = torch.einsum("ji,bjhw->bihw", self.W[l], x) * torch.exp(s) + t
+            x = F.pixel_shuffle(x, 2)
+        return x + 0.5
+    def latent_shapes(self, hr_hw, batch=1):
+        h, w = hr_hw
+        return [(batch, 6, h // 2, w // 2), (batch, 96, h // 8, w // 8)]
+    def sample_latents(self, hr_hw, batch, temperature=0.8, generator=None, dtype=torch.float32, device="cpu"):
+        return [torch.randn(s, generator=generator, dtype=dtype, device=device) * temperature for s in self.latent_shapes(hr_hw, batch)]
+    def sample(self, lr, n=1, temperature=0.8, generator=None):
+        hw = (lr.shape[2] * 4, lr.shape[3] * 4)
+        return torch.stack([self.decode(self.sample_latents(hw, lr.shape[0], temperature, generator, lr.dtype, lr.device), lr) for _ in range(n)])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from srflow_nb.latent import (ToyFlow, content_transfer, downscale, encode_hr, level_masks, normalize_latents,
+from srflow_nb.testing import ToyFlow
+from srflow_nb.latent import (content_transfer, downscale, encode_hr, level_masks, normalize_latents,
                               style_transfer)
 from srflow_nb.metrics import lr_psnr
 from srflow_nb.model import SRFlow, SRFlowConfig
