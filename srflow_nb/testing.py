@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
@@ -117,8 +118,6 @@ def official_fixture(name: str = "official_4x_tiny") -> tuple[dict, dict]:
     return load_file(d / "official_state_dict.safetensors"), load_file(d / "fixture.safetensors")
 
 # %% ../nbs/01_testing.ipynb #357a9324
-import torch.nn.functional as F
-
 class ToyFlow(torch.nn.Module):
     "A tiny invertible LR-conditioned 3-level flow with the SRFlow API: a fast stand-in for tests and docs, not a model."
     class Cfg:
