@@ -1,6 +1,7 @@
 """Sampling speed of `srflow_nb.sampling` against the plain reverse pass; prints JSON.
 
     python benchmarks/sample_speed.py --config div2k_4x --lr-size 64 --samples 10 --threads 2
+    python benchmarks/sample_speed.py --config div2k_4x --lr-size 64 --samples 10 --threads 2 --compile  # + torch.compile
     python benchmarks/sample_speed.py --config div2k_4x --large --lr-size 1024 --tile 128 --overlap 16   # minutes
 
 Random weights (ActNorms initialised from a random batch, zero-initialised parameters perturbed) are enough: the
@@ -69,6 +70,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: the library's, 2 on CPU)")
     p.add_argument("--bf16", action="store_true", help="also time precision='bf16' (autocast) and report its error vs fp32")
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--compile", action="store_true", help="also time compile=True (torch.compile of the engine) and its first-call cost")
     p.add_argument("--large", action="store_true", help="tiled run of one --lr-size image only (e.g. 1024) with --max-memory")
     p.add_argument("--tile", type=int, default=128)
     p.add_argument("--overlap", type=int, default=16)
@@ -132,6 +134,15 @@ def main(argv=None):
                                max_abs_diff_vs_fp32=(fb - fast).abs().max().item(), mean_abs_diff_vs_fp32=(fb - fast).abs().mean().item(),
                                psnr_vs_fp32_db=10 * math.log10(1 / mse) if mse > 0 else float("inf"),
                                conv3x3_gflops_per_s=conv_gflops(dtype=torch.bfloat16))
+        if a.compile:
+            kc = dict(kw, compile=True)
+            t = time.perf_counter(); fc = S.sample(model, lr, latents=lat, **kc); first = time.perf_counter() - t
+            c1 = best_time(lambda: S.sample(model, lr, n=1, seed=0, **kc), a.repeat)
+            cn = best_time(lambda: S.sample(model, lr, n=a.samples, seed=0, **kc), a.repeat)
+            csw = best_time(lambda: S.temperature_sweep(model, lr, temps, n=1, seed=0, **kc), a.repeat)
+            res["compile"] = dict(first_call_s=first, max_abs_diff_vs_eager=(fc - fast).abs().max().item(),
+                                  seconds_per_sample=dict(fast_1=c1, **{f"fast_{a.samples}": cn / a.samples}, **{f"sweep_{a.sweep}": csw / a.sweep}),
+                                  speedup_vs_eager=dict(fast_1=t1 / c1, **{f"fast_{a.samples}": tn / cn}, **{f"sweep_{a.sweep}": tsw / csw}))
     px = (a.lr_size * s) ** 2
     gf = conv_gflops()
     res.update(

@@ -74,6 +74,7 @@ class FastSampler:
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.device = next(model.parameters()).device
         self.key = _param_key(model)
+        self._compiled = None
         with torch.inference_mode(): self.levels = [self._fold_level(lv) for lv in model.flow.levels]
 
     def _t(self, x):
@@ -121,6 +122,12 @@ class FastSampler:
             out["split"] = dict(n_pass=sp.n_pass, n_out=sp.n_out, conditional=bool(sp.conditional),
                                 wz=self._t(w[:, :sp.n_pass]), wc=self._t(w[:, sp.n_pass:]), b=self._t(b))
         return out
+
+    def functions(self, compile: bool = False):
+        "`(condition, decode)`: the eager methods, or with `compile=True` both wrapped in `torch.compile` (built once, lazily)."
+        if not compile: return self.condition, self.decode
+        if self._compiled is None: self._compiled = (torch.compile(self.condition), torch.compile(self.decode))
+        return self._compiled
 
     def is_stale(self) -> bool:
         "True when the model's parameters changed (in place or replaced) since the weights were folded."
@@ -324,14 +331,14 @@ def _check_n(n, name="n"):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
 
-def _decode_batched(sampler, cache, latents, batch_size, precision, dev) -> torch.Tensor:
+def _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile=False) -> torch.Tensor:
     "Decode `(n, B, ...)` latents in chunks of `batch_size` samples -> (n, B, 3, H, W) float32 on `dev`."
     n, b = latents[-1].shape[:2]
     out = []
     with torch.inference_mode(), _autocast(precision, dev):
         for i in range(0, n, batch_size):
             chunk = [t[i:i + batch_size].flatten(0, 1).to(dev, non_blocking=True) for t in latents]
-            out.append(sampler.decode(chunk, cache).float().view(-1, b, *cache_hr_shape(cache, sampler)))
+            out.append(sampler.functions(compile)[1](chunk, cache).float().view(-1, b, *cache_hr_shape(cache, sampler)))
     return torch.cat(out)
 
 def cache_hr_shape(cache, sampler): return (sampler.model.config.in_channels, *cache.hr_hw)
@@ -339,7 +346,7 @@ def cache_hr_shape(cache, sampler): return (sampler.model.config.in_channels, *c
 def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
            latents: list[torch.Tensor] | None = None, region: torch.Tensor | None = None, device="auto",
            batch_size: int | None = None, precision: str = "fp32", first_index: int = 0, return_latents: bool = False,
-           clamp: bool = False):
+           clamp: bool = False, compile: bool = False):
     "`n` SR samples of each LR image: `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents `(n, B, ...)` each."
     n = _check_n(n)
     temps = check_temperature(temperature, model)
@@ -356,8 +363,8 @@ def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | tor
         latents = _check_latents(model, latents, hr_hw, b)
         if region is not None: latents = _resample_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
     sampler = get_sampler(model)
-    with _autocast(precision, dev): cache = sampler.condition(lr_p)
-    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev)[..., :h * s, :w * s]
+    with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_p)
+    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile)[..., :h * s, :w * s]
     if clamp: sr = _clamp01(sr)
     return (sr, latents) if return_latents else sr
 
@@ -371,7 +378,7 @@ def _check_latents(model, latents, hr_hw, b):
 # %% ../nbs/14_sampling.ipynb #a5e43149
 def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
                       device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
-                      clamp: bool = False) -> torch.Tensor:
+                      clamp: bool = False, compile: bool = False) -> torch.Tensor:
     "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
     n = _check_n(n)
     if not isinstance(temperatures, (list, tuple)) or not temperatures: raise ValueError("temperatures must be a non-empty list")
@@ -383,8 +390,8 @@ def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: i
     unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
     latents = [torch.cat([u * t[j] for t in temps]) for j, u in enumerate(unit)]  # (T*n, B, ...)
     sampler = get_sampler(model)
-    with _autocast(precision, dev): cache = sampler.condition(lr_p)
-    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev)[..., :h * s, :w * s]
+    with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_p)
+    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile)[..., :h * s, :w * s]
     if clamp: sr = _clamp01(sr)
     return sr.view(len(temps), n, *sr.shape[1:])
 
@@ -475,7 +482,7 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
                         seed: int | torch.Generator | None = None, latents: list[torch.Tensor] | None = None,
                         device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
                         max_memory: int | None = None, progress: bool = False, clamp: bool = False,
-                        return_latents: bool = False):
+                        return_latents: bool = False, compile: bool = False):
     "Sample like `sample` but tile by tile (`tile`, `overlap` in LR pixels) with seam-free blending: `(n, B, C, sH, sW)`."
     n = _check_n(n)
     temps = check_temperature(temperature, model)
@@ -515,12 +522,12 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
         it = tqdm(boxes, desc="tiles")
     for y0, x0 in it:
         lr_t = lr_p[..., y0:y0 + th, x0:x0 + tw]
-        with _autocast(precision, dev): cache = sampler.condition(lr_t)
+        with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_t)
         lat_t = []
         for z, l in zip(latents, lvls):
             f = s / 2 ** l
             lat_t.append(z[..., int(y0 * f):int((y0 + th) * f), int(x0 * f):int((x0 + tw) * f)])
-        sr_t = _decode_batched(sampler, cache, lat_t, batch_size, precision, dev).cpu()
+        sr_t = _decode_batched(sampler, cache, lat_t, batch_size, precision, dev, compile).cpu()
         del cache
         wy = _ramp(th * s, overlap * s if y0 > 0 else 0, overlap * s if y0 + th < lh else 0)
         wx = _ramp(tw * s, overlap * s if x0 > 0 else 0, overlap * s if x0 + tw < lw else 0)
@@ -586,6 +593,7 @@ def sample_cli(argv: list[str] | None = None) -> int:
     p.add_argument("--max-memory", type=float, default=None, help="memory budget in GiB: error if a tile cannot fit")
     p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: 2 on CPU, 8 on CUDA)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the engine (pays off for long runs of one size, e.g. tiles)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
@@ -613,7 +621,7 @@ def sample_cli(argv: list[str] | None = None) -> int:
             lr = lr.to(dev, non_blocking=True)
             for t in temps:
                 kw = dict(n=a.n, temperature=t, seed=a.seed, device=dev, batch_size=a.batch_size,
-                          precision=a.precision, first_index=a.first_index, clamp=True)
+                          precision=a.precision, first_index=a.first_index, clamp=True, compile=a.compile)
                 if a.tile: sr = super_resolve_tiled(model, lr, tile=a.tile, overlap=a.overlap,
                                                     max_memory=None if a.max_memory is None else int(a.max_memory * 2**30), **kw)
                 else: sr = sample(model, lr, **kw)
