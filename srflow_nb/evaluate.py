@@ -17,7 +17,7 @@ from .core import atomic_write, get_device, run_info
 from . import metrics as M
 
 # %% auto #0
-__all__ = ['METRICS', 'DEFAULT_METRICS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize']
+__all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize']
 
 # %% ../nbs/12_evaluate.ipynb #f40c2bb8
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "ssim_srflow", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")
@@ -85,6 +85,7 @@ def bicubic_upsampler(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 # %% ../nbs/12_evaluate.ipynb #ba69c277
 _KEY = ["image", "method", "temperature", "sample"]
+DECIMALS = 6   # metric values are rounded to 1e-6: far below any reported digit, and reruns write identical CSV bytes
 
 def _tkey(t) -> str:
     return "-" if t is None or (isinstance(t, float) and math.isnan(t)) else f"{float(t):g}"
@@ -158,7 +159,7 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
             vals["diversity"] = np.full(n, M.diversity(sr[:, None], quantize=quantize)[0] if n > 1 else np.nan)
         for s in range(n):
             rows.append(dict(image=name, method=meth, temperature=np.nan if t is None else t, sample=s,
-                             seed=np.nan if gseed is None else gseed, **{m: float(vals[m][s]) for m in metrics}))
+                             seed=np.nan if gseed is None else gseed, **{m: round(float(vals[m][s]), DECIMALS) for m in metrics}))
         if out_csv is not None:
             df = pd.DataFrame(rows)
             atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
