@@ -99,6 +99,8 @@ GRID = {
     "paper_2threads": [dict(model_name="div2k_4x", batch=1, patch=256, threads=2, steps=2),
                        dict(model_name="div2k_4x", batch=1, patch=256, threads=2, amp="bf16", amp_scope="all", steps=2),
                        dict(model_name="div2k_4x", batch=1, patch=256, threads=2, amp="bf16", amp_scope="encoder", steps=2)],
+    "paper_batch4": [dict(model_name="div2k_4x", batch=4, patch=256, threads=2, steps=2),
+                     dict(model_name="div2k_4x", batch=4, patch=256, threads=2, amp="bf16", amp_scope="all", steps=2)],
 }
 
 if __name__ == "__main__":
