@@ -334,11 +334,11 @@ def _check_n(n, name="n"):
 def _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile=False) -> torch.Tensor:
     "Decode `(n, B, ...)` latents in chunks of `batch_size` samples -> (n, B, 3, H, W) float32 on `dev`."
     n, b = latents[-1].shape[:2]
-    out = []
+    decode, out = sampler.functions(compile)[1], []
     with torch.inference_mode(), _autocast(precision, dev):
         for i in range(0, n, batch_size):
             chunk = [t[i:i + batch_size].flatten(0, 1).to(dev, non_blocking=True) for t in latents]
-            out.append(sampler.functions(compile)[1](chunk, cache).float().view(-1, b, *cache_hr_shape(cache, sampler)))
+            out.append(decode(chunk, cache).float().view(-1, b, *cache_hr_shape(cache, sampler)))
     return torch.cat(out)
 
 def cache_hr_shape(cache, sampler): return (sampler.model.config.in_channels, *cache.hr_hw)
@@ -512,6 +512,7 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
     else: latents = _check_latents(model, latents, (H, W), b)
     lvls = _latent_levels(model)
     sampler = get_sampler(model)
+    condition = sampler.functions(compile)[0]
     out = torch.zeros(n, b, C, H, W)
     wsum = torch.zeros(H, W)
     ys, xs = _starts(lh, th, th - overlap), _starts(lw, tw, tw - overlap)
@@ -522,7 +523,7 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
         it = tqdm(boxes, desc="tiles")
     for y0, x0 in it:
         lr_t = lr_p[..., y0:y0 + th, x0:x0 + tw]
-        with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_t)
+        with _autocast(precision, dev): cache = condition(lr_t)
         lat_t = []
         for z, l in zip(latents, lvls):
             f = s / 2 ** l
