@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 # %% auto #0
-__all__ = ['get_device', 'make_generator', 'atomic_write', 'git_sha', 'run_info', 'sum_except_batch']
+__all__ = ['get_device', 'make_generator', 'atomic_write', 'git_sha', 'run_info', 'InputError', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -79,6 +79,10 @@ def run_info(device: str | torch.device | None = None, **extra) -> dict:
     info.update(extra)
     json.dumps(info)  # fail early if something is not serialisable
     return info
+
+# %% ../nbs/00_core.ipynb #4e9d2bb1
+class InputError(ValueError):
+    "An expected error caused by the user's input (a file, an option value): reported as one line, without a traceback."
 
 # %% ../nbs/00_core.ipynb #80f4e2ee
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
