@@ -4,15 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #b4a980ed
 from __future__ import annotations
-import json, os, platform, subprocess, tempfile
+import hashlib, json, os, platform, subprocess, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['get_device', 'make_generator', 'atomic_write', 'git_sha', 'run_info', 'InputError', 'sum_except_batch']
+__all__ = ['get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write', 'git_sha', 'run_info', 'repo_root',
+           'InputError', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -32,6 +34,20 @@ def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torc
     g = torch.Generator(device=torch.device(device))
     g.manual_seed(seed)
     return g
+
+# %% ../nbs/00_core.ipynb #4fc69041
+def mix_seed(*parts: int) -> int:
+    "A well-mixed 63-bit seed from non-negative ints (the first word of `numpy.random.SeedSequence(parts)`)."
+    if not parts: raise ValueError("mix_seed: give at least one int")
+    for p in parts:
+        if not isinstance(p, (int, np.integer)) or isinstance(p, bool) or p < 0:
+            raise ValueError(f"mix_seed: seeds and indices must be non-negative ints, got {p!r}")
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
+
+def name_seed(*parts, bits: int = 52) -> int:
+    "A `bits`-bit seed from ints, floats and names: sha256 of `'|'.join(str(p))` (52 bits: exact in a float64 CSV column)."
+    h = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << bits) - 1)
 
 # %% ../nbs/00_core.ipynb #2df22f66
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -79,6 +95,14 @@ def run_info(device: str | torch.device | None = None, **extra) -> dict:
     info.update(extra)
     json.dumps(info)  # fail early if something is not serialisable
     return info
+
+# %% ../nbs/00_core.ipynb #d836b7c7
+def repo_root() -> Path:
+    "The checkout holding `data/`: `$SRFLOW_ROOT` if set, else the parent of the `srflow_nb` package when it is a checkout, else the cwd."
+    if os.environ.get("SRFLOW_ROOT"): return Path(os.environ["SRFLOW_ROOT"])
+    import srflow_nb
+    parent = Path(srflow_nb.__file__).resolve().parent.parent
+    return parent if (parent / "settings.ini").exists() or (parent / "data" / "demo").is_dir() else Path.cwd()
 
 # %% ../nbs/00_core.ipynb #4e9d2bb1
 class InputError(ValueError):

@@ -13,7 +13,10 @@ import pandas as pd
 import torch
 
 from .core import atomic_write, get_device, run_info
-from .data import demo_images, load_image, repo_root, save_image, to_tensor
+from .core import repo_root
+from .datasets import demo_images
+from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
+from .resize import downscale
 from .evaluate import bicubic_upsampler, evaluate
 from . import plots, sampling
 
@@ -189,7 +192,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         dev = get_device(os.environ.get("SRFLOW_DEVICE", "auto"))
         if os.environ.get("SRFLOW_IMAGES"): paths = sorted(Path(os.environ["SRFLOW_IMAGES"]).iterdir())
         elif os.environ.get("SRFLOW_DIV2K"):
-            from srflow_nb.data import div2k_paths
+            from srflow_nb.datasets import div2k_paths
             paths = div2k_paths(os.environ["SRFLOW_DIV2K"], "valid")
         else: raise KeyError("full mode needs $SRFLOW_DIV2K (the DIV2K root) or $SRFLOW_IMAGES (a folder of HR images)")
         if "SRFLOW_OFFICIAL" not in os.environ and CHECKPOINT_ENV not in os.environ:
@@ -197,7 +200,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         ck = os.environ.get("SRFLOW_OFFICIAL") or os.environ[CHECKPOINT_ENV]
         model, rrdb, desc = load_demo_models(ck, os.environ.get("SRFLOW_OFFICIAL_RRDB"), dev)
         limit = int(os.environ["SRFLOW_LIMIT"]) if os.environ.get("SRFLOW_LIMIT") else None
-        paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")]
+        paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
         ds = folder_dataset(paths, None, limit, model.config.scale)
         out = results_dir(f"{name}/full", results_root)
     else:
@@ -239,7 +242,6 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
              crop: int | None = None, limit: int | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
-    from srflow_nb.evaluate import _downscale
     out = Path(out); (out / "samples").mkdir(parents=True, exist_ok=True)
     dev = get_device(device)
     temps = list(temperatures) if temperatures is not None else ([0.0, 0.5, 0.9] if quick else [0.0, 0.5, 0.9, 1.0])
@@ -247,11 +249,11 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     model, rrdb_m, desc = load_demo_models(checkpoint, rrdb, dev)
     s = model.config.scale
     paths = sorted(Path(images).iterdir()) if images else demo_images("test")
-    paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")]
+    paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
     ds = folder_dataset(paths, crop=crop or (192 if quick else None), limit=limit or (2 if quick else None), multiple=s)
     names_by_lr = {}
     for it in ds:                       # the evaluator's LR (MATLAB bicubic, 8 bit), computed once: baselines and samples share it
-        it["lr"] = _downscale(it["hr"][None], s)[0]
+        it["lr"] = downscale(it["hr"][None], s, quantize=True)[0]
         names_by_lr[(tuple(it["lr"][None].shape), round(float(it["lr"][None].double().sum()), 4))] = it["name"]
         for k, im in (("hr", it["hr"]), ("lr", it["lr"])): save_image(out / "samples" / f"{it['name']}_{k}.png", im)
     base = baselines(model, rrdb_m)

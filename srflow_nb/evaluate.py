@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_evaluate.ipynb #ee8afda3
 from __future__ import annotations
-import hashlib, json, math, warnings
+import json, math, warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import atomic_write, get_device, run_info
+from .core import atomic_write, get_device, name_seed, run_info
 from . import metrics as M
+from .resize import downscale, imresize
 
 # %% auto #0
 __all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize']
@@ -38,12 +39,6 @@ def _image_metrics(name: str, sr, hr, lr, scale: int, crop_border: int, quantize
     raise KeyError(name)
 
 # %% ../nbs/12_evaluate.ipynb #4bca54f8
-def _downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    "MATLAB-bicubic `1/scale` downscale of `(1,3,H,W)` in [0,1], quantised to 8 bit (TODO: srflow_nb.data.imresize at merge)."
-    arr = hr[0].detach().cpu().double().permute(1, 2, 0).numpy()
-    lr = np.clip(np.round(M._imresize_matlab(arr * 255, 1 / scale)), 0, 255) / 255
-    return torch.from_numpy(lr).permute(2, 0, 1)[None].float()
-
 def _items(dataset, scale: int):
     "Normalise dataset items to (name, hr (1,3,H,W), lr (1,3,h,w))."
     seen = set()
@@ -64,7 +59,7 @@ def _items(dataset, scale: int):
         if H == 0 or W == 0: raise ValueError(f"dataset item {name!r}: image {tuple(hr.shape[-2:])} smaller than scale {scale}")
         hr = hr[..., :H, :W]
         lr = it.get("lr")
-        if lr is None: lr = _downscale(hr, scale)
+        if lr is None: lr = downscale(hr, scale, quantize=True)
         else:
             lr = lr[None] if lr.ndim == 3 else lr
             if tuple(lr.shape[-2:]) != (H // scale, W // scale):
@@ -73,12 +68,10 @@ def _items(dataset, scale: int):
 
 def group_seed(seed: int, name: str, temperature: float) -> int:
     "Deterministic 52-bit seed of one (image, temperature) group, independent of run order."
-    h = hashlib.sha256(f"{seed}|{name}|{float(temperature)!r}".encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 52) - 1)   # exact in a float64 CSV column
+    return name_seed(seed, name, float(temperature))   # 52 bits: exact in a float64 CSV column
 
 def bicubic_upsampler(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    "Baseline `lr -> sr`: MATLAB bicubic upsampling (`srflow_nb.data.imresize`, a=-0.5, symmetric borders), clipped to [0, 1]."
-    from srflow_nb.data import imresize
+    "Baseline `lr -> sr`: MATLAB bicubic upsampling (`srflow_nb.resize.imresize`, a=-0.5, symmetric borders), clipped to [0, 1]."
     def bicubic(lr: torch.Tensor) -> torch.Tensor:
         return imresize(lr, scale=scale).clamp(0, 1)
     return bicubic

@@ -15,9 +15,11 @@ from PIL import Image
 
 from . import metrics as M
 from . import plots, sampling
-from .data import demo_images, load_image, to_tensor
-from .evaluate import _downscale, bicubic_upsampler
+from .datasets import demo_images
+from .evaluate import bicubic_upsampler
+from .images import load_image, to_tensor
 from .latent import box_mask
+from .resize import downscale
 
 # %% auto #0
 __all__ = ['Explorer']
@@ -84,7 +86,7 @@ class Explorer:
         if img.ndim == 3: img = img[None]
         if is_hr:
             self.hr = self._crop(img, self.scale).float()
-            self.lr = _downscale(self.hr, self.scale)
+            self.lr = downscale(self.hr, self.scale, quantize=True)
         else:
             self.hr, self.lr = None, self._crop(img, 1).float()
         H, W_ = self.lr.shape[-2] * self.scale, self.lr.shape[-1] * self.scale

@@ -10,12 +10,12 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from .data import imresize
+from .resize import downscale
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'EDIT_ACTIONS', 'latent_variance', 'level_masks', 'Moments', 'normalize_latents', 'downscale',
-           'encode_hr', 'style_transfer', 'content_transfer', 'plot_images', 'plot_moments', 'box_mask',
-           'resample_latents', 'edit_region', 'region_editor']
+__all__ = ['STRATEGIES', 'EDIT_ACTIONS', 'latent_variance', 'level_masks', 'Moments', 'normalize_latents', 'encode_hr',
+           'style_transfer', 'content_transfer', 'plot_images', 'plot_moments', 'box_mask', 'resample_latents',
+           'edit_region', 'region_editor']
 
 # %% ../nbs/15_latent.ipynb #71e7d4de
 def latent_variance(temperature: float, temperature_is: str = "std") -> float:
@@ -148,13 +148,6 @@ def normalize_latents(latents: Sequence[torch.Tensor] | torch.Tensor, strategy: 
     return res, [moments.get(l) for l in range(nlev)]
 
 # %% ../nbs/15_latent.ipynb #170326fd
-def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    "Bicubic down-scaling d(hr) by an integer `scale`: MATLAB `imresize` (`srflow_nb.data.imresize`), as for the training pairs."
-    if not isinstance(hr, torch.Tensor) or hr.ndim != 4: raise ValueError(f"hr must be a (B, C, H, W) tensor, got {getattr(hr, 'shape', type(hr))}")
-    h, w = hr.shape[2:]
-    if h % scale or w % scale: raise ValueError(f"hr size {h}x{w} is not divisible by the scale {scale}")
-    return imresize(hr, size=(h // scale, w // scale))
-
 def _scale(model) -> int:
     try: return int(model.config.scale)
     except AttributeError: raise ValueError("model must have a `config.scale` (an SRFlow model)") from None

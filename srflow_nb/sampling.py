@@ -11,11 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import get_device, atomic_write
+from .core import get_device, atomic_write, mix_seed
+from .images import image_files, load_image, save_image
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'SamplerCache', 'FastSampler', 'get_sampler', 'sample_seed', 'check_temperature', 'lr_multiple',
-           'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'cache_hr_shape', 'sample',
+__all__ = ['SamplerCache', 'FastSampler', 'get_sampler', 'sample_seed', 'check_temperature', 'lr_multiple', 'check_lr',
+           'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'cache_hr_shape', 'sample',
            'temperature_sweep', 'region_to_latent_masks', 'resample_region', 'estimate_memory', 'TileTooLargeError',
            'largest_tile', 'super_resolve_tiled', 'load_sampling_model', 'sample_cli']
 
@@ -218,11 +219,11 @@ def get_sampler(model, dtype: torch.dtype = torch.float32) -> FastSampler:
 
 # %% ../nbs/14_sampling.ipynb #44b9bf9c
 def sample_seed(seed: int, index: int) -> int:
-    "The 63-bit seed of sample `index` of a run seeded with `seed` (SeedSequence([seed, index]) hash)."
+    "The 63-bit seed of sample `index` of a run seeded with `seed`: `srflow_nb.core.mix_seed(seed, index)`."
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if index < 0: raise ValueError(f"sample index must be >= 0, got {index}")
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
+    return mix_seed(seed, index)
 
 def _latent_levels(model) -> list[int]:
     "The 1-based flow level each latent leaves from (split eps level 1 first, final z last)."
@@ -542,22 +543,18 @@ def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int =
     return (out, latents) if return_latents else out
 
 # %% ../nbs/14_sampling.ipynb #95e023c9
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 def _list_inputs(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
-        if p.is_dir(): files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if p.is_dir(): files += image_files(p)
         else: files.append(p)  # missing files are reported per file
     return files
 
 def _read_image(path: Path) -> torch.Tensor:
     "(3, H, W) float32 in [0, 1] by the data module's image policy (`ImageError`, a `ValueError`, naming the file)."
-    from srflow_nb.data import load_image
     return torch.from_numpy(np.ascontiguousarray(load_image(path, dtype=np.float32))).permute(2, 0, 1)
 
 def _write_image(path: Path, img: torch.Tensor):
-    from srflow_nb.data import save_image
     return save_image(path, img.clamp(0, 1))
 
 def load_sampling_model(checkpoint: str | None = None, device="auto"):

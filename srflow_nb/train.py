@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .core import atomic_write, get_device, run_info
+from . import resize
+from .core import atomic_write, get_device, mix_seed, run_info
+from .images import image_files, load_image, quantize8, save_image
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'encoder_frozen', 'PatchCache', 'CheckpointError', 'load_checkpoint', 'list_checkpoints',
@@ -148,16 +149,6 @@ def encoder_frozen(step: int, cfg: TrainConfig) -> bool:
     return cfg.stage == "flow" and step < round(cfg.freeze_encoder * cfg.iterations)
 
 # %% ../nbs/13_train.ipynb #c687e0e0
-def _default_downscale(img: torch.Tensor, scale: int) -> torch.Tensor:
-    "MATLAB-bicubic downscale from `srflow_nb.data` when available, else torch's antialiased bicubic."
-    try:
-        from srflow_nb.data import imresize
-        return imresize(img, 1 / scale)
-    except ImportError:
-        return F.interpolate(img[None], scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)[0]
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor: return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
 class PatchCache:
     "HR images and their LR versions in memory as uint8; `sample(n, generator)` draws aligned random patch pairs."
     def __init__(self, hrs: Sequence[torch.Tensor], lrs: Sequence[torch.Tensor], scale: int, patch_size: int, augment: bool = True):
@@ -168,7 +159,7 @@ class PatchCache:
         self.hrs, self.lrs = [], []
         lp = patch_size // scale
         for i, (h, l) in enumerate(zip(hrs, lrs)):
-            h, l = (_to_uint8(t) if t.is_floating_point() else t for t in (h, l))
+            h, l = (quantize8(t) if t.is_floating_point() else t for t in (h, l))
             if h.ndim != 3 or h.shape[0] != 3: raise ValueError(f"PatchCache: image {i} must be (3, H, W), got {tuple(h.shape)}")
             if l.shape[-2] < lp or l.shape[-1] < lp:
                 raise ValueError(f"PatchCache: image {i} (LR {tuple(l.shape[-2:])}) is smaller than the LR patch {lp}")
@@ -180,11 +171,11 @@ class PatchCache:
     def from_hr(cls, hrs: Sequence[torch.Tensor], scale: int, patch_size: int, augment: bool = True,
                 downscale: Callable | None = None) -> PatchCache:
         "Build from HR images `(3, H, W)` in [0, 1] (cropped to multiples of `scale`); LR = `downscale(hr, scale)`."
-        downscale = downscale or _default_downscale
+        downscale = downscale or resize.downscale
         hs, ls = [], []
         for h in hrs:
             h = h[:, : h.shape[1] // scale * scale, : h.shape[2] // scale * scale].float()
-            hs.append(_to_uint8(h)); ls.append(_to_uint8(downscale(h, scale)))
+            hs.append(quantize8(h)); ls.append(quantize8(downscale(h, scale)))
         return cls(hs, ls, scale, patch_size, augment)
 
     def __len__(self): return len(self.hrs)
@@ -274,10 +265,6 @@ def init_distributed(device="auto") -> tuple[int, int]:
     if dev.type == "cuda": torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return dist.get_rank(), dist.get_world_size()
 
-def _step_seed(seed: int, step: int) -> int:
-    "A well-mixed 63-bit seed for the random draws of `step` (counter-based: no generator state to save)."
-    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
 # %% ../nbs/13_train.ipynb #c7e9b2af
 def _float_tree(x):
     if isinstance(x, torch.Tensor): return x.float() if x.is_floating_point() else x
@@ -341,7 +328,6 @@ def _save_grid(path, rows: list[list[torch.Tensor]]):
     lines = [torch.cat([F.pad(t.clamp(0, 1), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
     w = max(l.shape[-1] for l in lines)
     grid = torch.cat([F.pad(l, (0, w - l.shape[-1])) for l in lines], -2)
-    from srflow_nb.data import save_image
     save_image(path, grid.cpu())
 
 # %% ../nbs/13_train.ipynb #790af250
@@ -357,7 +343,7 @@ class Trainer:
             if not hasattr(model, name): raise TypeError(f"Trainer: stage {cfg.stage!r} needs model.{name}")
         self.cfg, self.data, self.val_data = cfg, data, list(val_data)
         self.val_metrics = val_metrics if val_metrics is not None else {"psnr": psnr}
-        self.downscale = downscale or _default_downscale
+        self.downscale = downscale or resize.downscale
         if cfg.threads: torch.set_num_threads(cfg.threads)
         self.rank, self.world = init_distributed(device)
         if cfg.batch_size % self.world:
@@ -460,7 +446,7 @@ class Trainer:
         "The global batch of `step` (identical on every rank): `(hr, hr + dequantisation noise, lr)` on the CPU."
         if self._cached is not None and self._cached[0] == step: return self._cached[1]
         c = self.cfg
-        g = torch.Generator().manual_seed(_step_seed(c.seed, step))
+        g = torch.Generator().manual_seed(mix_seed(c.seed, step))
         hr, lr = self.data.sample(c.batch_size, g)
         hr_in = hr
         if c.stage == "flow" and c.dequant == "uniform": hr_in = hr + (torch.rand(hr.shape, generator=g) - 0.5) * c.dequant_scale
@@ -676,10 +662,7 @@ def _parse_value(v: str):
 
 def load_folder(folder, crop: int | None = None, multiple: int = 1) -> list[torch.Tensor]:
     "The images of `folder` as float `(3, H, W)` tensors in [0, 1] (centre-cropped to `crop`, sides made multiples of `multiple`)."
-    from srflow_nb.data import load_image   # the documented policy: gray/palette/RGBA/16-bit/EXIF; ImageError naming the file
-    folder = Path(folder)
-    if not folder.is_dir(): raise FileNotFoundError(f"no image folder {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"))
+    files = image_files(folder)   # read by load_image's policy: gray/palette/RGBA/16-bit/EXIF; ImageError naming the file
     if not files: raise FileNotFoundError(f"no images in {folder}")
     out = []
     for p in files:
@@ -692,7 +675,7 @@ def load_folder(folder, crop: int | None = None, multiple: int = 1) -> list[torc
     return out
 
 def _val_pairs(hrs, scale, downscale):
-    return [(h, (_to_uint8(downscale(h, scale)).float() / 255)) for h in hrs]
+    return [(h, (quantize8(downscale(h, scale)).float() / 255)) for h in hrs]
 
 def train_cli(argv: Sequence[str] | None = None) -> int:
     "`srflow train`: train SRFlow (or its RRDB encoder) from image folders; resumable; DDP under torchrun."
@@ -727,7 +710,7 @@ def train_cli(argv: Sequence[str] | None = None) -> int:
     model = SRFlow(mc)
     data = PatchCache.from_hr(load_folder(a.data), cfg.scale, cfg.patch_size, augment=cfg.augment)
     mult = max(2 ** mc.L, cfg.scale)
-    val = _val_pairs(load_folder(a.val, crop=a.val_crop, multiple=mult), cfg.scale, _default_downscale) if a.val else []
+    val = _val_pairs(load_folder(a.val, crop=a.val_crop, multiple=mult), cfg.scale, resize.downscale) if a.val else []
     metrics = {"psnr": psnr}
     if a.lpips:
         from srflow_nb.metrics import lpips

@@ -1,4 +1,4 @@
-"""File-based checks of `srflow_nb.data`: the image I/O policy on real files of every awkward kind, MATLAB `imresize`
+"""File-based checks of `srflow_nb.images`, `srflow_nb.resize` and `srflow_nb.datasets`: the image I/O policy on real files of every awkward kind, MATLAB `imresize`
 references, the committed demo set against its manifest, and datasets that skip bad files loudly."""
 import json
 import warnings
@@ -10,8 +10,10 @@ import scipy.io
 import torch
 from PIL import Image
 
-from srflow_nb.data import (ImageError, PairedPatchDataset, SRFolderDataset, demo_images, demo_manifest, demo_root,
-                            imresize, load_image, pixels_sha256, save_image, to_tensor, to_uint8, verify_demo, write_png16)
+from srflow_nb.datasets import (PairedPatchDataset, SRFolderDataset, demo_images, demo_manifest, demo_root, pixels_sha256,
+                                verify_demo)
+from srflow_nb.images import ImageError, load_image, save_image, to_tensor, to_uint8, write_png16
+from srflow_nb.resize import imresize
 
 FIX = Path(__file__).parent / "fixtures" / "matlab_imresize"
 RGB = np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8)

@@ -7,11 +7,11 @@ import torch
 from scipy import stats
 
 from srflow_nb.testing import ToyFlow
-from srflow_nb.latent import (content_transfer, downscale, encode_hr, level_masks, normalize_latents,
-                              style_transfer)
+from srflow_nb.latent import content_transfer, encode_hr, level_masks, normalize_latents, style_transfer
 from srflow_nb.metrics import lr_psnr
 from srflow_nb.model import SRFlow, SRFlowConfig
-from srflow_nb.data import add_gaussian_noise
+from srflow_nb.datasets import add_gaussian_noise
+from srflow_nb.resize import downscale
 from srflow_nb.restore import restore, table5
 
 P_MIN = 0.01   # KS threshold; seeds are fixed, so the p-values are fixed numbers
@@ -145,7 +145,7 @@ def test_srflow_restore_command_end_to_end(tiny, tmp_path):
     "`srflow restore` through the dispatcher, with a tiny_4x checkpoint saved in the project's format."
     from srflow_nb.checkpoints import save_model
     from srflow_nb.cli import main
-    from srflow_nb.data import load_image, save_image
+    from srflow_nb.images import load_image, save_image
     m, hr = tiny
     ckpt = save_model(m, tmp_path / "tiny.safetensors")
     noisy = add_gaussian_noise(hr[:1, :, :30, :27], generator=torch.Generator().manual_seed(0))   # odd size: padded

