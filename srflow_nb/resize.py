@@ -94,7 +94,8 @@ def downscale(hr: torch.Tensor | np.ndarray, scale: int, kernel: str = "cubic", 
         raise ValueError(f"downscale: scale must be an int >= 1, got {scale!r}")
     if not isinstance(hr, (torch.Tensor, np.ndarray)): raise TypeError(f"downscale: expected a torch tensor or a numpy array, got {type(hr).__name__}")
     h, w = hr.shape[-2:] if isinstance(hr, torch.Tensor) else hr.shape[:2]
-    if h % scale or w % scale: raise ValueError(f"downscale: image size {h}x{w} is not divisible by the scale {scale}")
+    if h < scale or w < scale or h % scale or w % scale:
+        raise ValueError(f"downscale: image size {h}x{w} is not a (nonzero) multiple of the scale {scale}")
     if isinstance(hr, np.ndarray) and hr.dtype == np.uint8:
         lr = imresize(hr.astype(np.float32) / 255, scale=1 / scale, kernel=kernel)
         return quantize8(lr) if quantize else lr
