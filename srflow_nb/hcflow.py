@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .checkpoints import _load_mapped, _read_state_dict, _strip_module
 from .core import InputError, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
@@ -456,6 +455,7 @@ def _count(sd: dict, pattern: str) -> int:
 # %% ../nbs/07_hcflow.ipynb #b5ec5f2e
 def infer_hcflow_config(sd: dict, quant: int | None = None) -> HCFlowConfig:
     "An `HCFlowConfig` from the keys and shapes of an official HCFlow state dict (`quant`: the official default if None)."
+    from srflow_nb.checkpoints import _strip_module  # imported here: checkpoints will import this module for bundled models
     sd = _strip_module(sd)
     L = _count(sd, r"flow\.level(\d+)_condFlow\.conv_first\.weight$")
     if not L: raise KeyError("not an official HCFlow state dict: missing 'flow.level0_condFlow.conv_first.weight'")
@@ -478,6 +478,7 @@ def infer_hcflow_config(sd: dict, quant: int | None = None) -> HCFlowConfig:
 def load_official_hcflow(path_or_state_dict, config: HCFlowConfig | None = None, strict: bool = True,
                          quant: int | None = None) -> HCFlow:
     "An `HCFlow` (eval mode, ActNorms initialised) from an official checkpoint; configuration inferred if None."
+    from srflow_nb.checkpoints import _load_mapped, _read_state_dict, _strip_module
     sd, _ = _read_state_dict(path_or_state_dict)
     sd = _strip_module(sd)
     model = HCFlow(config or infer_hcflow_config(sd, quant))
