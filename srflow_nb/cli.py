@@ -160,3 +160,6 @@ def fetch_metric_assets(
     from srflow_nb.metrics import fetch_asset
     for name in ["lpips_alex", "niqe", "brisque"] + (["tid2013"] if tid2013 else []):
         print(f"{name}: {fetch_asset(name, download=not verify_only)}")
+
+# %% ../nbs/19_cli.ipynb #f02c8af5
+if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())   # python -m srflow_nb.cli

@@ -194,7 +194,9 @@ def evaluate_folder(
     progress: bool = True,                        # show a progress bar
 ) -> pd.DataFrame:
     "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
+    from srflow_nb.cli import check_output
     from srflow_nb.data import image_files, load_image, to_tensor
+    check_output(out, "--out")
     folder = Path(images)
     if not folder.is_dir(): raise InputError(f"images: {folder} is not a folder")
     paths = image_files(folder)[:limit or None]
