@@ -145,6 +145,7 @@ def restore_files(
     if not math.isfinite(temperature) or temperature < 0: raise InputError(f"--temperature must be a finite number >= 0, got {temperature}")
     inp = Path(image)
     out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
+    if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
     img = _load_image(inp)
     dev = get_device(device)
     model = load_model_file(checkpoint)

@@ -207,6 +207,7 @@ def bad(work):
     (["restore", "noisy.png", "--temperature_is", "tau"], ["--temperature_is"]),
     (["restore", "noisy.png", "-o", "bad"], ["--output", "is a folder"]),
     (["restore", "noisy.png", "-o", "bad/file.txt/out.png"], ["--output", "is not a folder"]),
+    (["restore", "noisy.png", "-o", "out.jpg"], ["--output", "only .png"]),
     (["restore", "noisy.png", "--checkpoint", "bad/random.pth"], ["bad/random.pth", "not a readable checkpoint"]),
     (["restore", "noisy.png", "--checkpoint", "bad/empty.pth"], ["bad/empty.pth"]),
     (["restore", "noisy.png", "--checkpoint", "bad/trunc.safetensors"], ["bad/trunc.safetensors"]),
@@ -218,8 +219,10 @@ def bad(work):
     (["demo", "-o", "bad/file.txt"], ["bad/file.txt", "is a file"]),
     (["demo", "--images", "bad/none"], ["--images", "bad/none"]),
 ])
-def test_expected_errors_are_one_line(args, needles, work, bad):
-    r = srflow(*args, cwd=work)
+def test_expected_errors_are_one_line(args, needles, work, bad, monkeypatch, capsys):
+    monkeypatch.chdir(work)                                            # in-process `main` (the console script's function)
+    rc = main(args)
+    r = subprocess.CompletedProcess(args, rc, *capsys.readouterr())
     line = one_line_error(r, args[0], *needles)
     assert "weights_only" not in line and "Traceback" not in r.stderr
 
@@ -229,9 +232,11 @@ def test_expected_errors_are_one_line(args, needles, work, bad):
     (["evaluate", "small", "--n_samples", "two"], "--n_samples"),
     (["restore", "noisy.png", "--no-such-option"], "--no-such-option"),
 ])
-def test_usage_errors_exit_2_naming_the_option(args, option, work):
-    r = srflow(*args, cwd=work)
-    assert r.returncode == 2 and option in r.stderr and "Traceback" not in r.stderr, r.stderr
+def test_usage_errors_exit_2_naming_the_option(args, option, work, monkeypatch, capsys):
+    monkeypatch.chdir(work)
+    with pytest.raises(SystemExit) as e: main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and option in err and "Traceback" not in err, err
 
 
 def test_debug_shows_the_traceback(work):
