@@ -33,6 +33,11 @@ def _f(v, k):
     return "-" if pd.isna(v) else f"{v:.{k}f}"
 
 
+def _sha(sha: str) -> str:
+    "A short sha that keeps the '-dirty' mark of a run from uncommitted code."
+    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
 def results_table() -> str:
     from srflow_nb.findings import PAPER_TABLE2_4X
     d = RESULTS / "20_repro.table2" / "quick"
@@ -43,8 +48,8 @@ def results_table() -> str:
     cols = list(DIGITS)
     lines = [f"{len(run['images'])} held-out test images at full size, 4x, RGB, no border crop, 8-bit rounding, bicubic = "
              f"MATLAB kernel, {run['n_samples']} samples per temperature; computed by `nbs/20_repro.table2.ipynb` "
-             f"(`data/results/20_repro.table2/quick/table2.csv`, `run.json`: git {run['git_sha'][:12]}, {run['device']}, "
-             f"{run['threads']} threads). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
+             f"(`data/results/20_repro.table2/quick/table2.csv`; its `run.json`: git {_sha(run['git_sha'])}, {run['device']}, "
+             f"threads: {run['threads']}). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
              "",
              "| method | PSNR | SSIM | LPIPS | LR-PSNR | NIQE | BRISQUE | PIQE | paper PSNR / LPIPS / LR-PSNR |",
              "|---|---|---|---|---|---|---|---|---|"]
