@@ -1,6 +1,7 @@
 """Every verdict function of `srflow_nb.findings` says "does not hold" on data where the claim is false, and the
 committed `findings.csv` of every reproduction notebook is what the verdict functions compute from the committed
 result files (so findings.csv, and the README that quotes it, cannot drift from the measurements)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,11 @@ def test_committed_findings_match_results(nb):
     assert committed.finding.tolist() == got.finding.tolist()
     assert committed.holds.astype(bool).tolist() == got.holds.tolist()
     assert committed.detail.tolist() == got.detail.tolist()       # the numbers quoted come from these result files
+
+
+@pytest.mark.parametrize("nb", REPRO + ["26_repro.gallery"])
+def test_run_records_from_committed_code(nb):
+    "The committed results were produced by committed code (`code_state`: result files excluded, untracked code included)."
+    run = json.loads((RESULTS / nb / "quick" / "run.json").read_text())
+    assert not run["git_sha"].endswith("-dirty") and run["git_sha"] != "unknown", \
+        f"{nb}: results from uncommitted code ({run['git_sha']}, dirty: {run.get('git_dirty')}); regenerate from a clean checkout"

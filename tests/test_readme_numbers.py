@@ -54,3 +54,10 @@ def test_no_unsourced_claims():
     for claim in ("44.1 dB", "70 s", "50-55 dB", "4.8e-6"):
         outside = re.sub(r"<!-- (\S+) -->\n.*?<!-- /\1 -->", "", README, flags=re.S)
         assert claim not in outside, claim
+
+
+def test_parameter_counts_against_official_meta():
+    "The README's official parameter counts are the fixture's (counted from the official code; tests/test_model.py builds them)."
+    counts = json.loads((ROOT / "tests/fixtures/official_4x_tiny/meta.json").read_text())["param_count_paper_configs"]
+    text = " ".join(README.split())
+    assert f"DF2K-4X {counts['SRFlow_DF2K_4X']:,}" in text and f"CelebA-8X {counts['SRFlow_CelebA_8X']:,}" in text
