@@ -61,3 +61,18 @@ def test_parameter_counts_against_official_meta():
     counts = json.loads((ROOT / "tests/fixtures/official_4x_tiny/meta.json").read_text())["param_count_paper_configs"]
     text = " ".join(README.split())
     assert f"DF2K-4X {counts['SRFlow_DF2K_4X']:,}" in text and f"CelebA-8X {counts['SRFlow_CelebA_8X']:,}" in text
+
+
+def test_status_training_numbers_against_metrics():
+    "The Status paragraph's steps and CPU-hours of the bundled checkpoints are the last rows of their training logs."
+    text = " ".join(README.split())
+    pre = ROOT / "srflow_nb/assets/pretrained"
+    for name, label, kind in (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL")):
+        last = pd.read_csv(pre / f"{name}.metrics.csv").iloc[-1]
+        m = re.search(rf"{label}: (\d+)k {kind} steps, ([\d.]+) CPU-hours?", text)
+        assert m, f"README Status no longer states {label}'s training: update this test"
+        assert int(m.group(1)) * 1000 == int(last.step), (label, last.step)
+        assert float(m.group(2)) == round(last.cpu_time_s / 3600, 1), (label, last.cpu_time_s)
+    from srflow_nb.data import demo_images
+    n = len(demo_images("train"))
+    assert f"on the {n} demo training images" in text
