@@ -15,14 +15,13 @@ import torch
 from .core import InputError, atomic_write, get_device, run_info
 from .data import demo_images, load_image, repo_root, save_image, to_tensor
 from .evaluate import evaluate
+from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, findings, table2
 from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, load_model_file
 from . import plots, sampling
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS',
-           'load_checkpoint', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'folder_dataset',
-           'demo_dataset', 'beside_paper', 'table2', 'verdict', 'findings', 'results_dir', 'write_run', 'repro_setup',
-           'run_demo', 'demo']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_checkpoint', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines',
+           'folder_dataset', 'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
@@ -80,84 +79,6 @@ def folder_dataset(paths: Sequence[str | os.PathLike], crop: int | None = None, 
 def demo_dataset(split: str = "test", crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
     "The bundled demo images of `split` as `evaluate` items (see `folder_dataset`)."
     return folder_dataset(demo_images(split), crop, limit, multiple)
-
-# %% ../nbs/19a_demo.ipynb #c809debe
-PAPER_TABLE2_4X = pd.DataFrame(
-    [("Bicubic", 26.70, 0.77, 0.409, 38.70, 5.20, 53.8, 86.6), ("EDSR", 28.98, 0.83, 0.270, 54.89, 4.46, 43.3, 77.5),
-     ("RRDB", 29.44, 0.84, 0.253, 49.20, 5.08, 52.4, 86.7), ("RankSRGAN", 26.55, 0.75, 0.128, 42.33, 2.45, 17.2, 20.1),
-     ("ESRGAN", 26.22, 0.75, 0.124, 39.03, 2.61, 22.7, 26.2), ("SRFlow τ=0.9", 27.09, 0.76, 0.120, 49.96, 3.57, 17.8, 18.6)],
-    columns=["method", "psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe"]).set_index("method")
-PAPER_TABLE1_8X = pd.DataFrame(
-    [("Bicubic", 23.15, 0.63, 0.517, 35.19, 7.82, 58.6, 99.97, 0.0), ("RRDB", 26.59, 0.77, 0.230, 48.22, 6.02, 49.7, 86.5, 0.0),
-     ("ESRGAN", 22.88, 0.63, 0.120, 34.04, 3.46, 23.7, 32.4, 0.0), ("SRFlow τ=0.8", 25.24, 0.71, 0.110, 50.85, 4.20, 23.2, 24.0, 5.21)],
-    columns=["method", "psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity"]).set_index("method")
-PAPER_TABLE3 = pd.DataFrame([("No Lin. F-Step", 26.96, 0.759, 0.125), ("No Affine Inj.", 26.81, 0.756, 0.126), ("SRFlow", 27.09, 0.763, 0.125)],
-                            columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-PAPER_TABLE4 = pd.DataFrame([("Pretrained LR-Encoder", 25.24, 0.71, 0.110), ("Without pretrained LR-Encoder", 25.06, 0.70, 0.108)],
-                            columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-TABLE2_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")
-
-def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, rows: Mapping[str, str] | None = None) -> pd.DataFrame:
-    "Ours and the paper's numbers side by side: columns (metric, 'ours'|'paper'); `rows` maps our row label -> paper row label."
-    rows = dict(rows or {r: r for r in ours.index if r in paper.index})
-    cols = [c for c in ours.columns if c in paper.columns] + [c for c in ours.columns if c not in paper.columns]
-    out = {}
-    for c in cols:
-        out[(c, "ours")] = ours[c]
-        out[(c, "paper")] = pd.Series({r: paper.loc[p, c] if (p in paper.index and c in paper.columns) else np.nan for r, p in rows.items()}).reindex(ours.index)
-    return pd.DataFrame(out)
-
-# %% ../nbs/19a_demo.ipynb #30227602
-def _label(method, t) -> str:
-    if t is None or (isinstance(t, float) and math.isnan(t)): return {"bicubic": "Bicubic", "rrdb": "RRDB"}.get(method, method)
-    return f"SRFlow τ={t:g}" if method == "srflow" else f"{method} τ={t:g}"
-
-def table2(df: pd.DataFrame, temperatures: Sequence[float] = (0.0, 0.9), metrics: Sequence[str] = TABLE2_METRICS) -> pd.DataFrame:
-    "Mean metrics per method: baselines, then SRFlow at `temperatures` (those present), indexed by 'Bicubic', 'RRDB', 'SRFlow τ=...'."
-    metrics = [m for m in metrics if m in df.columns]
-    mm = plots.method_means(df, metrics)
-    keep = mm.temperature.isna() | mm.temperature.apply(lambda t: any(np.isclose(t, x) for x in temperatures))
-    mm = mm[keep].copy()
-    order = {"bicubic": 0, "rrdb": 1}
-    mm["_o"] = [order.get(m, 2) for m in mm.method]
-    mm = mm.sort_values(["_o", "temperature"])
-    mm.index = [_label(m, t) for m, t in zip(mm.method, mm.temperature)]
-    mm.index.name = "method"
-    return mm[metrics]
-
-def verdict(name: str, holds: bool, detail: str) -> dict:
-    "Print and return one finding: `name: holds (detail)` or `name: does not hold: detail`."
-    v = dict(finding=name, holds=bool(holds), detail=detail)
-    print(f"{name}: {'holds' if holds else 'does not hold: '}{' (' + detail + ')' if holds else detail}")
-    return v
-
-def _mean(df, method, t, m):
-    d = df[(df.method == method) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))]
-    return float(d[m].mean()) if len(d) else float("nan")
-
-def findings(df: pd.DataFrame, temperature: float = 0.9, best_of: pd.DataFrame | None = None) -> list[dict]:
-    "The issue's must-show checks on an evaluation table (and a `plots.best_of_n` table when given), as printed verdicts."
-    out = []
-    s, r = _mean(df, "srflow", temperature, "lpips"), _mean(df, "rrdb", None, "lpips")
-    out.append(verdict(f"SRFlow LPIPS (τ={temperature:g}) < RRDB LPIPS", s < r, f"{s:.4f} vs {r:.4f}"))
-    temps = sorted(df[df.method == "srflow"].temperature.dropna().unique())
-    if 0.0 in temps:
-        p0, pr = _mean(df, "srflow", 0.0, "psnr"), _mean(df, "rrdb", None, "psnr")
-        out.append(verdict("SRFlow τ=0 PSNR within 0.5 dB of RRDB", abs(p0 - pr) <= 0.5, f"{p0:.2f} vs {pr:.2f} dB, Δ={p0 - pr:+.2f}"))
-    if len(temps) >= 2:
-        ps = [_mean(df, "srflow", t, "psnr") for t in temps]
-        out.append(verdict("PSNR decreases with temperature", bool(np.all(np.diff(ps) <= 0)), "PSNR " + ", ".join(f"τ={t:g}: {p:.2f}" for t, p in zip(temps, ps))))
-        if "diversity" in df.columns:
-            dv = [_mean(df, "srflow", t, "diversity") for t in temps]
-            if not all(math.isnan(x) for x in dv):
-                out.append(verdict("diversity increases with temperature", bool(np.all(np.diff(dv) >= 0)), "diversity " + ", ".join(f"τ={t:g}: {d:.3f}" for t, d in zip(temps, dv))))
-    if "lr_psnr" in df.columns:
-        lp = _mean(df, "srflow", temperature, "lr_psnr")
-        out.append(verdict(f"LR-PSNR >= 45 dB (τ={temperature:g})", lp >= 45, f"{lp:.2f} dB"))
-    if best_of is not None and "lpips" in best_of.columns and len(best_of) > 1:
-        b1, bn = float(best_of.lpips.iloc[0]), float(best_of.lpips.iloc[-1])
-        out.append(verdict(f"best-of-{best_of.index[-1]} LPIPS < single-sample LPIPS", bn < b1, f"{bn:.4f} vs {b1:.4f}"))
-    return out
 
 # %% ../nbs/19a_demo.ipynb #f291c36d
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
