@@ -175,3 +175,24 @@ def test_cli_names_a_tiny_training_image_and_a_corrupt_init_checkpoint(tmp_path)
                         "--set", "patch_size=16", f"init_from={tmp_path / 'init.pt'}"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "init.pt: is not a PyTorch checkpoint" in r.stderr and "weights_only=False" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _export_demo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("export_demo", Path(__file__).parents[1] / "tools" / "export_demo.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_path):
+    "The card's selection sentences are what the val CSVs say (here: demo-4x's bundled step is not the best validated one)."
+    import pandas as pd
+    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "assets" / "pretrained"
+    text, facts = (out / "MODEL_CARD.md").read_text(), json.loads((out / "demo_eval.json").read_text())["facts"]
+    for name, f in facts.items():
+        assert ex.selection(name, out / f"{name}.val.csv", f["step"], ex.BEST_METRIC[name]) in text, name
+        assert "model selection on the" not in text
+    # the verdict on data where it holds and where it does not
+    pd.DataFrame(dict(step=[1, 2, 3], m=[1.0, 3.0, 2.0])).to_csv(tmp_path / "v.csv", index=False)
+    assert "is **not** the best" in ex.selection("x", tmp_path / "v.csv", 3, "m") and "3.000 at step 2" in ex.selection("x", tmp_path / "v.csv", 3, "m")
+    assert "is the best of 3 validations" in ex.selection("x", tmp_path / "v.csv", 2, "m")
