@@ -298,6 +298,8 @@ def _metric(f: Callable, sr: torch.Tensor, ref: torch.Tensor) -> float:
     "Mean of `f(sr, ref)` over the batch; NaN when `sr` is not finite (a diverged sample is reported, not an exception)."
     return float(np.mean(f(sr, ref))) if bool(torch.isfinite(sr).all()) else float("nan")
 
+_MODEL_PRESETS = ("tiny_4x", "small_4x", "div2k_4x", "div2k_8x", "celeba_8x")
+
 class _SRFlowTask(TrainTask):
     "Shared by the two SRFlow stages: one module `model`, one Adam `model`, validation against bicubic."
     def __init__(self, model: nn.Module, cfg: TrainConfig, val_metrics: dict[str, Callable] | None = None):
@@ -309,7 +311,9 @@ class _SRFlowTask(TrainTask):
     @classmethod
     def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> TrainTask:
         from srflow_nb.model import SRFlow, SRFlowConfig
-        mc = SRFlowConfig.from_dict(json.loads(Path(model).read_text())) if model.endswith(".json") else getattr(SRFlowConfig, model)()
+        if model.endswith(".json"): mc = SRFlowConfig.from_dict(json.loads(Path(model).read_text()))
+        elif model in _MODEL_PRESETS: mc = getattr(SRFlowConfig, model)()
+        else: raise InputError(f"--model {model!r}: not an SRFlow preset {_MODEL_PRESETS} nor a .json file")
         if mc.scale != cfg.scale: raise InputError(f"--model {model}: scale {mc.scale} != the config's scale {cfg.scale}")
         torch.manual_seed(cfg.seed)   # parameter init uses the global RNG: seed it so a run is a function of its config
         from srflow_nb.metrics import psnr, lpips as lpips_fn
@@ -318,9 +322,12 @@ class _SRFlowTask(TrainTask):
     def model_config(self): return json.loads(json.dumps(self.model.config.to_dict()))
 
     def _set_trainable(self, encoder: bool, flow: bool):
+        "Which parameters train (walks the model only when the phase changes: it costs more than a tiny model's step)."
+        if getattr(self, "_phase", None) == (encoder, flow): return
         for name, p in self.model.named_parameters():
             want = encoder if name.startswith("encoder.") else flow
             if p.requires_grad != want: p.requires_grad_(want); p.grad = None
+        self._phase = (encoder, flow)
 
     def _srs(self, lr: torch.Tensor, index: int) -> dict[str, torch.Tensor]: raise NotImplementedError
 
