@@ -792,7 +792,7 @@ def train_run(data: str = None,           # folder of HR training images (requir
               set: Param("override TrainConfig fields: KEY=VALUE ... (JSON values)", str, nargs="*") = None,
               crop: int = 256,            # centre-crop validation images to this side
               device: str = "auto",       # cpu, cuda, or auto
-              progress: bool = True,      # show a progress bar
+              progress: bool = True,      # tqdm progress bar (--no-progress: none)
               lpips: bool = False,        # validate with LPIPS too
              ) -> int:
     "`srflow train`: train a model from image folders, resumable; under `torchrun --nproc_per_node N`, with DDP."
