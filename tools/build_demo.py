@@ -7,7 +7,8 @@ dpkg-deb), decode them by `load_image`'s policy, apply `prepare_demo_image`, and
 
     python tools/build_demo.py [--root DIR] [--cache DIR]
 
-`srflow data build-demo` runs the same function; `srflow data verify-demo` checks the result against the manifest."""
+`srflow data build-demo` (in a checkout) runs the same function; `srflow data build-demo --verify-only` checks the
+result against the manifest."""
 from __future__ import annotations
 import hashlib, json, time, warnings
 from pathlib import Path

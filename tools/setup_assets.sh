@@ -11,4 +11,4 @@ if ! "$PY" -c "import pypiqe" >/dev/null 2>&1; then
   "$PY" -m pip install --quiet "pypiqe>=1.2"
 fi
 echo "[setup] metric assets -> ${SRFLOW_NB_CACHE:-$HOME/.cache/srflow_nb}"
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "from srflow_nb.assets import fetch_assets_cli; fetch_assets_cli(tid2013=True)"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m srflow_nb.cli assets --tid2013
