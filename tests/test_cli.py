@@ -36,12 +36,11 @@ def one_line_error(r, command, *needles):
 def work(tmp_path_factory):
     "A folder with the inputs the README's placeholders name: a small LR `in.png`, a noisy `noisy.png` (+ its clean image)."
     from srflow_nb.datasets import add_gaussian_noise, demo_images
-    from srflow_nb.images import load_image, save_image, to_tensor
-    from srflow_nb.restore import quantize8
+    from srflow_nb.images import load_image, quantize8, save_image, to_tensor
     d = tmp_path_factory.mktemp("cli")
     clean = to_tensor(load_image(demo_images("test")[0]))           # chelsea, 256x256: image 0 of 25_repro.restoration
     save_image(d / "in.png", clean[0, :, 96:128, 96:128])           # a 32x32 LR input: seconds to super-resolve
-    noisy = quantize8(add_gaussian_noise(clean, 20 / 255, generator=torch.Generator().manual_seed(0)))
+    noisy = quantize8(add_gaussian_noise(clean, 20 / 255, generator=torch.Generator().manual_seed(0)), keep_dtype=True)
     save_image(d / "clean.png", clean[0]); save_image(d / "noisy.png", noisy[0])
     (d / "data").symlink_to(ROOT / "data")                           # README paths such as data/demo/test
     (d / "small").mkdir()
