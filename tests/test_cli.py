@@ -103,7 +103,7 @@ def test_smoke_table_covers_the_registry():
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_runs(command, work):
     if command == "assets":
-        from srflow_nb.metrics import ASSETS, cache_dir
+        from srflow_nb.assets import ASSETS, cache_dir
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine (tools/setup_assets.sh)")
     args, files = SMOKE[command]
@@ -144,7 +144,7 @@ def test_readme_command_runs(line, work):
     args = shlex.split(line)[1:]
     key = next((k for k in sorted(FAST, key=len, reverse=True) if args[:len(k.split())] == k.split()), None)
     if key == "assets":
-        from srflow_nb.metrics import ASSETS, cache_dir
+        from srflow_nb.assets import ASSETS, cache_dir
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine")
     r = srflow(*args, *FAST.get(key, []), cwd=work)
