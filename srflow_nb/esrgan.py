@@ -201,7 +201,7 @@ def load_official_esrgan(path_or_state_dict, scale: int | None = None) -> RRDBEn
     from srflow_nb.checkpoints import load_official_rrdb
     return load_official_rrdb(path_or_state_dict, scale=scale)
 
-# %% ../nbs/04a_esrgan.ipynb #b967b670
+# %% ../nbs/04a_esrgan.ipynb #0ccda1b6
 class ESRGANTask:
     "ESRGAN training: `modules`, `optimizers` and `training_step((hr, lr), step) -> dict` (one G then one D update)."
     def __init__(self, generator: RRDBEncoder, config: ESRGANConfig, discriminator: nn.Module | None = None,
@@ -260,7 +260,7 @@ class ESRGANTask:
             d_loss = ragan_discriminator_loss(real, fake)
             ok = self._update("discriminator", d_loss)
         else: d_loss, real, fake = torch.tensor(float("nan")), real_g, fake_g
-        return dict(g_loss=float(g_loss), pixel=float(pixel), perceptual=float(perceptual), gan=float(gan),
+        return dict(g_loss=float(g_loss.detach()), pixel=float(pixel), perceptual=float(perceptual), gan=float(gan),
                     d_loss=float(d_loss), d_real=float(real.mean()), d_fake=float(fake.mean()), learning_rate=rate, ok=ok)
 
     def state_dict(self) -> dict:
@@ -271,7 +271,7 @@ class ESRGANTask:
         for k, m in self.modules.items(): m.load_state_dict(state["modules"][k])
         for k, o in self.optimizers.items(): o.load_state_dict(state["optimizers"][k])
 
-# %% ../nbs/04a_esrgan.ipynb #fc50e156
+# %% ../nbs/04a_esrgan.ipynb #73b427ec
 def _step_generator(seed: int, step: int) -> torch.Generator:
     from srflow_nb.train import _step_seed
     return torch.Generator().manual_seed(_step_seed(seed, step))
@@ -285,7 +285,7 @@ def _validate(task: ESRGANTask, val_pairs, device, lpips_fn=None) -> dict:
     with torch.inference_mode():
         for hr, lr in val_pairs:
             sr = G.sr(lr[None].to(device)).float().clamp(0, 1).cpu()
-            vals = {"psnr": psnr(sr, hr[None]), "lr_psnr": float(lr_psnr(sr, lr[None], task.config.scale))}
+            vals = {"psnr": psnr(sr, hr[None]), "lr_psnr": float(torch.as_tensor(lr_psnr(sr, lr[None], task.config.scale)).double().mean())}
             if lpips_fn is not None: vals["lpips"] = float(lpips_fn(sr, hr[None]))
             for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + v
     G.train()
@@ -295,7 +295,7 @@ def _write_jsonl(path: Path, rows: list[dict]):
     text = "".join(json.dumps(r) + "\n" for r in rows)
     atomic_write(path, lambda p: Path(p).write_text(text))
 
-# %% ../nbs/04a_esrgan.ipynb #458db0a2
+# %% ../nbs/04a_esrgan.ipynb #5580c04e
 def fit_esrgan(task: ESRGANTask, data, out_dir, val_pairs=(), until: int | None = None, log_every: int = 20,
                val_every: int = 250, ckpt_every: int = 100, keep_last: int = 3, lpips_fn=None, device="cpu",
                progress: bool = True, max_skips: int = 50) -> dict:
@@ -308,7 +308,7 @@ def fit_esrgan(task: ESRGANTask, data, out_dir, val_pairs=(), until: int | None 
     found = latest_checkpoint(ckpt_dir)
     if found is not None:
         path, ck = found
-        if ck["config"] != c.to_dict(): raise InputError(f"fit_esrgan: {path} was written with another ESRGANConfig; use another out_dir")
+        if ESRGANConfig.from_dict(ck["config"]) != c: raise InputError(f"fit_esrgan: {path} was written with another ESRGANConfig; use another out_dir")
         task.load_state_dict({"modules": ck["model"], "optimizers": ck["optimizer"]})
         rec = {k: ck[k] for k in rec}
     task.to(device)
