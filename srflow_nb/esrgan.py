@@ -201,7 +201,7 @@ def load_official_esrgan(path_or_state_dict, scale: int | None = None) -> RRDBEn
     from srflow_nb.checkpoints import load_official_rrdb
     return load_official_rrdb(path_or_state_dict, scale=scale)
 
-# %% ../nbs/04a_esrgan.ipynb #0ccda1b6
+# %% ../nbs/04a_esrgan.ipynb #f08e362a
 class ESRGANTask:
     "ESRGAN training: `modules`, `optimizers` and `training_step((hr, lr), step) -> dict` (one G then one D update)."
     def __init__(self, generator: RRDBEncoder, config: ESRGANConfig, discriminator: nn.Module | None = None,
@@ -260,8 +260,8 @@ class ESRGANTask:
             d_loss = ragan_discriminator_loss(real, fake)
             ok = self._update("discriminator", d_loss)
         else: d_loss, real, fake = torch.tensor(float("nan")), real_g, fake_g
-        return dict(g_loss=float(g_loss.detach()), pixel=float(pixel), perceptual=float(perceptual), gan=float(gan),
-                    d_loss=float(d_loss), d_real=float(real.mean()), d_fake=float(fake.mean()), learning_rate=rate, ok=ok)
+        return dict(g_loss=g_loss.item(), pixel=pixel.item(), perceptual=perceptual.item(), gan=gan.item(),
+                    d_loss=d_loss.item(), d_real=real.mean().item(), d_fake=fake.mean().item(), learning_rate=rate, ok=ok)
 
     def state_dict(self) -> dict:
         return {"modules": {k: m.state_dict() for k, m in self.modules.items()},
@@ -394,15 +394,17 @@ def train_esrgan(data: str,                    # folder of HR training images
     print(f"[esrgan] {out}: step {rec['step']}/{cfg.iterations}, {rec['cpu_time'] / 3600:.2f} CPU-h", flush=True)
     return rec
 
-# %% ../nbs/04a_esrgan.ipynb #f343e8ea
-def export_esrgan(checkpoint, path) -> Path:
-    "Write the generator of an ESRGAN run checkpoint as a `load_model` file (an `RRDBEncoder`)."
-    from srflow_nb.checkpoints import load_pretrained, save_model
+# %% ../nbs/04a_esrgan.ipynb #8a0f6e94
+def export_esrgan(checkpoint, path, init: str | None = None) -> Path:
+    "Write the generator of an ESRGAN run checkpoint as a `load_model` file (an `RRDBEncoder`, hyper-parameters of `init`)."
+    from srflow_nb.checkpoints import load_official_rrdb, load_pretrained, save_model
     from srflow_nb.train import load_checkpoint
-    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    ck = load_checkpoint(checkpoint)
     sd = ck["model"]["generator"]
-    run = Path(checkpoint).parent.parent if not isinstance(checkpoint, dict) else None
-    init = json.loads((run / "config.json").read_text()).get("init", "demo-4x-rrdb") if run and (run / "config.json").exists() else "demo-4x-rrdb"
-    gen = load_pretrained(init) if not init.endswith(".pth") else load_official_esrgan(init)
-    gen.load_state_dict(sd)
+    run_cfg = Path(checkpoint).parent.parent / "config.json"
+    if init is None and run_cfg.exists(): init = json.loads(run_cfg.read_text()).get("init")
+    if init is None: gen = load_official_rrdb(sd)   # architecture inferred from the keys and shapes
+    else:
+        gen = load_pretrained(init) if not str(init).endswith(".pth") else load_official_esrgan(init)
+        gen.load_state_dict(sd)
     return save_model(gen, path)
