@@ -89,7 +89,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 def _cli(out, data, model_json, iterations=8):
     return [sys.executable, "-m", "srflow_nb.train", "--stage", "flow", "--model", str(model_json), "--data", str(data),
             "--out", str(out), "--iterations", str(iterations), "--no-progress", "--set", "batch_size=2", "patch_size=16",
-            "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "lr=0.001"]
+            "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "learning_rate=0.001"]
 
 
 def test_cli_sigkill_and_resume_reproduces_uninterrupted_run(tmp_path):
