@@ -8,9 +8,10 @@ import torch.nn.functional as F
 
 from srflow_nb.core import InputError
 from srflow_nb.encoder import RRDBEncoder
-from srflow_nb.esrgan import (ESRGANConfig, ESRGANTask, FeatureLoss, VGGStyleDiscriminator, export_esrgan, fit_esrgan,
-                              interpolate, interpolate_generators, load_official_esrgan, official_rrdb_shapes,
-                              ragan_discriminator_loss, ragan_generator_loss)
+from srflow_nb.esrgan import (ESRGANTask, FeatureLoss, VGGStyleDiscriminator, esrgan_demo, esrgan_generator, esrgan_options,
+                              esrgan_paper, export_esrgan, interpolate, interpolate_generators, load_official_esrgan,
+                              official_rrdb_shapes, ragan_discriminator_loss, ragan_generator_loss)
+from srflow_nb.train import PatchCache, Trainer, learning_rate_at, task_class
 
 
 def softplus(t): return math.log1p(math.exp(t))
@@ -152,93 +153,99 @@ def test_official_esrgan_x4_synthetic_state_dict_loads():
     with pytest.raises(ValueError, match="HRconv.weight"): load_official_esrgan(bad)
 
 
-# --- training -----------------------------------------------------------------------------------------------------------
-def tiny_task(alex, seed=0, **kw):
+# --- training (through the shared trainer) ----------------------------------------------------------------------------
+def down(h, s): return F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
+
+
+def patches():
+    g = torch.Generator().manual_seed(3)
+    return PatchCache.from_hr([torch.rand(3, 80, 80, generator=g) for _ in range(2)], 4, 64, downscale=down)
+
+
+def tiny_cfg(out, **options):
+    return esrgan_demo(iterations=4, batch_size=2, patch_size=64, amp=None, milestones=(0.5,), log_every=1, ckpt_every_steps=2,
+                       val_every=2, out_dir=str(out), options=dict(feature_net="alexnet", disc_features=8, **options))
+
+
+def tiny_task(alex, cfg, seed=0):
     torch.manual_seed(seed)
-    cfg = ESRGANConfig.demo(**{**dict(iterations=4, batch_size=2, patch_size=64, disc_features=8, amp=None, milestones=(2,)), **kw})
     return ESRGANTask(RRDBEncoder(nf=8, nb=1, gc=4, stack_blocks=(0,)), cfg, feature_loss=alex)
 
 
-def batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    hr = torch.rand(2, 3, 64, 64, generator=g)
-    return hr, F.interpolate(hr, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1)
+def val_pairs():
+    g = torch.Generator().manual_seed(9)
+    hr = torch.rand(3, 64, 64, generator=g)
+    return [(hr, ((down(hr, 4).clamp(0, 1) * 255).round() / 255))]
 
 
-def test_gan_steps_change_both_nets_no_nan(alex):
-    task = tiny_task(alex)
+def test_registered_task_and_options():
+    assert task_class("esrgan") is ESRGANTask
+    o = esrgan_options(esrgan_paper())
+    assert (o["pixel_weight"], o["perceptual_weight"], o["gan_weight"], o["feature_net"]) == (1e-2, 1.0, 5e-3, "vgg19")
+    c = esrgan_paper()
+    assert (c.iterations, c.batch_size, c.patch_size, c.learning_rate, c.betas, c.gamma) == (400_000, 16, 128, 1e-4, (0.9, 0.99), 0.5)
+    assert [s for s in range(1, 400_001) if learning_rate_at(s, c) != learning_rate_at(s - 1, c)] == [50_000, 100_000, 200_000, 300_000]
+    with pytest.raises(InputError, match="unknown ESRGAN option"): esrgan_options(esrgan_paper(options=dict(gan_wieght=1.0)))
+    with pytest.raises(InputError, match="multiple of 32"): esrgan_options(esrgan_paper(patch_size=100))
+    with pytest.raises(InputError, match="feature_net"): esrgan_options(esrgan_paper(options=dict(feature_net="vgg16")))
+
+
+def test_gan_steps_change_both_nets_no_nan(alex, tmp_path):
+    task = tiny_task(alex, tiny_cfg(tmp_path / "run"))
     before = {k: copy.deepcopy(m.state_dict()) for k, m in task.modules.items()}
-    logs = [task.training_step(batch(s), s) for s in range(3)]
-    assert all(r["ok"] for r in logs) and [r["learning_rate"] for r in logs] == [1e-4, 1e-4, 5e-5]
-    assert all(math.isfinite(v) for r in logs for k, v in r.items() if k != "ok")
+    tr = Trainer(task, task.cfg, patches(), progress=False).fit(3)
+    assert tr.step == 3 and tr.skipped == 0
+    assert [r["learning_rate_generator"] for r in tr.history] == [1e-4, 1e-4, 5e-5]
+    assert [r["learning_rate_discriminator"] for r in tr.history] == [1e-4, 1e-4, 5e-5]
+    assert all(math.isfinite(r[k]) for r in tr.history for k in ("loss", "pixel", "perceptual", "gan", "d_loss", "d_real", "d_fake"))
     for name, m in task.modules.items():
         after = m.state_dict()
         assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
         assert any(not torch.equal(before[name][k], after[k]) for k in after if after[k].is_floating_point()), name
 
 
-def test_generator_update_uses_every_loss_term(alex):
-    # with the GAN weight only, the generator still moves (the adversarial gradient reaches it through D)
-    task = tiny_task(alex, pixel_weight=0.0, perceptual_weight=0.0)
+def one_step_moves_generator(alex, tmp_path, **weights):
+    task = tiny_task(alex, tiny_cfg(tmp_path, **weights))
     w = task.generator.conv_last.weight.detach().clone()
-    task.training_step(batch(), 0)
-    assert not torch.equal(w, task.generator.conv_last.weight)
-    task = tiny_task(alex, pixel_weight=0.0, perceptual_weight=0.0, gan_weight=0.0)
-    w = task.generator.conv_last.weight.detach().clone()
-    task.training_step(batch(), 0)
-    assert torch.equal(w, task.generator.conv_last.weight)   # all weights zero: Adam sees zero gradients, no move
+    Trainer(task, task.cfg, patches(), progress=False).fit(1)
+    return not torch.equal(w, task.generator.conv_last.weight)
 
 
-def test_nonfinite_batch_is_skipped(alex):
-    task = tiny_task(alex)
-    snap = {k: copy.deepcopy(m.state_dict()) for k, m in task.modules.items()}
-    hr, lr = batch()
-    r = task.training_step((hr, lr * float("nan")), 0)
-    assert r["ok"] is False
-    for n, m in task.modules.items():
-        assert all(torch.equal(snap[n][k], v) for k, v in m.state_dict().items())   # BatchNorm statistics included
+def test_generator_gets_the_adversarial_gradient(alex, tmp_path):
+    # the GAN term alone moves the generator (its gradient reaches G through D); with every weight 0 nothing does
+    assert one_step_moves_generator(alex, tmp_path / "a", pixel_weight=0.0, perceptual_weight=0.0)
+    assert not one_step_moves_generator(alex, tmp_path / "b", pixel_weight=0.0, perceptual_weight=0.0, gan_weight=0.0)
 
 
-class Patches:
-    "A tiny PatchCache-like source: `sample(n, generator)`."
-    def __init__(self):
-        from srflow_nb.train import PatchCache
-        g = torch.Generator().manual_seed(3)
-        hrs = [torch.rand(3, 80, 80, generator=g) for _ in range(2)]
-        self.cache = PatchCache.from_hr(hrs, 4, 64, downscale=lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0])
-    def sample(self, n, generator): return self.cache.sample(n, generator)
+def test_nonfinite_sr_is_skipped_before_the_discriminator(alex, tmp_path):
+    task = tiny_task(alex, tiny_cfg(tmp_path / "run"))
+    with torch.no_grad(): task.generator.conv_last.bias.fill_(float("nan"))
+    snap = copy.deepcopy(task.discriminator.state_dict())
+    tr = Trainer(task, task.cfg, patches(), progress=False)
+    r = tr.train_step()
+    assert r["ok"] is False and tr.skipped == 1
+    assert all(torch.equal(snap[k], v) for k, v in task.discriminator.state_dict().items())   # BatchNorm statistics included
 
 
-def test_fit_resume_is_exact_and_export_loads(alex, tmp_path):
-    data = Patches()
-    val = [batch(9)[0][0], batch(9)[1][0]]
-    val_pairs = [tuple(val)]
-    full = fit_esrgan(tiny_task(alex), data, tmp_path / "full", val_pairs, log_every=1, val_every=2, ckpt_every=2, progress=False)
-    part = tiny_task(alex)
-    fit_esrgan(part, data, tmp_path / "part", val_pairs, until=2, log_every=1, val_every=2, ckpt_every=2, progress=False)
-    resumed = tiny_task(alex, seed=123)   # other initial weights: everything must come from the checkpoint
-    rec = fit_esrgan(resumed, data, tmp_path / "part", val_pairs, log_every=1, val_every=2, ckpt_every=2, progress=False)
-    assert rec["step"] == full["step"] == 4
-    from srflow_nb.train import load_checkpoint
-    a = load_checkpoint(tmp_path / "full/checkpoints/step_00000004.pt")
-    b = load_checkpoint(tmp_path / "part/checkpoints/step_00000004.pt")
+def test_resume_is_exact_validation_and_export(alex, tmp_path):
+    data, val = patches(), val_pairs()
+    full = tiny_task(alex, tiny_cfg(tmp_path / "full"))
+    Trainer(full, full.cfg, data, val_data=val, progress=False).fit()
+    part = tiny_task(alex, tiny_cfg(tmp_path / "part"))
+    Trainer(part, part.cfg, data, val_data=val, progress=False).fit(2)
+    resumed = tiny_task(alex, tiny_cfg(tmp_path / "part"), seed=123)   # other initial weights: all must come from the checkpoint
+    tr = Trainer(resumed, resumed.cfg, data, val_data=val, progress=False)
+    assert tr.step == 2 and tr.resumed_from.name == "step_00000002.pt"
+    tr.fit()
     for n in ("generator", "discriminator"):
-        assert all(torch.equal(a["model"][n][k], b["model"][n][k]) for k in a["model"][n]), n
-    assert [h["g_loss"] for h in a["history"]] == [h["g_loss"] for h in b["history"]]
-    assert [v["step"] for v in b["val_history"]] == [0, 2, 4] and all(math.isfinite(v["psnr"]) for v in b["val_history"])
-    with pytest.raises(InputError, match="another ESRGANConfig"):
-        fit_esrgan(tiny_task(alex, gan_weight=1.0), data, tmp_path / "part", progress=False)
+        a, b = full.modules[n].state_dict(), resumed.modules[n].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), n
+    v = tr.val_history
+    assert [r["step"] for r in v] == [2, 4] and all(math.isfinite(r[k]) for r in v for k in ("esrgan_psnr", "esrgan_lr_psnr", "bicubic_psnr"))
     from srflow_nb.checkpoints import load_model
-    out = export_esrgan(tmp_path / "full/checkpoints/step_00000004.pt", tmp_path / "esrgan.safetensors")
-    g = load_model(out)
-    assert all(torch.equal(g.state_dict()[k], v) for k, v in a["model"]["generator"].items())
-
-
-def test_config_validation():
-    with pytest.raises(InputError, match="multiple of 32"): ESRGANConfig(patch_size=100)
-    with pytest.raises(InputError, match="feature_net"): ESRGANConfig(feature_net="vgg16")
-    with pytest.raises(InputError, match="amp"): ESRGANConfig(amp="fp16")
-    c = ESRGANConfig.paper()
-    assert (c.iterations, c.batch_size, c.patch_size, c.milestones, c.gamma) == (400_000, 16, 128, (50_000, 100_000, 200_000, 300_000), 0.5)
-    assert ESRGANConfig.demo(iterations=2400).milestones == (300, 600, 1200, 1800)
-    assert ESRGANConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    g = load_model(export_esrgan(tmp_path / "full/checkpoints/step_00000004.pt", tmp_path / "esrgan.safetensors"))
+    assert isinstance(g, RRDBEncoder) and all(torch.equal(g.state_dict()[k], v) for k, v in full.generator.state_dict().items())
+    with pytest.raises(InputError, match="not an ESRGAN trainer checkpoint"):
+        ck = torch.load(tmp_path / "full/checkpoints/step_00000004.pt", weights_only=True)
+        ck["config"]["stage"] = "rrdb"
+        esrgan_generator(ck)
