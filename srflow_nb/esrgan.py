@@ -22,8 +22,9 @@ from .train import TrainConfig, TrainTask, learning_rate_at
 
 # %% auto #0
 __all__ = ['ESRGAN_OPTIONS', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator', 'ragan_discriminator_loss',
-           'ragan_generator_loss', 'FeatureLoss', 'interpolate', 'interpolate_generators', 'official_rrdb_shapes',
-           'load_official_esrgan', 'ESRGANTask', 'train_esrgan', 'esrgan_generator', 'export_esrgan']
+           'ragan_generator_loss', 'FeatureLoss', 'interpolate', 'interpolate_generators', 'interpolation_curve',
+           'official_rrdb_shapes', 'load_official_esrgan', 'ESRGANTask', 'train_esrgan', 'esrgan_generator',
+           'export_esrgan']
 
 # %% ../nbs/04a_esrgan.ipynb #b34ee3e3
 ESRGAN_OPTIONS = dict(pixel_weight=1e-2,        # L1(sr, hr)
@@ -154,6 +155,24 @@ def interpolate_generators(rrdb: RRDBEncoder, gan: RRDBEncoder, alpha: float) ->
     net = copy.deepcopy(rrdb)
     net.load_state_dict(interpolate(rrdb.state_dict(), gan.state_dict(), alpha))
     return net.eval()
+
+# %% ../nbs/04a_esrgan.ipynb #dd835131
+def interpolation_curve(rrdb: RRDBEncoder, gan: RRDBEncoder, pairs, alphas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                        lpips: bool = True, device="cpu"):
+    "A DataFrame (alpha, psnr, lr_psnr[, lpips]) of the interpolated generators' SR on `(hr, lr)` pairs, means over the pairs."
+    import pandas as pd
+    from srflow_nb.metrics import psnr, lr_psnr, lpips as lpips_fn
+    rows = []
+    for a in alphas:
+        net, vals = interpolate_generators(rrdb, gan, a).to(device), {}
+        with torch.inference_mode():
+            for hr, lr in pairs:
+                hr, lr = (t[None] if t.ndim == 3 else t for t in (hr, lr))
+                sr = net.sr(lr.to(device)).float().clamp(0, 1).cpu()
+                got = {"psnr": psnr(sr, hr), "lr_psnr": lr_psnr(sr, lr, rrdb.scale), **({"lpips": lpips_fn(sr, hr)} if lpips else {})}
+                for k, v in got.items(): vals.setdefault(k, []).append(float(np.mean(v)))
+        rows.append({"alpha": float(a), **{k: float(np.mean(v)) for k, v in vals.items()}})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/04a_esrgan.ipynb #e3eaabbe
 def official_rrdb_shapes(nf: int = 64, nb: int = 23, gc: int = 32, scale: int = 4, channels: int = 3) -> OrderedDict:

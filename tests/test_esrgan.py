@@ -129,6 +129,20 @@ def test_interpolation_endpoints_and_midpoint():
     with pytest.raises(InputError, match="different keys"): interpolate(a.state_dict(), {"x": torch.zeros(1)}, 0.5)
 
 
+def test_interpolation_curve_endpoints():
+    from srflow_nb.esrgan import interpolation_curve
+    from srflow_nb.metrics import psnr
+    torch.manual_seed(0)
+    a, b = RRDBEncoder(nf=8, nb=2, gc=4, stack_blocks=(0, 1)), RRDBEncoder(nf=8, nb=2, gc=4, stack_blocks=(0, 1))
+    hr = torch.rand(1, 3, 32, 32)
+    lr = (F.interpolate(hr, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1) * 255).round() / 255
+    curve = interpolation_curve(a, b, [(hr, lr)], alphas=(0.0, 1.0), lpips=False)
+    with torch.inference_mode():
+        assert curve.psnr[0] == pytest.approx(float(psnr(a.sr(lr).clamp(0, 1), hr)))
+        assert curve.psnr[1] == pytest.approx(float(psnr(b.sr(lr).clamp(0, 1), hr)))
+    assert curve.psnr[0] != curve.psnr[1]
+
+
 # --- official weights ----------------------------------------------------------------------------------------------------
 def test_official_rrdb_shapes_names():
     s = official_rrdb_shapes()
