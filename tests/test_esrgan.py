@@ -138,8 +138,8 @@ def test_interpolation_curve_endpoints():
     lr = (F.interpolate(hr, scale_factor=0.25, mode="bicubic", antialias=True).clamp(0, 1) * 255).round() / 255
     curve = interpolation_curve(a, b, [(hr, lr)], alphas=(0.0, 1.0), lpips=False)
     with torch.inference_mode():
-        assert curve.psnr[0] == pytest.approx(float(psnr(a.sr(lr).clamp(0, 1), hr)))
-        assert curve.psnr[1] == pytest.approx(float(psnr(b.sr(lr).clamp(0, 1), hr)))
+        assert curve.psnr[0] == pytest.approx(float(psnr(a.sr(lr).clamp(0, 1), hr)[0]))
+        assert curve.psnr[1] == pytest.approx(float(psnr(b.sr(lr).clamp(0, 1), hr)[0]))
     assert curve.psnr[0] != curve.psnr[1]
 
 
