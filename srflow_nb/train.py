@@ -225,7 +225,7 @@ def load_folder(folder, crop: int | None = None, multiple: int = 1, min_size: in
     if not files: raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for p in files:
-        t = torch.from_numpy(load_image(p)).permute(2, 0, 1).float() / 255
+        t = torch.from_numpy(load_image(p).copy()).permute(2, 0, 1).float() / 255
         if min(t.shape[1:]) < max(min_size, multiple):
             raise InputError(f"{p}: {t.shape[1]}x{t.shape[2]} is too small (at least {max(min_size, multiple)} pixels a side)")
         if crop:
@@ -644,7 +644,8 @@ def train_step(self: Trainer) -> dict:
     rates = task.learning_rates(step)
     for name, rate in rates.items():
         for g in task.optimizers[name].param_groups: g["lr"] = rate
-    for m in task.modules.values(): m.train()
+    for m in task.modules.values():
+        if not m.training: m.train()
     up.grad_norms, up.skipped = {}, []
     batch = self._global_batch(step)
     if not all(bool(torch.isfinite(t).all()) for t in batch if t.is_floating_point()):   # same decision on every rank
