@@ -263,3 +263,14 @@ def test_resume_is_exact_validation_and_export(alex, tmp_path):
         ck = torch.load(tmp_path / "full/checkpoints/step_00000004.pt", weights_only=True)
         ck["config"]["stage"] = "rrdb"
         esrgan_generator(ck)
+
+
+def test_create_from_bundled_rrdb_and_bad_model():
+    cfg = esrgan_demo(out_dir="unused")
+    task = ESRGANTask.create(cfg, "demo-4x-rrdb")
+    from srflow_nb.checkpoints import load_pretrained
+    ref = load_pretrained("demo-4x-rrdb").state_dict()
+    assert all(torch.equal(ref[k], v) for k, v in task.generator.state_dict().items())   # starts from the L1 RRDB
+    assert task.discriminator.input_size == cfg.patch_size == 96 and task.feature_loss.net_name == "alexnet"
+    assert task.model_config()["kind"] == "rrdb" and task.model_config()["nf"] == ref["conv_first.weight"].shape[0]
+    with pytest.raises(InputError, match="L1 generator"): ESRGANTask.create(cfg, "no-such-model.pth")
