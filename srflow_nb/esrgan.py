@@ -105,7 +105,7 @@ def _feature_layers(net: str, weights=None) -> nn.Sequential:
     import torchvision
     if net == "alexnet":
         from safetensors.torch import load_file
-        from srflow_nb.metrics import fetch_asset
+        from srflow_nb.assets import fetch_asset
         feats = torchvision.models.alexnet().features
         feats.load_state_dict(load_file(str(weights or fetch_asset("lpips_alex"))))
         return feats[:11]   # ..., conv5 (index 10); index 11 is its ReLU
@@ -289,7 +289,8 @@ def train_esrgan(data: str,                    # folder of HR training images
                  device: str = "auto"):        # "cpu", "cuda" or "auto"
     "Fine-tune an L1 RRDB into ESRGAN (relativistic GAN + perceptual + L1) on an image folder with the shared trainer; resumable."
     from srflow_nb.train import PatchCache, Trainer, load_folder
-    from srflow_nb.data import imresize
+    from srflow_nb.images import quantize8
+    from srflow_nb.resize import downscale
     if preset not in ("demo", "paper"): raise InputError(f"--preset must be 'demo' or 'paper', got {preset!r}")
     base = esrgan_demo() if preset == "demo" else esrgan_paper()
     options = {**base.options, **{k: v for k, v in dict(feature_net=feature_net, vgg19_weights=vgg19_weights).items() if v is not None}}
@@ -298,8 +299,7 @@ def train_esrgan(data: str,                    # folder of HR training images
     task = ESRGANTask.create(cfg, init, lpips=lpips)
     hrs, names = load_folder(data)
     patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    q = lambda t: (t.clamp(0, 1) * 255).round() / 255   # LR images are 8-bit, as the training pairs
-    val_pairs = [(h, q(imresize(h, 1 / cfg.scale))) for h in load_folder(val, crop=val_crop, multiple=cfg.scale)[0]] if val else []
+    val_pairs = [(h, quantize8(downscale(h, cfg.scale), keep_dtype=True)) for h in load_folder(val, crop=val_crop, multiple=cfg.scale)[0]] if val else []   # 8-bit LR, as the training pairs
     tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
     Path(out, "model_config.json").write_text(json.dumps(task.model_config(), sort_keys=True))
     print(f"[esrgan] {out}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
