@@ -56,7 +56,7 @@ def register_display(shell=None) -> bool:
     shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
     return True
 
-register_display()
+_registered = register_display()      # on import: every Figure displays as PNG in IPython
 
 # %% ../nbs/17_plots.ipynb #848b6704
 def _as_hwc(im) -> np.ndarray:
