@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import ipywidgets as W
 from PIL import Image
+from fastcore.basics import patch
 
 from . import metrics as M
 from . import plots, sampling
@@ -92,140 +93,166 @@ class Explorer:
         except (ValueError, KeyError, OSError, RuntimeError) as e:
             self.error = str(e).strip("'\"")
             self.status.value = f'<span style="color:#b00020">error: {html.escape(self.error)}</span>'
-    # -- inputs -----------------------------------------------------------------------------------------------
-    def _crop(self, t: torch.Tensor, m: int) -> torch.Tensor:
-        H, W_ = t.shape[-2:]
-        if self.crop: H, W_ = min(H, self.crop), min(W_, self.crop)
-        H, W_ = H // m * m, W_ // m * m
-        if H == 0 or W_ == 0: raise ValueError(f"image {tuple(t.shape[-2:])} is smaller than {m} pixels")
-        top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W_) // 2
-        return t[..., top:top + H, left:left + W_]
 
-    def set_image(self, img: torch.Tensor, is_hr: bool = True):
-        "Use `img` (1, 3, H, W) in [0, 1]: as HR (LR = its MATLAB-bicubic downscale) or as the LR itself; then sample."
-        if img.ndim == 3: img = img[None]
-        if is_hr: hr = self._crop(img, self.scale).float(); lr = _downscale(hr, self.scale)
-        else: hr, lr = None, self._crop(img, 1).float()
-        self.hr, self.lr = hr, lr
-        H, W_ = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
-        vals = dict(top=H // 4, left=W_ // 4, height=H // 2, width=W_ // 2)
-        self._busy = True                       # no renders while the sliders are re-ranged
-        try:
-            for k, w in self.box.items():
-                w.min, w.max = 0, H if k in ("top", "height") else W_
-                w.value = vals[k]
-                w.min = 1 if k in ("height", "width") else 0
-        finally: self._busy = False
-        self.sample()
+# %% ../nbs/18_explorer.ipynb #409468b2
+@patch
+def _crop(self: Explorer, t: torch.Tensor, m: int) -> torch.Tensor:
+    H, W_ = t.shape[-2:]
+    if self.crop: H, W_ = min(H, self.crop), min(W_, self.crop)
+    H, W_ = H // m * m, W_ // m * m
+    if H == 0 or W_ == 0: raise ValueError(f"image {tuple(t.shape[-2:])} is smaller than {m} pixels")
+    top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W_) // 2
+    return t[..., top:top + H, left:left + W_]
 
-    def select(self, name: str):
-        "Show a bundled image (by its stem, as HR) or an earlier upload (by its dropdown name)."
-        if name in self.uploads: img, is_hr = self.uploads[name]
-        elif name in self.paths: img, is_hr = to_tensor(load_image(self.paths[name])), True
-        else: raise KeyError(f"unknown image {name!r}; available: {list(self.paths) + list(self.uploads)}")
-        self._show(img, is_hr, name)
 
-    def _show(self, img: torch.Tensor, is_hr: bool, name: str):
-        prev, self.source = getattr(self, "source", None), name
-        try: self.set_image(img, is_hr)
-        except Exception: self.source = prev; raise
+@patch
+def set_image(self: Explorer, img: torch.Tensor, is_hr: bool = True):
+    "Use `img` (1, 3, H, W) in [0, 1]: as HR (LR = its MATLAB-bicubic downscale) or as the LR itself; then sample."
+    if img.ndim == 3: img = img[None]
+    if is_hr: hr = self._crop(img, self.scale).float(); lr = _downscale(hr, self.scale)
+    else: hr, lr = None, self._crop(img, 1).float()
+    self.hr, self.lr = hr, lr
+    H, W_ = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+    vals = dict(top=H // 4, left=W_ // 4, height=H // 2, width=W_ // 2)
+    self._busy = True                       # no renders while the sliders are re-ranged
+    try:
+        for k, w in self.box.items():
+            w.min, w.max = 0, H if k in ("top", "height") else W_
+            w.value = vals[k]
+            w.min = 1 if k in ("height", "width") else 0
+    finally: self._busy = False
+    self.sample()
 
-    def on_upload(self, change=None):
-        "FileUpload callback (ipywidgets 8 value: tuple of dicts with 'name' and 'content'); errors go to the status line."
-        files = change["new"] if change is not None else self.upload.value
-        if not files: return
-        f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
-        self._safely(self.load_bytes, bytes(f["content"]), f.get("name", "upload"), self.upload_is_hr.value)
 
-    def load_bytes(self, data: bytes, name: str = "upload", is_hr: bool = True):
-        "Load an encoded image (PNG/JPEG ... bytes), add it to the dropdown as 'name (uploaded)' and show it."
-        try: im = Image.open(io.BytesIO(data)).convert("RGB")
-        except Exception as e: raise ValueError(f"{name}: not a readable image ({e})") from None
-        img = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255
-        key = f"{name} (uploaded)"
-        self._show(img, is_hr, key)                       # raises (too small ...) before the dropdown changes
-        self.uploads[key] = (img, is_hr)
-        self._busy = True
-        try:
-            if key not in self.image_select.options: self.image_select.options = [*self.image_select.options, key]
-            self.image_select.value = key
-        finally: self._busy = False
+@patch
+def select(self: Explorer, name: str):
+    "Show a bundled image (by its stem, as HR) or an earlier upload (by its dropdown name)."
+    if name in self.uploads: img, is_hr = self.uploads[name]
+    elif name in self.paths: img, is_hr = to_tensor(load_image(self.paths[name])), True
+    else: raise KeyError(f"unknown image {name!r}; available: {list(self.paths) + list(self.uploads)}")
+    self._show(img, is_hr, name)
 
-    def _on_box(self, change=None):
-        if not self._busy and self.samples is not None: self.render()
 
-    # -- model --------------------------------------------------------------------------------------------------
-    def new_samples(self):
-        "The button: the next seed (the same settings and seed would redraw the very same samples)."
-        self.seed.value = int(self.seed.value) + 1        # the seed observer samples
+@patch
+def _show(self: Explorer, img: torch.Tensor, is_hr: bool, name: str):
+    prev, self.source = getattr(self, "source", None), name
+    try: self.set_image(img, is_hr)
+    except Exception: self.source = prev; raise
 
-    def sample(self):
-        "SRFlow samples (and references) for the current image, temperature, seed and n; then render."
-        if self._busy: return None
-        with torch.inference_mode():
-            sr, lat = sampling.sample(self.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
-                                      device=self.device, clamp=True, return_latents=True)
-            self.samples, self.latents = sr[:, 0].cpu(), lat
-            self.reference_images = {k: f(self.lr.to(self.device)).clamp(0, 1).cpu() for k, f in self.references.items()}
-        self.resampled = 0
-        return self.render()
 
-    def region(self) -> torch.Tensor:
-        "The box of the sliders as a boolean HR mask (H, W)."
-        H, W_ = self.samples.shape[-2:]
-        b = {k: w.value for k, w in self.box.items()}
-        return box_mask((H, W_), b["top"], b["left"], b["height"], b["width"])
+@patch
+def on_upload(self: Explorer, change=None):
+    "FileUpload callback (ipywidgets 8 value: tuple of dicts with 'name' and 'content'); errors go to the status line."
+    files = change["new"] if change is not None else self.upload.value
+    if not files: return
+    f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
+    self._safely(self.load_bytes, bytes(f["content"]), f.get("name", "upload"), self.upload_is_hr.value)
 
-    def resample_region(self):
-        "Redraw the latents inside the box (all samples, a fresh seed each press), keep the rest; then render."
-        self.resampled += 1
-        with torch.inference_mode():
-            sr, self.latents = sampling.resample_region(self.model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
-                                                        seed=int(self.seed.value) + 1000 * self.resampled, device=self.device,
-                                                        clamp=True, return_latents=True)
-        self.samples = sr[:, 0].cpu()
-        return self.render()
 
-    # -- output -------------------------------------------------------------------------------------------------
-    def compute_metrics(self) -> dict[str, dict[str, float]]:
-        "{method: {metric: value}}: PSNR/LPIPS vs HR (when known), LR-PSNR; SRFlow = mean over samples."
-        out = {}
-        for name, im in (*self.reference_images.items(), ("SRFlow", self.samples)):
-            m = {"LR-PSNR": float(np.mean(M.lr_psnr(im, self.lr.expand(im.shape[0], -1, -1, -1), self.scale)))}
-            if self.hr is not None:
-                hr = self.hr.expand(im.shape[0], -1, -1, -1)
-                m["PSNR"] = float(np.mean(M.psnr(im, hr)))
-                if self.use_lpips: m["LPIPS"] = float(np.mean(M.lpips(im, hr, device=self.device)))
-            out[name] = m
-        return out
+@patch
+def load_bytes(self: Explorer, data: bytes, name: str = "upload", is_hr: bool = True):
+    "Load an encoded image (PNG/JPEG ... bytes), add it to the dropdown as 'name (uploaded)' and show it."
+    try: im = Image.open(io.BytesIO(data)).convert("RGB")
+    except Exception as e: raise ValueError(f"{name}: not a readable image ({e})") from None
+    img = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255
+    key = f"{name} (uploaded)"
+    self._show(img, is_hr, key)                       # raises (too small ...) before the dropdown changes
+    self.uploads[key] = (img, is_hr)
+    self._busy = True
+    try:
+        if key not in self.image_select.options: self.image_select.options = [*self.image_select.options, key]
+        self.image_select.value = key
+    finally: self._busy = False
 
-    def figure(self):
-        "The comparison Figure (LR | references | samples | HR) with the region box drawn on the samples."
-        from matplotlib.patches import Rectangle
-        refs = dict(self.reference_images)
-        fig = plots.comparison(self.lr, list(self.samples), hr=self.hr, bicubic=refs.pop("bicubic", None), rrdb=refs.pop("RRDB", None),
-                               temperature=self.temperature.value, title=getattr(self, "source", None))
-        if refs:                                           # other references (ESRGAN, HCFlow ...): one more row
-            fig = plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
-                                   [["LR", *refs, *(["HR"] if self.hr is not None else [])],
-                                    [f"SRFlow τ={self.temperature.value:g} #{i + 1}" for i in range(len(self.samples))]],
-                                   suptitle=getattr(self, "source", None))
-        b = {k: w.value for k, w in self.box.items()}
-        for ax in fig.axes:
-            if ax.get_title().startswith("SRFlow"):
-                ax.add_patch(Rectangle((b["left"] - .5, b["top"] - .5), b["width"], b["height"], fill=False, ec="red", lw=1))
-        return fig
 
-    def render(self):
-        "Re-draw the picture into `image` and the metrics into `readout`; the status says what is shown."
-        self.image.value = plots.figure_png(self.figure())
-        self.metrics = self.compute_metrics()
-        keys = sorted({k for v in self.metrics.values() for k in v})
-        rows = "".join(f"<tr><td>{m}</td>" + "".join(f"<td>{v.get(k, float('nan')):.3f}</td>" for k in keys) + "</tr>" for m, v in self.metrics.items())
-        self.readout.value = f"<table><tr><th></th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{rows}</table>"
-        self.renders += 1
-        self.error = None
-        what = "LR input" if self.hr is None else "HR input"
-        self.status.value = html.escape(f"{getattr(self, 'source', '')} ({what}): {self.samples.shape[0]} samples at temperature "
-                                        f"{self.temperature.value:g}, seed {self.seed.value}" + (f", region redrawn {self.resampled}x" if self.resampled else ""))
-        return self.metrics
+@patch
+def _on_box(self: Explorer, change=None):
+    if not self._busy and self.samples is not None: self.render()
+
+# %% ../nbs/18_explorer.ipynb #aa41dfec
+@patch
+def new_samples(self: Explorer):
+    "The button: the next seed (the same settings and seed would redraw the very same samples)."
+    self.seed.value = int(self.seed.value) + 1        # the seed observer samples
+
+
+@patch
+def sample(self: Explorer):
+    "SRFlow samples (and references) for the current image, temperature, seed and n; then render."
+    if self._busy: return None
+    with torch.inference_mode():
+        sr, lat = sampling.sample(self.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
+                                  device=self.device, clamp=True, return_latents=True)
+        self.samples, self.latents = sr[:, 0].cpu(), lat
+        self.reference_images = {k: f(self.lr.to(self.device)).clamp(0, 1).cpu() for k, f in self.references.items()}
+    self.resampled = 0
+    return self.render()
+
+
+@patch
+def region(self: Explorer) -> torch.Tensor:
+    "The box of the sliders as a boolean HR mask (H, W)."
+    H, W_ = self.samples.shape[-2:]
+    b = {k: w.value for k, w in self.box.items()}
+    return box_mask((H, W_), b["top"], b["left"], b["height"], b["width"])
+
+
+@patch
+def resample_region(self: Explorer):
+    "Redraw the latents inside the box (all samples, a fresh seed each press), keep the rest; then render."
+    self.resampled += 1
+    with torch.inference_mode():
+        sr, self.latents = sampling.resample_region(self.model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
+                                                    seed=int(self.seed.value) + 1000 * self.resampled, device=self.device,
+                                                    clamp=True, return_latents=True)
+    self.samples = sr[:, 0].cpu()
+    return self.render()
+
+# %% ../nbs/18_explorer.ipynb #13f1076c
+@patch
+def compute_metrics(self: Explorer) -> dict[str, dict[str, float]]:
+    "{method: {metric: value}}: PSNR/LPIPS vs HR (when known), LR-PSNR; SRFlow = mean over samples."
+    out = {}
+    for name, im in (*self.reference_images.items(), ("SRFlow", self.samples)):
+        m = {"LR-PSNR": float(np.mean(M.lr_psnr(im, self.lr.expand(im.shape[0], -1, -1, -1), self.scale)))}
+        if self.hr is not None:
+            hr = self.hr.expand(im.shape[0], -1, -1, -1)
+            m["PSNR"] = float(np.mean(M.psnr(im, hr)))
+            if self.use_lpips: m["LPIPS"] = float(np.mean(M.lpips(im, hr, device=self.device)))
+        out[name] = m
+    return out
+
+
+@patch
+def figure(self: Explorer):
+    "The comparison Figure (LR | references | samples | HR) with the region box drawn on the samples."
+    from matplotlib.patches import Rectangle
+    refs = dict(self.reference_images)
+    fig = plots.comparison(self.lr, list(self.samples), hr=self.hr, bicubic=refs.pop("bicubic", None), rrdb=refs.pop("RRDB", None),
+                           temperature=self.temperature.value, title=getattr(self, "source", None))
+    if refs:                                           # other references (ESRGAN, HCFlow ...): one more row
+        fig = plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
+                               [["LR", *refs, *(["HR"] if self.hr is not None else [])],
+                                [f"SRFlow τ={self.temperature.value:g} #{i + 1}" for i in range(len(self.samples))]],
+                               suptitle=getattr(self, "source", None))
+    b = {k: w.value for k, w in self.box.items()}
+    for ax in fig.axes:
+        if ax.get_title().startswith("SRFlow"):
+            ax.add_patch(Rectangle((b["left"] - .5, b["top"] - .5), b["width"], b["height"], fill=False, ec="red", lw=1))
+    return fig
+
+
+@patch
+def render(self: Explorer):
+    "Re-draw the picture into `image` and the metrics into `readout`; the status says what is shown."
+    self.image.value = plots.figure_png(self.figure())
+    self.metrics = self.compute_metrics()
+    keys = sorted({k for v in self.metrics.values() for k in v})
+    rows = "".join(f"<tr><td>{m}</td>" + "".join(f"<td>{v.get(k, float('nan')):.3f}</td>" for k in keys) + "</tr>" for m, v in self.metrics.items())
+    self.readout.value = f"<table><tr><th></th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{rows}</table>"
+    self.renders += 1
+    self.error = None
+    what = "LR input" if self.hr is None else "HR input"
+    self.status.value = html.escape(f"{getattr(self, 'source', '')} ({what}): {self.samples.shape[0]} samples at temperature "
+                                    f"{self.temperature.value:g}, seed {self.seed.value}" + (f", region redrawn {self.resampled}x" if self.resampled else ""))
+    return self.metrics
