@@ -50,7 +50,7 @@ class Explorer:
         self.hr = self.lr = self.samples = self.latents = None
         self.reference_images, self.metrics, self.renders, self.error, self.resampled = {}, {}, 0, None, 0
         self.image_select = W.Dropdown(options=list(self.paths), description="image", style=_FULL_LABEL)
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image", layout=W.Layout(width="auto"))
         self.upload_is_hr = W.Checkbox(value=True, description="uploaded image is HR (downscale it first)", indent=False,
                                        layout=W.Layout(width="auto"))
         self.temperature = W.FloatSlider(value=temperature, min=0.0, max=1.2, step=0.05, description="temperature τ",
