@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info":            ("srflow_nb.cli:info",                "versions, device and bundled models"),
     "sample":          ("srflow_nb.sampling:sample_cli",     "super-resolve images: n samples at a temperature"),
     "restore":         ("srflow_nb.restore:restore_files",   "restore a noisy or JPEG-degraded image through the latent space"),
-    "train":           ("srflow_nb.train:train_cli",         "train an RRDB encoder (L1) or SRFlow (NLL)"),
+    "train":           ("srflow_nb.train:train_run",         "train a model (RRDB L1, SRFlow NLL, ...) with the shared trainer"),
     "evaluate":        ("srflow_nb.evaluate:evaluate_folder", "metrics of a super-resolver on an image folder -> CSV"),
     "demo":            ("srflow_nb.demo:demo",               "the main job on the bundled images and checkpoint"),
     "data build-demo": ("srflow_nb.cli:data_build_demo",     "rebuild (or verify) the embedded demo dataset"),

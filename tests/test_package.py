@@ -22,7 +22,7 @@ def test_console_script_target_exists():
 
 # modules whose commands still parse their own argv; their owners replace them with signature functions
 # registered in srflow_nb.cli.COMMANDS, and then this set shrinks to empty
-LEGACY_ARGPARSE = {'sampling.py', 'train.py', 'data.py', 'metrics.py'}
+LEGACY_ARGPARSE = {'sampling.py', 'data.py', 'metrics.py'}
 
 
 def test_no_hand_written_argparse():
