@@ -78,7 +78,8 @@ def ab(model_name, batch, patch, settings: dict, rounds=4, stage="flow"):
 
 def against(path, rounds=8, settings=None):
     """Interleaved A/B of this package's `Trainer` against the `Trainer` of another `train.py` (e.g. the version before a
-    refactor, copied out of git): same model init, same data, small_4x HR 64 batch 4, 1 thread, steps taken in turn."""
+    refactor, copied out of git): same model init, same data, small_4x HR 64 batch 4, 1 thread, steps taken in turn
+    (ABBA order); also checks that both give the same losses."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("other_train", path); other = importlib.util.module_from_spec(spec)
     sys.modules["other_train"] = other; spec.loader.exec_module(other)
@@ -97,7 +98,8 @@ def against(path, rounds=8, settings=None):
             trainers[label] = mod.Trainer(SRFlow(SRFlowConfig.small_4x()), cfg, mod.PatchCache.from_hr(imgs, 4, 64, downscale=down), progress=False, device="cpu", resume=False)
         times, losses = {k: [] for k in trainers}, {k: [] for k in trainers}
         for r in range(rounds + 1):
-            for label, tr in trainers.items():
+            for label in (("before", "after") if r % 2 else ("after", "before")):   # alternate who goes first
+                tr = trainers[label]
                 t = time.perf_counter(); out = tr.train_step(); dt = time.perf_counter() - t
                 losses[label].append(out["loss"])
                 if r: times[label].append(dt)   # round 0 is warm-up

@@ -1,0 +1,277 @@
+"HCFlow: exact to the official code (fixtures, key lists, parameter counts), invertibility, exact log-dets, API and bad input."
+import copy
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fastcore.test import test_fail as fails_with
+
+from srflow_nb.core import InputError, sum_except_batch
+from srflow_nb.hcflow import (AtanAffineCoupling, ConditionalFlow, HaarDownsampling, HCFlow, HCFlowConfig, HCFlowStep,
+                              LRCoupling, infer_hcflow_config, load_official_hcflow, official_hcflow_state_dict,
+                              quantize8_ste, read_hcflow_key_list)
+from srflow_nb.layers import gaussian_logp
+from srflow_nb.testing import check_inverse, check_logdet, fixture_dir, official_fixture, perturb_zero_params
+
+KEYS = fixture_dir("hcflow_keys")
+PAPER = [("sr_div2k_4x", "HCFlow_SR_DF2K_4X"), ("sr_celeba_8x", "HCFlow_SR_CelebA_8X"),
+         ("rescaling_div2k_4x", "HCFlow_Rescaling_DF2K_4X")]
+
+
+def n_params(m): return sum(p.numel() for p in m.parameters())
+
+
+def perturbed(m, std=0.1, seed=1):
+    perturb_zero_params(m, std, torch.Generator().manual_seed(seed))
+    return m
+
+
+def tiny(kind, seed=0, std=0.05):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        m = HCFlow(getattr(HCFlowConfig, f"{kind}_tiny_4x")())
+    return perturbed(m, std, seed).eval()
+
+
+# ---------------------------------------------------------------- paper configurations
+@pytest.mark.parametrize("preset,stem,n", [(p, s, n) for (p, s), n in zip(PAPER, [23_232_539, 27_017_723, 4_396_350])])
+def test_paper_keys_shapes_params_and_inference(preset, stem, n):
+    "Key for key (in order) and shape for shape; parameter counts = the official ones (issue 16 and the fixture json)."
+    ref = read_hcflow_key_list(KEYS / f"{stem}.keys.txt")
+    info = json.loads((KEYS / f"{stem}.json").read_text())
+    m = HCFlow(getattr(HCFlowConfig, preset)())
+    assert [(k, tuple(v.shape)) for k, v in official_hcflow_state_dict(m).items()] == list(ref.items())
+    assert n_params(m) == n == info["n_params"] == sum(math.prod(s) for s in ref.values())
+    assert len(ref) == info["n_state_keys"]
+    assert infer_hcflow_config({k: torch.empty(s, device="meta") for k, s in ref.items()}) == getattr(HCFlowConfig, preset)()
+    assert m.scale == info["scale"] and m.config.K == (info["network_G"]["flowDownsampler"]["K"],) * m.config.L
+
+
+# ---------------------------------------------------------------- official fixtures
+def _ours(kind):
+    sd, fx = official_fixture(f"hcflow_{kind}_tiny")
+    m = load_official_hcflow(sd)
+    with torch.no_grad():
+        lr_est, latents, logdet = m.encode(fx["hr"])
+        out = {"flow_out": lr_est}
+        if kind == "sr":
+            out["flow_logdet"] = logdet
+            out["fwd_nll"] = m.nll(fx["hr"], fx["lr"], fx["dequant_noise"]).mean().reshape(1)
+            out["fwd_lr"] = quantize8_ste(m.encode(fx["hr"] + fx["dequant_noise"] / m.config.quant)[0])
+            start = fx["lr"]
+        else:
+            out |= {"fwd_z2": latents[0], "fwd_z1": latents[1], "fwd_lr": m.downscale(fx["hr"])}
+            start = fx["flow_out"]
+        for t in ("0.0", "0.9"):
+            out[f"rev_flow_t{t}"] = m.decode(start, [fx[f"rev_t{t}_eps0"], fx[f"rev_t{t}_eps1"]])
+            out[f"rev_t{t}"] = out[f"rev_flow_t{t}"].clamp(0, 1)
+    return m, fx, out
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_official_fixture(kind):
+    m, fx, out = _ours(kind)
+    meta = json.loads((fixture_dir(f"hcflow_{kind}_tiny") / "meta.json").read_text())
+    assert n_params(m) == meta["n_params"] and m.config == getattr(HCFlowConfig, f"{kind}_tiny_4x")()
+    want = {"sr": {"flow_out", "flow_logdet", "fwd_nll", "fwd_lr"}, "rescaling": {"flow_out", "fwd_z1", "fwd_z2", "fwd_lr"}}[kind]
+    assert want | {"rev_flow_t0.0", "rev_flow_t0.9", "rev_t0.0", "rev_t0.9"} == set(out)
+    for k, v in out.items():
+        torch.testing.assert_close(v, fx[k], rtol=1e-4, atol=1e-5, msg=lambda s: f"{kind} {k}: {s}")
+    # the fixture is sensitive: a different temperature or a dropped conditional log-density would not match
+    assert not torch.allclose(out["rev_flow_t0.9"], out["rev_flow_t0.0"], atol=1e-3)
+
+
+def test_official_logdet_includes_conditional_logp():
+    m, fx, out = _ours("sr")
+    with torch.no_grad(): _, _, steps_logdet, logp = m.flow.encode(fx["hr"])
+    assert logp.abs().min() > 1.0  # the density term is not negligible, so the fixture check above tests it
+    torch.testing.assert_close(steps_logdet + logp, fx["flow_logdet"], rtol=1e-4, atol=1e-5)
+
+
+def test_rescaling_upscale_downscale_match_official():
+    sd, fx = official_fixture("hcflow_rescaling_tiny")
+    m = load_official_hcflow(sd)
+    with torch.no_grad():
+        torch.testing.assert_close(m.downscale(fx["hr"]), fx["fwd_lr"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m.upscale(fx["flow_out"], temperature=0.0), fx["rev_t0.0"], rtol=1e-4, atol=1e-5)
+
+
+def test_load_official_paths_prefix_and_errors(tmp_path):
+    sd, fx = official_fixture("hcflow_sr_tiny")
+    path = fixture_dir("hcflow_sr_tiny") / "official_state_dict.safetensors"
+    a, b = load_official_hcflow(path), load_official_hcflow({"module." + k: v for k, v in sd.items()})
+    torch.save(sd, tmp_path / "hcflow.pth")
+    c = load_official_hcflow(tmp_path / "hcflow.pth")
+    for m in (b, c):
+        for k, v in official_hcflow_state_dict(a).items(): assert torch.equal(v, official_hcflow_state_dict(m)[k])
+    assert all(bool(n.initialized) for n in a.actnorms()) and not a.training
+    fails_with(lambda: load_official_hcflow({"RRDB.conv_first.weight": torch.zeros(1)}), contains="not an official HCFlow")
+    bad = dict(sd); bad["flow.level0_condFlow.f.bias"] = torch.zeros(7)
+    fails_with(lambda: load_official_hcflow(bad, config=HCFlowConfig.sr_tiny_4x()), contains="has shape")
+    missing = {k: v for k, v in sd.items() if "level1_condFlow.f." not in k}
+    fails_with(lambda: load_official_hcflow(missing), contains="missing")
+    fails_with(lambda: load_official_hcflow(tmp_path / "nope.pth"), contains="not found")
+    assert infer_hcflow_config(sd, quant=256).quant == 256 and infer_hcflow_config(sd).quant == 64
+
+
+# ---------------------------------------------------------------- layers: inverse and exact log-det
+def test_haar():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 6, generator=g)
+    y, ld = HaarDownsampling(3)(x)
+    torch.testing.assert_close(y[:, :3], F.avg_pool2d(x, 2))
+    torch.testing.assert_close(ld, torch.full((2,), -math.log(16.0) * 3 * 4 * 3))
+    check_inverse(HaarDownsampling(3), x)
+    check_logdet(HaarDownsampling(4), torch.randn(2, 4, 4, 4, generator=g))
+    fails_with(lambda: HaarDownsampling(3)(x[..., :5]), contains="even H, even W")
+
+
+@pytest.mark.parametrize("make,channels,cond_channels", [
+    (lambda: AtanAffineCoupling(5, 6, 8), 5, 6),
+    (lambda: AtanAffineCoupling(4, 0, 8, "DenseBlock"), 4, 0),
+    (lambda: LRCoupling(12, True, 8), 12, 0),
+    (lambda: LRCoupling(12, False, 8), 12, 0),
+    (lambda: HCFlowStep(6, AtanAffineCoupling(6, 5, 8)), 6, 5),
+    (lambda: HCFlowStep(7, LRCoupling(7, True, 8), invconv=False), 7, 0),
+])
+def test_layer_inverse_and_logdet(make, channels, cond_channels):
+    g = torch.Generator().manual_seed(2)
+    layer = perturbed(make())
+    for p in layer.parameters():
+        if p.shape[:2] == (1, channels) and p.ndim == 4:  # ActNorm: make it non-trivial
+            with torch.no_grad(): p.normal_(0, 0.2, generator=g)
+    x = torch.randn(2, channels, 4, 4, generator=g)
+    cond = torch.randn(2, cond_channels, 4, 4, generator=g) if cond_channels else None
+    check_inverse(layer, x, cond)
+    check_logdet(layer, x, cond)
+    with torch.no_grad(): assert not torch.allclose(layer(x, cond)[0], x, atol=1e-3)  # not the identity
+
+
+def test_lr_coupling_structure():
+    x = torch.randn(2, 12, 4, 4, generator=torch.Generator().manual_seed(3))
+    a, b = perturbed(LRCoupling(12, True, 8)), perturbed(LRCoupling(12, False, 8))
+    with torch.no_grad():
+        assert torch.equal(a(x)[0][:, :3], x[:, :3]) and torch.equal(b(x)[0][:, 3:], x[:, 3:])
+        assert torch.equal(b(x)[1], torch.zeros(2))
+
+
+def test_conditional_flow_inverse_and_logdet():
+    g = torch.Generator().manual_seed(4)
+    for atan_prior, two in [(False, True), (True, False)]:
+        cf = perturbed(ConditionalFlow(5, 4, 2, 8, (1, 1), 8, 4, two_features=two, atan_prior=atan_prior), 0.05)
+        a, u = torch.randn(2, 5, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+        with torch.no_grad():
+            eps, ld, logp, feats = cf.encode(a, u)
+            torch.testing.assert_close(cf.decode(eps, u)[0], a, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(logp, gaussian_logp(eps) - sum_except_batch(cf.prior(feats)[1]), rtol=1e-4, atol=1e-3)
+            assert not torch.allclose(cf.encode(a, u + 1)[0], eps)
+        cfd = copy.deepcopy(cf).double()
+
+        def a_to_eps(a, u):
+            eps, ld, _, feats = cfd.encode(a, u)
+            return eps, ld - sum_except_batch(cfd.prior(feats)[1])
+        check_logdet(a_to_eps, a, u)
+
+
+def _full_map(m):
+    md = copy.deepcopy(m).double()
+
+    def f(x, c):
+        lr, latents, logdet = md.encode(x)
+        return [lr] + latents, logdet - sum(gaussian_logp(e) for e in latents)
+    return f
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_model_round_trip_and_exact_logdet(kind):
+    m = tiny(kind)
+    hr = torch.rand(2, 3, 8, 12, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        lr, latents, _ = m.encode(hr)
+        assert [tuple(t.shape) for t in latents] == m.latent_shapes((2, 3), 2)
+        torch.testing.assert_close(m.decode(lr, latents), hr, rtol=1e-5, atol=1e-5)
+    check_logdet(_full_map(m), hr)
+
+
+def test_check_logdet_catches_a_halved_logdet():
+    full = _full_map(tiny("rescaling"))
+    hr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(AssertionError): check_logdet(lambda x, c: (full(x, c)[0], full(x, c)[1] / 2), hr)
+
+
+# ---------------------------------------------------------------- API
+def test_any_size_and_bad_input():
+    m = tiny("sr")
+    for hw in [(8, 8), (16, 8), (12, 20)]:
+        hr = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            lr, lat, _ = m.encode(hr)
+            assert lr.shape == (1, 3, hw[0] // 4, hw[1] // 4)
+            torch.testing.assert_close(m.decode(lr, lat), hr, rtol=1e-5, atol=1e-5)
+    fails_with(lambda: m.encode(torch.rand(1, 3, 10, 8)), contains="divisible by 4")
+    fails_with(lambda: m.encode(torch.rand(1, 1, 8, 8)), contains="(B, 3, H, W)")
+    fails_with(lambda: m.decode(torch.rand(1, 3, 2, 2), [torch.zeros(1, 21, 2, 2)]), contains="eps shapes")
+    fails_with(lambda: m.nll(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 4, 4)), contains="does not match")
+    assert issubclass(InputError, ValueError)
+    fails_with(lambda: HCFlowConfig(K=(4, 4), after_flowstep=(4, 2)), contains="after_flowstep")
+
+
+def test_sample():
+    m = tiny("sr")
+    lr = torch.rand(2, 3, 3, 2, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        s = m.sample(lr, n=3, temperature=0.8, generator=torch.Generator().manual_seed(1))
+        assert s.shape == (3, 2, 3, 12, 8) and s.min() >= 0 and s.max() <= 1
+        assert torch.equal(s, m.sample(lr, n=3, temperature=0.8, generator=torch.Generator().manual_seed(1)))
+        assert not torch.allclose(s[0], s[1])
+        s0 = m.sample(lr, n=2, temperature=0.0)
+        assert torch.equal(s0[0], s0[1])
+        eps = m.sample_eps(lr, 0.5, torch.Generator().manual_seed(2))
+        g = torch.Generator().manual_seed(2)
+        ref = [torch.randn(sh, generator=g) * 0.5 for sh in m.latent_shapes((3, 2), 2)]  # deepest first, in draw order
+        for a, b in zip(eps, ref): assert torch.equal(a, b)
+
+
+def test_nll_trains():
+    "Gradients reach every trainable parameter group through the straight-through quantiser; the NLL is finite."
+    m = tiny("sr").train()
+    hr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    lr = F.avg_pool2d(hr, 4)
+    nll = m.nll(hr, lr, generator=torch.Generator().manual_seed(0))
+    assert nll.shape == (2,) and torch.isfinite(nll).all()
+    nll.mean().backward()
+    for name in ["flow.layers.1.affine.f.conv1.weight", "flow.level0_condFlow.conv_first.weight", "flow.level1_condFlow.f.weight"]:
+        grad = dict(m.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    torch.testing.assert_close(m.nll(hr, lr, generator=torch.Generator().manual_seed(0)), nll)
+    # reverse pass with gradients (for an L1 loss on samples, HCFlow+)
+    m.zero_grad()
+    m.decode(lr, temperature=0.0).abs().mean().backward()
+    assert m.flow.level1_condFlow.f.weight.grad.abs().sum() > 0
+
+
+def test_initialize_and_config_roundtrip():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        m = HCFlow(HCFlowConfig.sr_tiny_4x())
+    assert not any(bool(n.initialized) for n in m.actnorms())
+    hr = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(10))
+    m.initialize(hr)
+    assert all(bool(n.initialized) for n in m.actnorms())
+    with torch.no_grad():
+        z, _ = m.flow.layers[0](hr)
+        y, _ = m.flow.layers[1].actnorm(z)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(12), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std(dim=(0, 2, 3), unbiased=False), torch.ones(12), atol=1e-3, rtol=0)
+    for p in ["sr_div2k_4x", "sr_celeba_8x", "rescaling_div2k_4x", "sr_small_4x", "rescaling_small_4x"]:
+        cfg = getattr(HCFlowConfig, p)()
+        assert HCFlowConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_quantize8_ste():
+    x = torch.tensor([-0.2, 0.31, 1.4], requires_grad=True)
+    q = quantize8_ste(x)
+    q.sum().backward()
+    assert torch.equal(q.detach(), torch.tensor([0.0, 79 / 255, 1.0])) and torch.equal(x.grad, torch.ones(3))
