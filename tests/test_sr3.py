@@ -161,3 +161,21 @@ def test_task_registered_and_runs(tmp_path):
                        best_metric=None, out_dir=str(tmp_path / "run"), options=dict(warmup=0, val_steps=2))
     tr = Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, val_data=[(torch.rand(3, 16, 16), torch.rand(3, 4, 4))], progress=False).fit()
     assert all(math.isfinite(r["loss"]) for r in tr.history) and math.isfinite(tr.val_history[-1]["sr3_psnr"])
+
+
+def test_checkpoint_to_superresolver(tmp_path):
+    import torch.nn.functional as F
+    from srflow_nb.superresolvers import SuperResolver
+    from srflow_nb.train import PatchCache, Trainer
+    down = lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
+    data = PatchCache.from_hr([torch.rand(3, 32, 32, generator=gen(0))], 4, 16, downscale=down)
+    cfg = sr3.sr3_demo(iterations=2, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=2, val_every=None, best_metric=None,
+                       out_dir=str(tmp_path / "run"))
+    tr = Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
+    sr = sr3.sr3_from(str(tmp_path / "run/checkpoints/step_00000002.pt"), device="cpu")
+    assert isinstance(sr, SuperResolver) and sr.scale == 4 and sr.stochastic
+    for (k, a), b in zip(sr.model.state_dict().items(), tr.task.model.state_dict().values()): assert torch.equal(a, b.cpu()), k
+    lr = torch.rand(1, 3, 4, 4, generator=gen(1))
+    assert torch.equal(sr.sample(lr, n=2, steps=2, seed=3), sr.sample(lr, n=2, steps=2, seed=torch.Generator().manual_seed(3)))
+    with pytest.raises(InputError, match="no temperature"): sr.sample(lr, temperature=0.9)
+    with pytest.raises(InputError, match="not found"): sr3.sr3_from(str(tmp_path / "missing.pt"))
