@@ -179,3 +179,18 @@ def test_checkpoint_to_superresolver(tmp_path):
     assert torch.equal(sr.sample(lr, n=2, steps=2, seed=3), sr.sample(lr, n=2, steps=2, seed=torch.Generator().manual_seed(3)))
     with pytest.raises(InputError, match="no temperature"): sr.sample(lr, temperature=0.9)
     with pytest.raises(InputError, match="not found"): sr3.sr3_from(str(tmp_path / "missing.pt"))
+
+
+def test_result_files_written_by_the_launcher():
+    "The committed measurements the notebook's prose is computed from (tools/train_sr3.sh speed | sample_speed)."
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "data/results/sr3"
+    res = json.loads((root / "sample_speed.json").read_text())
+    psnrs = [v["sample_psnr_db"] for m in res["bf16_accuracy"].values() for v in m.values()]
+    assert len(psnrs) == 4 and min(psnrs) > 45          # bf16 samples within 8-bit-level error of float32
+    assert res["small_unet_eval_s_hr256"]["bf16"] > 0 and res["git_sha"]
+    for f in ("train_speed.json", "train_speed_fp32.json"):
+        sp = json.loads((root / f).read_text())
+        assert sp["timed_steps"] == 20 and sp["s_per_step_median"] > 0
+        assert sp["cpu_hours_for_preset_iterations"] == pytest.approx(sp["cpu_s_per_step_median"] * sp["preset_iterations"] / 3600)

@@ -5,6 +5,8 @@
 #   bash tools/train_sr3.sh              # the campaign (long: see `speed`), into $RUNS/demo-4x-sr3
 #   bash tools/train_sr3.sh speed        # 5 warm-up + 20 timed steps of the demo preset in a scratch folder; writes
 #                                        # data/results/sr3/train_speed.json (s/step, CPU-hours for the preset's iterations)
+#   bash tools/train_sr3.sh sample_speed # bf16 vs fp32 sample accuracy and seconds per U-Net evaluation (small model, HR 256):
+#                                        # data/results/sr3/sample_speed.json
 #   SMOKE=1 bash tools/train_sr3.sh      # 4 steps of the tiny model, validation included, into $RUNS/smoke-sr3
 #   nohup bash tools/train_sr3.sh > runs/sr3.log 2>&1 &
 #
@@ -52,6 +54,40 @@ res = dict(**run_info()); res.update(model=model, batch_size=cfg.batch_size, pat
 out = Path(os.environ.get("SPEED_OUT", "data/results/sr3/train_speed.json")); out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(res, indent=1, default=str) + "\n")
 print(json.dumps({k: res[k] for k in ("model", "batch_size", "amp", "s_per_step_median", "cpu_s_per_step_median", "cpu_hours_for_preset_iterations", "load_average")}))
+PY
+  exit 0
+fi
+
+if [ "$STEP" = sample_speed ]; then
+  # bf16 vs fp32 accuracy (a tiny model overfitted for 120 steps, and the untrained small model) and the time of one
+  # U-Net evaluation of the small model at HR 256 (LR 64): SR3's seconds per sample are steps x that time.
+  python - <<'PY'
+import json, math, os, time
+from pathlib import Path
+import torch
+from srflow_nb.core import run_info
+from srflow_nb.sr3 import SR3, SR3Config, bf16_error, overfit_tiny
+torch.set_num_threads(int(os.environ.get("THREADS", 1)))
+res = dict(**run_info()); res["bf16_accuracy"] = {}
+torch.manual_seed(0); tiny = SR3(SR3Config.tiny(loss_type="l2")); overfit_tiny(model=tiny); tiny.eval()
+small = SR3(SR3Config.small()).eval()
+lr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+for name, m in (("tiny_overfit_120_steps", tiny), ("small_untrained", small)):
+    res["bf16_accuracy"][name] = {str(st): bf16_error(m, lr, steps=st) for st in (20, 100)}
+x = torch.randn(1, 6, 256, 256); sg = torch.full((1,), 0.5)
+def per_eval(bf16, reps=3):
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), ctx:
+        small.net(x, sg); ts = []
+        for _ in range(reps):
+            t = time.perf_counter(); small.net(x, sg); ts.append(time.perf_counter() - t)
+    return min(ts)
+res["small_unet_eval_s_hr256"] = {"fp32": per_eval(False), "bf16": per_eval(True)}
+res["small_s_per_sample_hr256"] = {f"{k}_{st}_steps": v * st for k, v in res["small_unet_eval_s_hr256"].items() for st in (10, 100)}
+res["load_average"] = os.getloadavg()
+out = Path(os.environ.get("SPEED_OUT", "data/results/sr3/sample_speed.json")); out.parent.mkdir(parents=True, exist_ok=True)
+out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+print(json.dumps({k: res[k] for k in ("bf16_accuracy", "small_unet_eval_s_hr256", "small_s_per_sample_hr256")}, indent=1))
 PY
   exit 0
 fi
