@@ -51,9 +51,17 @@ def test_training_levels_piecewise_uniform():
     # CDF at a grid point: P(gamma <= gamma_t) = (T - t) / T exactly for the piecewise-uniform draw
     t = 500
     assert (s <= G_TRAIN[t - 1]).double().mean().item() == pytest.approx((2000 - (t - 1)) / 2000, abs=3e-3)
-    # sqrt_gamma mode: uniform in sqrt(gamma) inside the interval -> a different (larger) mean of gamma
-    s2 = sample_gammas(G_TRAIN, 400_000, gen(1), mode="sqrt_gamma")
-    assert s2.mean() > s.mean() - 1e-3 and abs(s2.mean() - s.mean()) < 0.01
+    # continuous: uniform *inside* its interval (a draw on the grid points only would give u in {0, 1})
+    asc = torch.cat([G_TRAIN.flip(0), torch.ones(1, dtype=torch.float64)])
+    k = torch.searchsorted(asc, s).clamp(1, len(asc) - 1)
+    u = (s - asc[k - 1]) / (asc[k] - asc[k - 1])
+    assert u.mean().item() == pytest.approx(0.5, abs=5e-3) and u.var().item() == pytest.approx(1 / 12, abs=3e-3)
+    # within one interval [0.2, 1]: uniform in gamma has mean 0.6; uniform in sqrt(gamma) has mean (a^2 + ab + b^2) / 3
+    one = torch.tensor([0.2], dtype=torch.float64)
+    assert sample_gammas(one, 200_000, gen(2)).mean().item() == pytest.approx(0.6, abs=3e-3)
+    a = math.sqrt(0.2)
+    assert sample_gammas(one, 200_000, gen(2), mode="sqrt_gamma").mean().item() == pytest.approx((a * a + a + 1) / 3, abs=3e-3)
+    with pytest.raises(InputError, match="level_sampling"): sample_gammas(one, 2, gen(2), mode="gamma2")
 
 
 def test_respacing_keeps_marginal_levels():
@@ -194,3 +202,23 @@ def test_result_files_written_by_the_launcher():
         sp = json.loads((root / f).read_text())
         assert sp["timed_steps"] == 20 and sp["s_per_step_median"] > 0
         assert sp["cpu_hours_for_preset_iterations"] == pytest.approx(sp["cpu_s_per_step_median"] * sp["preset_iterations"] / 3600)
+
+
+def test_loss_feeds_the_network_the_closed_form_input():
+    "The network sees [bicubic LR in [-1, 1], sqrt(g) y0 + sqrt(1-g) eps] and sqrt(gamma), and the loss is L1/L2 of eps."
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    m = SR3(SR3Config.tiny(loss_type="l2"))
+    hr, lr = torch.rand(3, 3, 16, 16, generator=gen(0)), torch.rand(3, 3, 4, 4, generator=gen(1))
+    gam, noise = m.draw(3, (3, 16, 16), gen(2))
+    seen = {}
+    def net(x, sg): seen.update(x=x, sg=sg); return torch.zeros_like(x[:, 3:])
+    m.net.forward = net
+    loss = m.denoising_loss(hr, lr, gam, noise)
+    y0 = hr * 2 - 1
+    torch.testing.assert_close(seen["x"][:, 3:], gam.sqrt()[:, None, None, None] * y0 + (1 - gam)[:, None, None, None].sqrt() * noise)
+    torch.testing.assert_close(seen["x"][:, :3], F.interpolate(lr * 2 - 1, scale_factor=4, mode="bicubic", align_corners=False))
+    torch.testing.assert_close(seen["sg"], gam.sqrt())
+    torch.testing.assert_close(loss, noise.pow(2).mean())
+    m2 = SR3(SR3Config.tiny(loss_type="l1")); m2.net.forward = net
+    torch.testing.assert_close(m2.denoising_loss(hr, lr, gam, noise), noise.abs().mean())
