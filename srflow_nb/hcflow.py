@@ -581,15 +581,15 @@ def hcflow_paper_rescaling(**kw) -> TrainConfig:
     return hcflow_paper_sr(**{**dict(iterations=500_000, milestones=(0.2, 0.4, 0.6, 0.8, 0.9), val_temperatures=(0.0, 1.0),
                                      out_dir="runs/hcflow-rescaling", options=dict(pixel_weight_hr=1.0)), **kw})
 
-_DEMO = dict(batch_size=4, patch_size=64, threads=1, log_every=20, ckpt_every_steps=250, ckpt_every_s=300.0, val_every=500)
+_DEMO = dict(batch_size=4, patch_size=64, threads=1, log_every=50, ckpt_every_steps=500, ckpt_every_s=300.0, val_every=1000)
 
 def hcflow_demo_sr(**kw) -> TrainConfig:
     "CPU campaign `demo-4x-hcflow`: the paper recipe on the small model, demo patches, a run of a CPU-hour or two."
-    return hcflow_paper_sr(**{**_DEMO, **dict(iterations=4000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow"), **kw})
+    return hcflow_paper_sr(**{**_DEMO, **dict(iterations=15_000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow"), **kw})
 
 def hcflow_demo_rescaling(**kw) -> TrainConfig:
     "CPU campaign `demo-4x-hcflow-rescaling`: the paper rescaling recipe on the small model, demo patches."
-    return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=4000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
+    return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=8000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
 
 HCFLOW_PRESETS = {"paper-4x-hcflow": (hcflow_paper_sr, "sr_div2k_4x"), "paper-4x-hcflow-plus": (hcflow_plus_paper, "sr_div2k_4x"),
                   "paper-4x-hcflow-rescaling": (hcflow_paper_rescaling, "rescaling_div2k_4x"),
