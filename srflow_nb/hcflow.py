@@ -25,8 +25,8 @@ __all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'HaarDownsampling', 'FCN', 'Dense
            'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit', 'HCFlowNet', 'HCFlowLRCache',
            'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config', 'load_official_hcflow',
            'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper', 'hcflow_paper_rescaling',
-           'hcflow_demo_sr', 'hcflow_demo_rescaling', 'HCFlowTask', 'train_hcflow', 'hcflow_from_checkpoint',
-           'export_hcflow', 'load_hcflow']
+           'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask', 'train_hcflow',
+           'hcflow_from_checkpoint', 'export_hcflow', 'load_hcflow']
 
 # %% ../nbs/07_hcflow.ipynb #e8cacce3
 class HaarDownsampling(FlowLayer):
@@ -591,9 +591,14 @@ def hcflow_demo_rescaling(**kw) -> TrainConfig:
     "CPU campaign `demo-4x-hcflow-rescaling`: the paper rescaling recipe on the small model, demo patches."
     return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=8000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
 
+def hcflow_demo_plus(**kw) -> TrainConfig:
+    "CPU fine-tune `demo-4x-hcflow-plus`: HCFlow+ (NLL x 2e-3, then L1) from a `demo-4x-hcflow` run (`init_from`), demo patches."
+    return hcflow_plus_paper(**{**_DEMO, **dict(iterations=2000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-plus"), **kw})
+
 HCFLOW_PRESETS = {"paper-4x-hcflow": (hcflow_paper_sr, "sr_div2k_4x"), "paper-4x-hcflow-plus": (hcflow_plus_paper, "sr_div2k_4x"),
                   "paper-4x-hcflow-rescaling": (hcflow_paper_rescaling, "rescaling_div2k_4x"),
-                  "demo-4x-hcflow": (hcflow_demo_sr, "sr_small_4x"), "demo-4x-hcflow-rescaling": (hcflow_demo_rescaling, "rescaling_small_4x")}
+                  "demo-4x-hcflow": (hcflow_demo_sr, "sr_small_4x"), "demo-4x-hcflow-plus": (hcflow_demo_plus, "sr_small_4x"),
+                  "demo-4x-hcflow-rescaling": (hcflow_demo_rescaling, "rescaling_small_4x")}
 
 # %% ../nbs/07_hcflow.ipynb #9c49fc7e
 _HCFLOW_MODELS = ("sr_div2k_4x", "sr_celeba_8x", "rescaling_div2k_4x", "sr_small_4x", "rescaling_small_4x", "sr_tiny_4x", "rescaling_tiny_4x")
@@ -716,6 +721,8 @@ def train_hcflow(data: str,                      # folder of HR training images
     make, model_name = HCFLOW_PRESETS[preset]
     kw = dict(iterations=iterations, batch_size=batch_size, val_every=val_every, ckpt_every_steps=ckpt_every, out_dir=out, init_from=init)
     cfg = make(**{k: v for k, v in kw.items() if v is not None}, threads=threads)
+    if "plus" in preset and not cfg.init_from and not Path(cfg.out_dir, "checkpoints").is_dir():
+        raise InputError(f"--preset {preset} fine-tunes an HCFlow run: give --init (its checkpoint), e.g. runs/demo-4x-hcflow/best.pt")
     task = HCFlowTask.create(cfg, model or model_name, lpips=lpips)
     hrs, names = load_folder(data)
     patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HCFlow CPU campaigns on the demo train split with the shared trainer (srflow_nb.hcflow.train_hcflow):
 #   demo-4x-hcflow            SR, NLL (the official HCFlow recipe on HCFlowConfig.sr_small_4x)
+#   demo-4x-hcflow-plus       HCFlow+ fine-tune of an SR run (NLL x 2e-3, then L1): INIT=runs/demo-4x-hcflow/best.pt
 #   demo-4x-hcflow-rescaling  rescaling (LR MSE + z^2 + HR L1 from the 8-bit LR; HCFlowConfig.rescaling_small_4x)
 # Validation (PSNR, LR-PSNR) on the val split. Resumable: all state lives in $OUT (outside git); re-running the same
 # command continues from the newest checkpoint.
@@ -10,7 +11,7 @@
 #   OUT=/work/runs/hcflow nohup bash tools/train_hcflow.sh > /work/runs/hcflow.log 2>&1 &    # in the background
 #   SMOKE=1 bash tools/train_hcflow.sh                             # 4 steps of the tiny model into runs/smoke-<preset>
 #   bash tools/train_hcflow.sh export                              # newest checkpoint -> $EXPORT (demo_4x_hcflow*.safetensors)
-#   bash tools/train_hcflow.sh speed                               # CPU s/step over 20 steps of both demo presets ->
+#   bash tools/train_hcflow.sh speed                               # CPU s/step over 20 steps of the demo presets ->
 #                                                                  #   data/results/hcflow/train_speed.json (short; not a campaign)
 # Environment: PRESET (default demo-4x-hcflow), ITERS (override the preset), OUT, THREADS (default 1), EXPORT,
 # UNTIL (stop at this step, resume later), INIT (fresh runs: start from this trainer checkpoint, e.g. HCFlow+).
@@ -52,7 +53,7 @@ from srflow_nb.hcflow import HCFLOW_PRESETS, HCFlowTask
 from srflow_nb.train import PatchCache, Updater, load_folder
 torch.set_num_threads(1)
 rows = []
-for preset in ("demo-4x-hcflow", "demo-4x-hcflow-rescaling"):
+for preset in ("demo-4x-hcflow", "demo-4x-hcflow-plus", "demo-4x-hcflow-rescaling"):
     make, model = HCFLOW_PRESETS[preset]
     cfg = make(out_dir="runs/speed-unused")
     task = HCFlowTask.create(cfg, model)
