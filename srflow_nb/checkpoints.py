@@ -72,7 +72,7 @@ def _load_problem(path: Path, e: Exception) -> str:
 def torch_load(path) -> object:
     "`torch.load(path, weights_only=True)` to the CPU; a missing, empty, truncated, corrupt or unsafe file raises one line naming it."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint file not found")
     if path.is_dir(): raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     try: return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise CheckpointError(f"{path}: {_load_problem(path, e)}") from e
@@ -97,7 +97,7 @@ def _read_state_dict(src) -> tuple[dict, dict]:
     "(state dict, safetensors metadata) from a dict, a .pth/.pt file (weights_only) or a .safetensors file; named errors."
     if isinstance(src, dict): return dict(src), {}
     path = Path(src)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors": return _read_safetensors(path)
     sd = _unwrap(torch_load(path))
     if not isinstance(sd, dict): raise CheckpointError(f"{path}: does not hold a state dict (got {type(sd).__name__})")

@@ -73,23 +73,28 @@ class TrainConfig:
     def replace(self, **kw) -> TrainConfig: return dataclasses.replace(self, **kw)
     def to_dict(self) -> dict: return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        "From a dict (old key names such as `lr` accepted); unknown keys raise an InputError naming them."
-        d = {_RENAMED.get(k, k): v for k, v in d.items()}
-        names = {f.name for f in dataclasses.fields(cls)}
-        if (unknown := sorted(set(d) - names)): raise InputError(f"TrainConfig: unknown field(s) {unknown}; known: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+# %% ../nbs/13_train.ipynb #119fcd4c
+@patch(cls_method=True)
+def from_dict(cls: TrainConfig, d: dict) -> TrainConfig:
+    "From a dict (old key names such as `lr` accepted); unknown keys raise an InputError naming them."
+    d = {_RENAMED.get(k, k): v for k, v in d.items()}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if (unknown := sorted(set(d) - names)): raise InputError(f"TrainConfig: unknown field(s) {unknown}; known: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-    def save(self, path) -> Path: return atomic_write(path, lambda p: Path(p).write_text(json.dumps(self.to_dict(), indent=1)))
+@patch
+def save(self: TrainConfig, path) -> Path:
+    "Write the config as JSON (atomically)."
+    return atomic_write(path, lambda p: Path(p).write_text(json.dumps(self.to_dict(), indent=1)))
 
-    @classmethod
-    def from_json(cls, path) -> TrainConfig:
-        path = Path(path)
-        if not path.exists(): raise FileNotFoundError(f"{path}: no such TrainConfig file")
-        try: d = json.loads(path.read_text())
-        except json.JSONDecodeError as e: raise InputError(f"{path}: not valid JSON ({e})") from e
-        return cls.from_dict(d)
+@patch(cls_method=True)
+def from_json(cls: TrainConfig, path) -> TrainConfig:
+    "Read a config written by `save` (or by hand); a missing or malformed file raises one line naming it."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such TrainConfig file")
+    try: d = json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise InputError(f"{path}: not valid JSON ({e})") from e
+    return cls.from_dict(d)
 
 # %% ../nbs/13_train.ipynb #ca9297b8
 def _check_config(c: TrainConfig):
@@ -331,19 +336,21 @@ class _SRFlowTask(TrainTask):
 
     def _srs(self, lr: torch.Tensor, index: int) -> dict[str, torch.Tensor]: raise NotImplementedError
 
-    def validate(self, val_data):
-        "Per validation pair: bicubic and this stage's SR images, each scored with `val_metrics` and LR-PSNR; rows bicubic | SR... | HR."
-        from srflow_nb.metrics import lr_psnr
-        sums, rows = {}, []
-        for i, (hr, lr) in enumerate(val_data):
-            hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
-            srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1)}
-            srs.update(self._srs(lr, i))
-            for name, sr in srs.items():
-                for k, f in self.val_metrics.items(): sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + _metric(f, sr, hr)
-                if name != "bicubic": sums[f"{name}_lr_psnr"] = sums.get(f"{name}_lr_psnr", 0.0) + _metric(partial(lr_psnr, scale=self.cfg.scale), sr, lr)
-            rows.append([sr[0] for sr in srs.values()] + [hr[0]])
-        return {k: v / len(val_data) for k, v in sums.items()}, rows
+# %% ../nbs/13_train.ipynb #85c7addb
+@patch
+def validate(self: _SRFlowTask, val_data):
+    "Per validation pair: bicubic and this stage's SR images, each scored with `val_metrics` and LR-PSNR; rows bicubic | SR... | HR."
+    from srflow_nb.metrics import lr_psnr
+    sums, rows = {}, []
+    for i, (hr, lr) in enumerate(val_data):
+        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
+        srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1)}
+        srs.update(self._srs(lr, i))
+        for name, sr in srs.items():
+            for k, f in self.val_metrics.items(): sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + _metric(f, sr, hr)
+            if name != "bicubic": sums[f"{name}_lr_psnr"] = sums.get(f"{name}_lr_psnr", 0.0) + _metric(partial(lr_psnr, scale=self.cfg.scale), sr, lr)
+        rows.append([sr[0] for sr in srs.values()] + [hr[0]])
+    return {k: v / len(val_data) for k, v in sums.items()}, rows
 
 # %% ../nbs/13_train.ipynb #ae9757a9
 class RRDBL1Task(_SRFlowTask):
@@ -477,6 +484,7 @@ class RunLog:
         if p.exists() and p.read_text().split("\n", 1)[0] == ",".join(keys): self._write_csv(p, rows, "a")
         else: self.rewrite()   # new columns: rewrite with the wider header
 
+# %% ../nbs/13_train.ipynb #c811b09e
 class BestKeeper:
     "Tracks `key` over validation records ('-key': lower is better); calling it with a record says whether it is a new best."
     def __init__(self, key: str | None, best: float | None = None): self.key, self.best = key, best
@@ -644,6 +652,7 @@ def _per_optimizer(key: str, values: dict[str, float]) -> dict[str, float]:
     "`{key: v}` for one optimizer, `{key_name: v}` for several."
     return {key: next(iter(values.values()))} if len(values) == 1 else {f"{key}_{n}": v for n, v in values.items()}
 
+# %% ../nbs/13_train.ipynb #521c6610
 @patch
 def train_step(self: Trainer) -> dict:
     "One step of the task (or a skip when the batch, the loss or a gradient is not finite); returns its scalars."
@@ -783,7 +792,7 @@ def train_run(data: str = None,           # folder of HR training images (requir
               set: Param("override TrainConfig fields: KEY=VALUE ... (JSON values)", str, nargs="*") = None,
               crop: int = 256,            # centre-crop validation images to this side
               device: str = "auto",       # cpu, cuda, or auto
-              progress: bool = True,      # show a progress bar
+              progress: bool = True,      # tqdm progress bar (--no-progress: none)
               lpips: bool = False,        # validate with LPIPS too
              ) -> int:
     "`srflow train`: train a model from image folders, resumable; under `torchrun --nproc_per_node N`, with DDP."
