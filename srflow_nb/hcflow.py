@@ -585,11 +585,11 @@ _DEMO = dict(batch_size=4, patch_size=64, threads=1, log_every=50, ckpt_every_st
 
 def hcflow_demo_sr(**kw) -> TrainConfig:
     "CPU campaign `demo-4x-hcflow`: the paper recipe on the small model, demo patches, a run of a CPU-hour or two."
-    return hcflow_paper_sr(**{**_DEMO, **dict(iterations=15_000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow"), **kw})
+    return hcflow_paper_sr(**{**_DEMO, **dict(iterations=12_000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow"), **kw})
 
 def hcflow_demo_rescaling(**kw) -> TrainConfig:
     "CPU campaign `demo-4x-hcflow-rescaling`: the paper rescaling recipe on the small model, demo patches."
-    return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=8000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
+    return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=6000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
 
 def hcflow_demo_plus(**kw) -> TrainConfig:
     "CPU fine-tune `demo-4x-hcflow-plus`: HCFlow+ (NLL x 2e-3, then L1) from a `demo-4x-hcflow` run (`init_from`), demo patches."
