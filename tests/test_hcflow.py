@@ -340,10 +340,13 @@ def test_tasks_overfit_one_image(tmp_path, kind, options):
     assert want <= set(tr.history[-1])
 
 
-def _single_step(options):
+def _single_step(options, record=None):
     cfg = hcflow_paper_sr(iterations=1, batch_size=2, patch_size=32, val_every=None, options=options)
     torch.manual_seed(0)
     m = HCFlow(HCFlowConfig.sr_tiny_4x())
+    if record is not None:
+        plain = m.decode
+        m.decode = lambda lr, eps=None, *a, **k: record.append(eps) or plain(lr, eps, *a, **k)
     task = HCFlowTask(m, cfg)
     task.update = Updater(task.optimizers, cfg, torch.device("cpu"), 1)
     batch = task.prepare_batch(*_one_image_cache().sample(2, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
@@ -355,7 +358,9 @@ def _single_step(options):
 
 def test_hcflow_plus_l1_update_changes_the_weights():
     m_nll, out_nll = _single_step(dict(nll_weight=2e-3))
-    m_plus, out_plus = _single_step(dict(nll_weight=2e-3, pixel_weight_hr=1.0))
+    eps_seen = []
+    m_plus, out_plus = _single_step(dict(nll_weight=2e-3, pixel_weight_hr=1.0), eps_seen)
+    assert len(eps_seen) == 1 and all(not e.any() for e in eps_seen[0])     # the L1 reverse pass runs at temperature 0
     assert "l1" in out_plus and "l1" not in out_nll
     torch.testing.assert_close(out_plus["nll_bpd"], out_nll["nll_bpd"])   # same NLL step first
     assert max((a - b).abs().max().item() for a, b in zip(m_nll.parameters(), m_plus.parameters())) > 1e-6
@@ -430,3 +435,17 @@ def test_exact_resume_through_the_trainer(tmp_path, kind):
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     back = load_hcflow(export_hcflow(sorted((tmp_path / "b/checkpoints").glob("step_*.pt"))[-1], tmp_path / "m.safetensors"))
     assert all(torch.equal(p, q) for p, q in zip(back.state_dict().values(), b.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_validate_keys_and_values(kind):
+    torch.manual_seed(0)
+    m = HCFlow(getattr(HCFlowConfig, f"{kind}_tiny_4x")()).eval()
+    task = HCFlowTask(m, (hcflow_paper_rescaling if kind == "rescaling" else hcflow_paper_sr)())
+    hr = F.interpolate(torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), size=16, mode="bilinear")[0]
+    lr = F.interpolate(hr[None], scale_factor=0.25, mode="bicubic", antialias=True)[0]   # not the untrained rescaling flow's 4x4 mean
+    with torch.no_grad(): metrics, rows = task.validate([(hr, lr), (hr.flip(-1), lr.flip(-1))])
+    temps = ("t0", "t0.9") if kind == "sr" else ("t0", "t1")
+    want = {"bicubic_psnr", *(f"{t}_psnr" for t in temps)} | ({"lr_psnr_vs_bicubic"} if kind == "rescaling" else {f"{t}_lr_psnr" for t in temps})
+    assert set(metrics) == want and all(math.isfinite(v) for v in metrics.values())
+    assert len(rows) == 2 and len(rows[0]) == 2 + len(temps) and rows[0][-1].shape == (3, 16, 16)
