@@ -4,9 +4,10 @@
 
 # %% ../nbs/07_hcflow.ipynb #59973952
 from __future__ import annotations
-import math, re
+import json, math, re, signal
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,11 +18,15 @@ from torch import nn
 from .core import InputError, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
+from .train import TrainConfig, TrainTask
 
 # %% auto #0
-__all__ = ['HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale', 'AtanAffineCoupling', 'LRCoupling', 'HCFlowStep',
-           'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit', 'HCFlowNet', 'quantize8_ste', 'HCFlow',
-           'official_hcflow_state_dict', 'infer_hcflow_config', 'load_official_hcflow', 'read_hcflow_key_list']
+__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale', 'AtanAffineCoupling',
+           'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit', 'HCFlowNet', 'HCFlowLRCache',
+           'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config', 'load_official_hcflow',
+           'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper', 'hcflow_paper_rescaling',
+           'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask', 'train_hcflow',
+           'hcflow_from_checkpoint', 'export_hcflow', 'load_hcflow']
 
 # %% ../nbs/07_hcflow.ipynb #e8cacce3
 class HaarDownsampling(FlowLayer):
@@ -335,6 +340,51 @@ def decode(self: HCFlowNet, lr: torch.Tensor, eps: list[torch.Tensor]) -> torch.
             z, _ = self.layers[j](z, reverse=True)
     return z
 
+# %% ../nbs/07_hcflow.ipynb #cd75fff4
+@dataclass
+class HCFlowLRCache:
+    "The LR-only work of a decode: the deepest level's features and Gaussian, and each shallower level's `conv_first` share of them."
+    lr: torch.Tensor
+    deep_feats: torch.Tensor                   # features of the deepest conditional flow (its input is the LR alone)
+    deep_prior: tuple[torch.Tensor, torch.Tensor]   # (mean, log-std) of the deepest high-frequency latent
+    first_conv: dict[int, torch.Tensor]        # level -> conv_first(upsampled deep features) + bias, at that level's size
+
+@patch
+def features_from_first(self: ConditionalFlow, f0: torch.Tensor) -> torch.Tensor:
+    "`features` after `conv_first` (given its output `f0`)."
+    f1 = self.RRDB_trunk0(f0)
+    f2 = self.trunk_conv1(self.RRDB_trunk1(f1)) + f0
+    return torch.cat([f1, f2], 1) if self.two_features else f2
+
+@patch
+def lr_cache(self: HCFlowNet, lr: torch.Tensor) -> HCFlowLRCache:
+    "Everything of `decode(lr, eps)` that depends on `lr` only (one feature pass per LR image)."
+    deep = self.cond_flow(self.L - 1)
+    feats = deep.features(self.cond_input(lr, {}, self.L - 1))
+    first = {}
+    for l in range(self.L - 1):
+        cf, hw = self.cond_flow(l), (lr.shape[-2] * 2 ** (self.L - 1 - l), lr.shape[-1] * 2 ** (self.L - 1 - l))
+        w = cf.conv_first.weight[:, -feats.shape[1]:]      # the deepest features come last in u_l
+        first[l] = F.conv2d(F.interpolate(feats, size=hw, mode="nearest"), w, cf.conv_first.bias, padding=1)
+    return HCFlowLRCache(lr, feats, deep.prior(feats), first)
+
+@patch
+def decode_cached(self: HCFlowNet, cache: HCFlowLRCache, eps: list[torch.Tensor]) -> torch.Tensor:
+    "`decode(cache.lr, eps)` with the LR-only work taken from `cache`."
+    z, feats, L = cache.lr, {self.L - 1: cache.deep_feats}, self.L
+    for i, l in enumerate(reversed(range(L))):
+        cf = self.cond_flow(l)
+        if l == L - 1: (mean, logs), f = cache.deep_prior, cache.deep_feats
+        else:
+            u = torch.cat([z] + [F.interpolate(feats[m], size=z.shape[-2:], mode="nearest") for m in range(l + 1, L - 1)], 1)
+            f = feats[l] = cf.features_from_first(F.conv2d(u, cf.conv_first.weight[:, :u.shape[1]], padding=1) + cache.first_conv[l])
+            mean, logs = cf.prior(f)
+        a = mean + torch.exp(logs) * eps[i]
+        for step in reversed(cf.additional_flow_steps): a, _ = step(a, f, reverse=True)
+        z = torch.cat([z, a], 1)
+        for j in reversed(self.level_ranges[l]): z, _ = self.layers[j](z, reverse=True)
+    return z
+
 # %% ../nbs/07_hcflow.ipynb #7820ba1d
 class _Quantize8(torch.autograd.Function):
     @staticmethod
@@ -400,8 +450,10 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
 @patch
 def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    "(n, B, C, H, W) SR samples in [0, 1]."
-    return torch.stack([self.decode(lr, None, temperature, generator).clamp(0, 1) for _ in range(n)])
+    "(n, B, C, H, W) SR samples in [0, 1]: one LR feature pass (`lr_cache`), then `n` latent-dependent passes."
+    self._check(lr, "lr", 1)
+    cache = self.flow.lr_cache(lr)
+    return torch.stack([self.flow.decode_cached(cache, self.sample_eps(lr, temperature, generator)).clamp(0, 1) for _ in range(n)])
 
 @patch
 def downscale(self: HCFlow, hr: torch.Tensor) -> torch.Tensor:
@@ -493,3 +545,233 @@ def read_hcflow_key_list(path) -> "OrderedDict[str, tuple[int, ...]]":
             k, shape = line.split("\t")
             out[k] = tuple(int(s) for s in shape.strip("[]").split(",") if s.strip())
     return out
+
+# %% ../nbs/07_hcflow.ipynb #c1c761ab
+HCFLOW_OPTIONS = dict(nll_weight=1.0,            # SR: weight of the NLL update (HCFlow 1, HCFlow+ 2e-3)
+                      pixel_weight_hr=0.0,       # SR: L1 of the temperature-0 reverse pass, its own update after the NLL one (HCFlow+ 1); rescaling: L1 of the HR from the 8-bit LR (1)
+                      pixel_weight_lr=5e-2,      # rescaling: MSE between the flow's (clamped) LR and the bicubic LR
+                      weight_z=1e-5,             # rescaling: mean(z^2) over all high-frequency latents
+                      reverse_temperature=1.0,   # rescaling: temperature of the training reverse pass (official eps_std_reverse)
+                      grad_value_clip=5.0)       # every gradient entry clipped to +-this before the norm clip (official max_grad_clip); None: off
+
+def hcflow_options(cfg: TrainConfig) -> dict:
+    "`HCFLOW_OPTIONS` updated with `cfg.options`; unknown keys and bad values raise `InputError`."
+    unknown = sorted(set(cfg.options) - set(HCFLOW_OPTIONS))
+    if unknown: raise InputError(f"TrainConfig.options: unknown HCFlow option(s) {unknown}; known: {sorted(HCFLOW_OPTIONS)}")
+    o = {**HCFLOW_OPTIONS, **cfg.options}
+    for k, v in o.items():
+        if not ((v is None and k == "grad_value_clip") or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0)):
+            raise InputError(f"TrainConfig.options: {k} must be a number >= 0, got {v!r}")
+    return o
+
+# %% ../nbs/07_hcflow.ipynb #25855403
+def hcflow_paper_sr(**kw) -> TrainConfig:
+    "HCFlow SR 4x (`train_SR_DF2K_4X_HCFlow.yml`): NLL, 300k iterations, batch 16, HR 160, Adam 2.5e-4 (0.9, 0.99) halved at 50/75/90/95 %."
+    return TrainConfig(**{**dict(stage="hcflow", iterations=300_000, batch_size=16, patch_size=160, scale=4, learning_rate=2.5e-4,
+                                 betas=(0.9, 0.99), milestones=(0.5, 0.75, 0.9, 0.95), gamma=0.5, grad_clip=100.0, dequant="none",
+                                 val_temperatures=(0.0, 0.9), val_every=5000, ckpt_every_steps=5000, out_dir="runs/hcflow"), **kw})
+
+def hcflow_plus_paper(**kw) -> TrainConfig:
+    "HCFlow+ (`train_SR_DF2K_4X_HCFlow+.yml`): fine-tune HCFlow (`init_from`) 50k iterations at 5e-5 halved at 20k/40k; NLL x 2e-3, then L1 x 1."
+    return hcflow_paper_sr(**{**dict(iterations=50_000, learning_rate=5e-5, milestones=(0.4, 0.8), out_dir="runs/hcflow-plus",
+                                     options=dict(nll_weight=2e-3, pixel_weight_hr=1.0)), **kw})
+
+def hcflow_paper_rescaling(**kw) -> TrainConfig:
+    "HCFlow rescaling 4x (`train_Rescaling_DF2K_4X_HCFlow.yml`): 500k iterations at 2.5e-4 halved at 100k..450k; LR MSE x 5e-2 + z^2 x 1e-5 + HR L1 x 1."
+    return hcflow_paper_sr(**{**dict(iterations=500_000, milestones=(0.2, 0.4, 0.6, 0.8, 0.9), val_temperatures=(0.0, 1.0),
+                                     out_dir="runs/hcflow-rescaling", options=dict(pixel_weight_hr=1.0)), **kw})
+
+_DEMO = dict(batch_size=4, patch_size=64, threads=1, log_every=50, ckpt_every_steps=500, ckpt_every_s=300.0, val_every=1000)
+
+def hcflow_demo_sr(**kw) -> TrainConfig:
+    "CPU campaign `demo-4x-hcflow`: the paper recipe on the small model, demo patches, a run of a CPU-hour or two."
+    return hcflow_paper_sr(**{**_DEMO, **dict(iterations=12_000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow"), **kw})
+
+def hcflow_demo_rescaling(**kw) -> TrainConfig:
+    "CPU campaign `demo-4x-hcflow-rescaling`: the paper rescaling recipe on the small model, demo patches."
+    return hcflow_paper_rescaling(**{**_DEMO, **dict(iterations=6000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-rescaling"), **kw})
+
+def hcflow_demo_plus(**kw) -> TrainConfig:
+    "CPU fine-tune `demo-4x-hcflow-plus`: HCFlow+ (NLL x 2e-3, then L1) from a `demo-4x-hcflow` run (`init_from`), demo patches."
+    return hcflow_plus_paper(**{**_DEMO, **dict(iterations=2000, best_metric="t0_psnr", out_dir="runs/demo-4x-hcflow-plus"), **kw})
+
+HCFLOW_PRESETS = {"paper-4x-hcflow": (hcflow_paper_sr, "sr_div2k_4x"), "paper-4x-hcflow-plus": (hcflow_plus_paper, "sr_div2k_4x"),
+                  "paper-4x-hcflow-rescaling": (hcflow_paper_rescaling, "rescaling_div2k_4x"),
+                  "demo-4x-hcflow": (hcflow_demo_sr, "sr_small_4x"), "demo-4x-hcflow-plus": (hcflow_demo_plus, "sr_small_4x"),
+                  "demo-4x-hcflow-rescaling": (hcflow_demo_rescaling, "rescaling_small_4x")}
+
+# %% ../nbs/07_hcflow.ipynb #9c49fc7e
+_HCFLOW_MODELS = ("sr_div2k_4x", "sr_celeba_8x", "rescaling_div2k_4x", "sr_small_4x", "rescaling_small_4x", "sr_tiny_4x", "rescaling_tiny_4x")
+
+def _clip_finite(limit: float, grad: torch.Tensor) -> torch.Tensor:
+    "Clamp a gradient to +-`limit`, leaving non-finite entries for the trainer's NaN/Inf guard."
+    return torch.where(torch.isfinite(grad), grad.clamp(-limit, limit), grad)
+
+class HCFlowTask(TrainTask):
+    "HCFlow for the shared trainer: NLL (HCFlow), NLL then L1 updates (HCFlow+), or the rescaling losses; module and optimizer `model`."
+    def __init__(self, model: HCFlow, cfg: TrainConfig, lpips: bool = False):
+        if not isinstance(model, HCFlow): raise InputError(f"HCFlowTask: the model must be an HCFlow, got {type(model).__name__}")
+        if model.scale != cfg.scale: raise InputError(f"HCFlowTask: model scale {model.scale} != the config's scale {cfg.scale}")
+        self.model, self.cfg, self.options, self.lpips = model, cfg, hcflow_options(cfg), lpips
+        self.rescaling = model.config.kind == "rescaling"
+        self.modules = {"model": model}
+        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)}
+        if (c := self.options["grad_value_clip"]) is not None:
+            self._hooks = [p.register_hook(partial(_clip_finite, float(c))) for p in model.parameters() if p.requires_grad]
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> HCFlowTask:
+        "`--model`: an `HCFlowConfig` preset name (`sr_small_4x`, `rescaling_div2k_4x`, ...) or a JSON file of its fields."
+        if str(model).endswith(".json"): mc = HCFlowConfig.from_dict(json.loads(Path(model).read_text()))
+        elif model in _HCFLOW_MODELS: mc = getattr(HCFlowConfig, model)()
+        else: raise InputError(f"--model {model!r}: not an HCFlow preset {_HCFLOW_MODELS} nor a .json file")
+        torch.manual_seed(cfg.seed)   # parameter init uses the global RNG
+        return cls(HCFlow(mc), cfg, lpips)
+
+    def model_config(self) -> dict: return {"model": "hcflow", "L": self.model.config.L, **json.loads(json.dumps(self.model.config.to_dict()))}
+
+    def prepare_batch(self, hr, lr, generator):
+        "SR: the dequantisation noise U(0, 1) of the step; rescaling: the standard-normal draws of the training reverse pass."
+        if not self.rescaling: return hr, lr, torch.rand(hr.shape, generator=generator)
+        return (hr, lr, *[torch.randn(s, generator=generator) for s in self.model.latent_shapes(lr.shape[-2:], lr.shape[0])])
+
+    def initialize(self, batch):
+        "Data-dependent ActNorm init (not-yet-initialised ones) from the input of step 0's forward pass."
+        hr = batch[0] + (0 if self.rescaling else batch[2] / self.model.config.quant)
+        self.model.initialize(hr.to(self.device))
+
+# %% ../nbs/07_hcflow.ipynb #6c9d50f2
+@patch
+def training_step(self: HCFlowTask, batch, step: int) -> dict:
+    "SR: the NLL (one update), then, if `pixel_weight_hr`, L1 of the temperature-0 HR (a second update); rescaling: one update of the three losses."
+    o, m = self.options, self.model
+    if self.rescaling: return self._rescaling_step(batch)
+    hr, lr, noise = batch
+    nll = m.nll(hr, lr, dequant_noise=noise)
+    loss = o["nll_weight"] * nll.mean()
+    if not o["pixel_weight_hr"]: return {"loss": loss, "nll_bpd": nll.detach().mean()}
+    out = {"loss": loss.detach(), "nll_bpd": nll.detach().mean()}
+    if not self.update(loss, "model"): return out
+    sr = m.decode(lr, [torch.zeros(s, dtype=lr.dtype, device=lr.device) for s in m.latent_shapes(lr.shape[-2:], lr.shape[0])]).clamp(0, 1)
+    l1 = o["pixel_weight_hr"] * F.l1_loss(sr, hr)
+    self.update(l1, "model")
+    return {**out, "loss": out["loss"] + l1.detach(), "l1": l1.detach()}
+
+@patch
+def rescaling_losses(self: HCFlowTask, hr: torch.Tensor, lr: torch.Tensor, eps: list[torch.Tensor]) -> dict:
+    "The weighted rescaling losses: `lr` MSE(flow LR, bicubic LR), `z` mean(z^2), `hr` L1(HR from the 8-bit flow LR and `eps`, hr)."
+    o = self.options
+    lr_est, latents, _ = self.model.encode(hr)
+    lr_fake = lr_est.clamp(0, 1)
+    hr_fake = self.model.flow.decode(quantize8_ste(lr_fake), [e * o["reverse_temperature"] for e in eps]).clamp(0, 1)
+    return {"lr": o["pixel_weight_lr"] * F.mse_loss(lr_fake, lr),
+            "z": o["weight_z"] * torch.cat([z.flatten() for z in latents]).pow(2).mean(),
+            "hr": o["pixel_weight_hr"] * F.l1_loss(hr_fake, hr)}
+
+@patch
+def _rescaling_step(self: HCFlowTask, batch) -> dict:
+    hr, lr, *eps = batch
+    parts = self.rescaling_losses(hr, lr, eps)
+    return {"loss": sum(parts.values()), **{f"loss_{k}": v.detach() for k, v in parts.items()}}
+
+# %% ../nbs/07_hcflow.ipynb #25be2d18
+@patch
+def validate(self: HCFlowTask, val_data) -> tuple[dict, list]:
+    "SR: bicubic and samples at `val_temperatures` (PSNR, LR-PSNR, LPIPS if asked); rescaling: HR from the 8-bit flow LR, and that LR against bicubic."
+    from srflow_nb.metrics import psnr, lr_psnr, lpips
+    from srflow_nb.train import _metric
+    metrics = {"psnr": psnr, **({"lpips": lpips} if self.lpips else {})}
+    sums, rows, s = {}, [], self.cfg.scale
+    def add(k, v): sums[k] = sums.get(k, 0.0) + v
+    for i, (hr, lr) in enumerate(val_data):
+        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
+        srs = {"bicubic": F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1)}
+        src = quantize8_ste(self.model.downscale(hr)) if self.rescaling else lr
+        if self.rescaling: add("lr_psnr_vs_bicubic", _metric(psnr, src, lr))
+        for t in self.cfg.val_temperatures:
+            g = torch.Generator(self.device).manual_seed(self.cfg.seed + i)
+            srs[f"t{t:g}"] = self.model.sample(src, 1, t, g)[0]
+        for name, sr in srs.items():
+            for k, f in metrics.items(): add(f"{name}_{k}", _metric(f, sr, hr))
+            if name != "bicubic" and not self.rescaling: add(f"{name}_lr_psnr", _metric(partial(lr_psnr, scale=s), sr, lr))
+        rows.append([t[0] for t in srs.values()] + [hr[0]])
+    return {k: v / len(val_data) for k, v in sums.items()}, rows
+
+# %% ../nbs/07_hcflow.ipynb #9f81bb46
+def train_hcflow(data: str,                      # folder of HR training images
+                 out: str | None = None,         # run folder (checkpoints, logs, samples); an existing run resumes (default: the preset's)
+                 preset: str = "demo-4x-hcflow",  # a HCFLOW_PRESETS name: demo-4x-hcflow, demo-4x-hcflow-rescaling, paper-4x-hcflow, ...
+                 val: str | None = None,         # folder of HR validation images
+                 model: str | None = None,       # override the preset's model: an HCFlowConfig preset name or a JSON file
+                 iterations: int | None = None,  # total iterations (the milestones are fractions of it)
+                 batch_size: int | None = None,  # override the preset's batch size
+                 init: str | None = None,        # fresh runs: start from these weights (a trainer checkpoint; HCFlow+ needs an HCFlow run)
+                 threads: int = 1,               # torch threads (CPU)
+                 val_every: int | None = None,   # validate every this many steps
+                 ckpt_every: int | None = None,  # checkpoint every this many steps
+                 val_crop: int = 256,            # centre crop of the validation images
+                 lpips: bool = False,            # validate with LPIPS too
+                 until: int | None = None,       # stop at this step (resume later)
+                 progress: bool = True,          # show a progress bar
+                 device: str = "auto"):          # "cpu", "cuda" or "auto"
+    "Train HCFlow (SR: NLL, HCFlow+: NLL then L1; or rescaling) on an image folder with the shared trainer; resumable."
+    from srflow_nb.train import PatchCache, Trainer, load_folder
+    from srflow_nb.images import quantize8
+    from srflow_nb.resize import downscale
+    if preset not in HCFLOW_PRESETS: raise InputError(f"--preset must be one of {sorted(HCFLOW_PRESETS)}, got {preset!r}")
+    make, model_name = HCFLOW_PRESETS[preset]
+    kw = dict(iterations=iterations, batch_size=batch_size, val_every=val_every, ckpt_every_steps=ckpt_every, out_dir=out, init_from=init)
+    cfg = make(**{k: v for k, v in kw.items() if v is not None}, threads=threads)
+    if "plus" in preset and not cfg.init_from and not Path(cfg.out_dir, "checkpoints").is_dir():
+        raise InputError(f"--preset {preset} fine-tunes an HCFlow run: give --init (its checkpoint), e.g. runs/demo-4x-hcflow/best.pt")
+    task = HCFlowTask.create(cfg, model or model_name, lpips=lpips)
+    hrs, names = load_folder(data)
+    patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
+    val_pairs = [(h, quantize8(downscale(h, cfg.scale), keep_dtype=True)) for h in load_folder(val, crop=val_crop, multiple=cfg.scale)[0]] if val else []   # 8-bit LR, as the training pairs
+    tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
+    Path(cfg.out_dir, "model_config.json").write_text(json.dumps(task.model_config(), sort_keys=True))
+    print(f"[hcflow] {cfg.out_dir}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
+    def stop(signum, frame): tr.stop_requested = True
+    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
+    tr.fit(until)
+    print(f"[hcflow] {cfg.out_dir}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.2f} CPU-h", flush=True)
+    return tr
+
+# %% ../nbs/07_hcflow.ipynb #f01ee851
+def hcflow_from_checkpoint(checkpoint) -> HCFlow:
+    "The `HCFlow` (eval mode) of an HCFlow trainer checkpoint (a path or a loaded dict)."
+    from srflow_nb.checkpoints import load_checkpoint
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    mc = dict(ck.get("model_config") or {})
+    if ck["config"].get("stage") != "hcflow" or mc.pop("model", None) != "hcflow":
+        raise InputError(f"{checkpoint}: not an HCFlow trainer checkpoint (stage {ck['config'].get('stage')!r})")
+    mc.pop("L", None)
+    model = HCFlow(HCFlowConfig.from_dict(mc))
+    model.load_state_dict(ck["modules"]["model"])
+    return model.eval()
+
+def export_hcflow(checkpoint, path) -> Path:
+    "Write the model of an HCFlow trainer checkpoint as a safetensors file (`load_hcflow` reads it), with its configs in the metadata."
+    from safetensors.torch import save_file
+    from srflow_nb.checkpoints import FORMAT, first_nonfinite, load_checkpoint
+    from srflow_nb.core import atomic_write
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    model = hcflow_from_checkpoint(ck)
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if (bad := first_nonfinite(sd)): raise ValueError(f"export_hcflow: non-finite tensor {bad} in {checkpoint}")
+    meta = {"format": FORMAT, "kind": "hcflow", "config": json.dumps(model.config.to_dict(), sort_keys=True), "step": str(ck["step"]),
+            "train_config": json.dumps(ck["config"]), "cpu_time_s": f"{ck.get('cpu_time', 0.0):.0f}",
+            "val": json.dumps((ck.get("val_history") or [{}])[-1])}
+    return atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
+
+def load_hcflow(path) -> HCFlow:
+    "An `HCFlow` (eval mode) from a file written by `export_hcflow`."
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such HCFlow model file")
+    with safe_open(str(path), "pt") as f: meta = f.metadata() or {}
+    if meta.get("kind") != "hcflow": raise InputError(f"{path}: not an HCFlow model file (kind {meta.get('kind')!r})")
+    model = HCFlow(HCFlowConfig.from_dict(json.loads(meta["config"])))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

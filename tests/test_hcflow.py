@@ -112,7 +112,7 @@ def test_load_official_paths_prefix_and_errors(tmp_path):
     fails_with(lambda: load_official_hcflow(bad, config=HCFlowConfig.sr_tiny_4x()), contains="has shape")
     missing = {k: v for k, v in sd.items() if "level1_condFlow.f." not in k}
     fails_with(lambda: load_official_hcflow(missing), contains="missing")
-    fails_with(lambda: load_official_hcflow(tmp_path / "nope.pth"), contains="not found")
+    fails_with(lambda: load_official_hcflow(tmp_path / "nope.pth"), contains="nope.pth")   # names the file (the wording is the checkpoint loader's)
     assert infer_hcflow_config(sd, quant=256).quant == 256 and infer_hcflow_config(sd).quant == 64
 
 
@@ -275,3 +275,177 @@ def test_quantize8_ste():
     q = quantize8_ste(x)
     q.sum().backward()
     assert torch.equal(q.detach(), torch.tensor([0.0, 79 / 255, 1.0])) and torch.equal(x.grad, torch.ones(3))
+
+
+# ---------------------------------------------------------------- fast sampling (LR-only work cached)
+from dataclasses import replace as _replace
+
+from srflow_nb.hcflow import (HCFlowNet, HCFlowTask, _clip_finite, export_hcflow, hcflow_options, hcflow_paper_rescaling,
+                              hcflow_paper_sr, load_hcflow)
+from srflow_nb.train import PatchCache, Trainer, Updater
+
+
+@pytest.mark.parametrize("cfg", [HCFlowConfig.sr_tiny_4x(), HCFlowConfig.rescaling_tiny_4x(),
+                                 _replace(HCFlowConfig.sr_tiny_4x(), K=(4, 4, 4), after_flowstep=(2, 2, 2))],
+                         ids=["sr", "rescaling", "sr8x"])
+def test_decode_cached_equals_decode(cfg):
+    torch.manual_seed(0)
+    net = perturbed(HCFlowNet(cfg), 0.05, 0).eval()
+    g = torch.Generator().manual_seed(1)
+    lr = torch.rand(2, 3, 3, 5, generator=g)
+    eps = [torch.randn(s, generator=g) * 0.9 for s in net.latent_shapes((3, 5), 2)]
+    with torch.no_grad():
+        cache = net.lr_cache(lr)
+        diff = (net.decode_cached(cache, eps) - net.decode(lr, eps)).abs().max().item()
+        other = (net.decode_cached(cache, [e * 0 for e in eps]) - net.decode(lr, eps)).abs().max().item()
+    assert diff <= 1e-5
+    assert other > 1e-3          # the cached decode does use the latents
+
+
+def test_sample_uses_the_same_draws_as_plain_decode():
+    m = tiny("sr")
+    lr = torch.rand(1, 3, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        s = m.sample(lr, n=3, temperature=0.8, generator=torch.Generator().manual_seed(5))
+        g = torch.Generator().manual_seed(5)
+        plain = torch.stack([m.decode(lr, None, 0.8, g).clamp(0, 1) for _ in range(3)])
+    assert s.shape == (3, 1, 3, 8, 12)
+    assert (s - plain).abs().max().item() <= 1e-5
+    assert (s[0] - s[1]).abs().max().item() > 1e-4     # n different samples
+
+
+# ---------------------------------------------------------------- training
+def _one_image_cache():
+    img = F.interpolate(torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(3)), size=32, mode="bilinear", align_corners=False)[0]
+    return PatchCache.from_hr([img], 4, 32, augment=False, downscale=lambda h, s: F.avg_pool2d(h[None], s)[0])
+
+
+def _run(tmp_path, kind, steps, options=None, out="run", until=None, **kw):
+    cfg = hcflow_paper_sr(iterations=steps, batch_size=2, patch_size=32, learning_rate=1e-3, log_every=1, ckpt_every_steps=2,
+                          val_every=None, out_dir=str(tmp_path / out), options=options or {}, **kw)
+    torch.manual_seed(0)
+    task = HCFlowTask(HCFlow(getattr(HCFlowConfig, f"{kind}_tiny_4x")()), cfg)
+    return Trainer(task, cfg, _one_image_cache(), progress=False).fit(until)
+
+
+@pytest.mark.parametrize("kind,options", [("sr", {}), ("sr", dict(pixel_weight_hr=1.0)), ("rescaling", dict(pixel_weight_hr=1.0))],
+                         ids=["hcflow", "hcflow+", "rescaling"])
+def test_tasks_overfit_one_image(tmp_path, kind, options):
+    tr = _run(tmp_path, kind, 12, options)
+    losses = [r["loss"] for r in tr.history]
+    assert tr.skipped == 0 and all(math.isfinite(v) for v in losses)
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+    assert sum(losses[-3:]) < 0.9 * sum(losses[:3]), losses
+    want = {"loss_lr", "loss_z", "loss_hr"} if kind == "rescaling" else {"nll_bpd", "l1"} if options else {"nll_bpd"}
+    assert want <= set(tr.history[-1])
+
+
+def _single_step(options, record=None):
+    cfg = hcflow_paper_sr(iterations=1, batch_size=2, patch_size=32, val_every=None, options=options)
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.sr_tiny_4x())
+    if record is not None:
+        plain = m.decode
+        m.decode = lambda lr, eps=None, *a, **k: record.append(eps) or plain(lr, eps, *a, **k)
+    task = HCFlowTask(m, cfg)
+    task.update = Updater(task.optimizers, cfg, torch.device("cpu"), 1)
+    batch = task.prepare_batch(*_one_image_cache().sample(2, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    task.initialize(batch)
+    out = task.training_step(batch, 0)
+    if out["loss"].requires_grad: task.update(out["loss"], "model")
+    return m, out
+
+
+def test_hcflow_plus_l1_update_changes_the_weights():
+    m_nll, out_nll = _single_step(dict(nll_weight=2e-3))
+    eps_seen = []
+    m_plus, out_plus = _single_step(dict(nll_weight=2e-3, pixel_weight_hr=1.0), eps_seen)
+    assert len(eps_seen) == 1 and all(not e.any() for e in eps_seen[0])     # the L1 reverse pass runs at temperature 0
+    assert "l1" in out_plus and "l1" not in out_nll
+    torch.testing.assert_close(out_plus["nll_bpd"], out_nll["nll_bpd"])   # same NLL step first
+    assert max((a - b).abs().max().item() for a, b in zip(m_nll.parameters(), m_plus.parameters())) > 1e-6
+
+
+def test_rescaling_losses_hand_checked():
+    "Stubbed flow: LR estimate, latents and reverse pass known, so every loss term is written down by hand."
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.rescaling_tiny_4x())
+    cfg = hcflow_paper_rescaling(options=dict(pixel_weight_lr=2.0, weight_z=3.0, pixel_weight_hr=0.5, reverse_temperature=0.5))
+    task = HCFlowTask(m, cfg)
+    lr_est = torch.full((1, 3, 2, 2), 0.31); lr_est[0, 0, 0, 0] = 1.7          # clamped to 1 before the losses
+    z = [torch.full((1, 2, 2, 2), 2.0), torch.full((1, 6, 4, 4), 1.0)]        # mean z^2 = (8*4 + 96*1) / 104
+    m.encode = lambda hr: (lr_est, z, torch.zeros(1))
+    seen = {}
+    def fake_decode(lr, eps):
+        seen["lr"], seen["eps"] = lr, eps
+        return F.interpolate(lr, scale_factor=4, mode="nearest") - 0.5             # some pixels < 0: clamped
+    m.flow.decode = fake_decode
+    hr, lr = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 2, 2), 0.21)
+    eps = [torch.ones(1, 2, 2, 2), torch.ones(1, 6, 4, 4)]
+    parts = task.rescaling_losses(hr, lr, eps)
+    q = 79 / 255                                                               # round(0.31 * 255) / 255
+    assert torch.equal(seen["lr"][0, 1], torch.full((2, 2), q)) and seen["lr"][0, 0, 0, 0] == 1.0   # 8-bit LR reaches the reverse pass
+    assert all(torch.equal(e, torch.full_like(e, 0.5)) for e in seen["eps"])  # draws x reverse temperature
+    mse = (11 * (0.31 - 0.21) ** 2 + (1.0 - 0.21) ** 2) / 12
+    assert math.isclose(parts["lr"].item(), 2.0 * mse, rel_tol=1e-5)
+    assert math.isclose(parts["z"].item(), 3.0 * (8 * 4 + 96 * 1) / 104, rel_tol=1e-6)
+    hr_l1 = 16 * (1.0 - 0.5) / (3 * 64)                                        # only the one saturated LR pixel's 4x4 block is > 0.5
+    assert math.isclose(parts["hr"].item(), 0.5 * hr_l1, rel_tol=1e-5)
+
+
+def test_actnorm_data_init_on_step0_input_and_kept_when_loaded():
+    cfg = hcflow_paper_sr(iterations=1, batch_size=2, patch_size=32)
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.sr_tiny_4x())
+    task = HCFlowTask(m, cfg)
+    hr, lr = _one_image_cache().sample(2, torch.Generator().manual_seed(0))
+    batch = task.prepare_batch(hr, lr, torch.Generator().manual_seed(1))
+    task.initialize(batch)
+    assert all(bool(a.initialized) for a in m.actnorms())
+    first = m.flow.layers[1].actnorm                                          # the first ActNorm sees squeeze(hr + noise / quant)
+    x = m.flow.layers[0](hr + batch[2] / m.config.quant)[0]
+    y = first(x)[0]
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(12), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std((0, 2, 3), unbiased=False), torch.ones(12), atol=1e-3, rtol=0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    HCFlowTask(m, cfg).initialize(task.prepare_batch(hr.flip(-1), lr.flip(-1), torch.Generator().manual_seed(2)))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # initialised ActNorms are never re-initialised
+
+
+def test_grad_value_clip_keeps_nonfinite_for_the_guard():
+    g = torch.tensor([-9.0, 0.5, 7.0, float("inf"), float("nan")])
+    out = _clip_finite(5.0, g)
+    assert out[:3].tolist() == [-5.0, 0.5, 5.0] and math.isinf(out[3]) and math.isnan(out[4])
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.sr_tiny_4x())
+    HCFlowTask(m, hcflow_paper_sr())
+    (1e6 * sum(p.sum() for p in m.parameters() if p.requires_grad)).backward()
+    assert max(p.grad.abs().max().item() for p in m.parameters() if p.grad is not None) == 5.0
+    fails_with(lambda: hcflow_options(hcflow_paper_sr(options=dict(nll_wieght=1))), contains="unknown HCFlow option")
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_exact_resume_through_the_trainer(tmp_path, kind):
+    opts = dict(pixel_weight_hr=1.0)
+    a = _run(tmp_path, kind, 4, opts, out="a")
+    _run(tmp_path, kind, 4, opts, out="b", until=2)
+    b = _run(tmp_path, kind, 4, opts, out="b")
+    assert b.resumed_from.name == "step_00000002.pt"
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    back = load_hcflow(export_hcflow(sorted((tmp_path / "b/checkpoints").glob("step_*.pt"))[-1], tmp_path / "m.safetensors"))
+    assert all(torch.equal(p, q) for p, q in zip(back.state_dict().values(), b.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_validate_keys_and_values(kind):
+    torch.manual_seed(0)
+    m = HCFlow(getattr(HCFlowConfig, f"{kind}_tiny_4x")()).eval()
+    task = HCFlowTask(m, (hcflow_paper_rescaling if kind == "rescaling" else hcflow_paper_sr)())
+    hr = F.interpolate(torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), size=16, mode="bilinear")[0]
+    lr = F.interpolate(hr[None], scale_factor=0.25, mode="bicubic", antialias=True)[0]   # not the untrained rescaling flow's 4x4 mean
+    with torch.no_grad(): metrics, rows = task.validate([(hr, lr), (hr.flip(-1), lr.flip(-1))])
+    temps = ("t0", "t0.9") if kind == "sr" else ("t0", "t1")
+    want = {"bicubic_psnr", *(f"{t}_psnr" for t in temps)} | ({"lr_psnr_vs_bicubic"} if kind == "rescaling" else {f"{t}_lr_psnr" for t in temps})
+    assert set(metrics) == want and all(math.isfinite(v) for v in metrics.values())
+    assert len(rows) == 2 and len(rows[0]) == 2 + len(temps) and rows[0][-1].shape == (3, 16, 16)
