@@ -236,7 +236,8 @@ def load_model(path) -> SRFlow | RRDBEncoder:
     _load_mapped(model, sd, {k: k for k in model.state_dict()}, True, str(path))
     return model.eval()
 
-PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors"}
+PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors",
+              "demo-4x-esrgan": "demo_4x_esrgan.safetensors"}   # the ESRGAN generator (an RRDBEncoder), once `esrgan.export_esrgan` wrote it
 
 def pretrained_dir() -> Path:
     "The folder of the bundled pretrained models: `srflow_nb/assets/pretrained/`."
@@ -244,7 +245,7 @@ def pretrained_dir() -> Path:
     return Path(srflow_nb.__file__).resolve().parent / "assets" / "pretrained"
 
 def load_pretrained(name_or_path) -> SRFlow | RRDBEncoder:
-    "A bundled model by name ('demo-4x': SRFlow, 'demo-4x-rrdb': RRDB baseline lr -> sr), or a `save_model` file path."
+    "A bundled model by name ('demo-4x': SRFlow, 'demo-4x-rrdb': RRDB baseline, 'demo-4x-esrgan': ESRGAN generator), or a `save_model` file path."
     p = Path(name_or_path)
     if str(name_or_path) not in PRETRAINED:
         if p.exists(): return load_model(p)
@@ -304,10 +305,19 @@ def save_checkpoint(path, state: dict) -> Path:
 
 # %% ../nbs/06_checkpoints.ipynb #fb730c65
 def _trainer_model(path, ck) -> nn.Module:
-    "The SRFlow (flow stage) or RRDB encoder (rrdb stage) held by a trainer checkpoint."
-    stage, mc = ck["config"].get("stage"), ck.get("model_config")
+    "The model of a trainer checkpoint, by its task: SRFlow (flow), RRDB (rrdb), ESRGAN generator, HCFlow or SR3."
+    stage, mc = ck["config"].get("stage"), ck.get("model_config") or {}
+    if stage == "esrgan":
+        from srflow_nb.esrgan import esrgan_generator
+        return esrgan_generator(ck)
+    if mc.get("model") == "hcflow":
+        from srflow_nb.hcflow import hcflow_from_checkpoint
+        return hcflow_from_checkpoint(ck)
+    if mc.get("kind") == "sr3":
+        from srflow_nb.sr3 import load_sr3
+        return load_sr3(path)
     if stage not in ("flow", "rrdb") or not mc:
-        raise CheckpointError(f"{path}: a trainer checkpoint of task {stage!r} without an SRFlow model_config; load it with its task's module")
+        raise CheckpointError(f"{path}: a trainer checkpoint of task {stage!r} without a known model_config; load it with its task's module")
     model = SRFlow(SRFlowConfig.from_dict(mc))
     model.load_state_dict(ck["modules"]["model"])
     return model if stage == "flow" else model.encoder
@@ -318,16 +328,32 @@ def _official_model(path, sd) -> nn.Module:
     if "conv_first.weight" in sd or "RRDB.conv_first.weight" in sd: return load_official_rrdb(sd)
     raise CheckpointError(f"{path}: holds neither SRFlow (flowUpsamplerNet.*) nor RRDB (conv_first.*) weights ({_fmt(sd, 3)})")
 
+def _safetensors_model(path: Path) -> nn.Module:
+    "`load_model`, or `hcflow.load_hcflow` for a file whose metadata kind is 'hcflow'."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f: kind = (f.metadata() or {}).get("kind")
+    except Exception: kind = None                      # unreadable: load_model names the problem
+    if kind == "hcflow":
+        from srflow_nb.hcflow import load_hcflow
+        return load_hcflow(path)
+    return load_model(path)
+
+def _load_any(s: str) -> nn.Module:
+    if s in PRETRAINED: return load_pretrained(s)
+    p = Path(s)
+    if not p.exists(): raise FileNotFoundError(f"{s}: neither a bundled model {sorted(PRETRAINED)} nor an existing file")
+    if p.suffix == ".safetensors": return _safetensors_model(p)
+    obj = torch_load(p)
+    trainer = isinstance(obj, dict) and "step" in obj and "config" in obj
+    return _trainer_model(p, _trainer_layout(p, obj)) if trainer else _official_model(p, obj)
+
 def load_model_any(name_or_path, device="cpu") -> nn.Module:
-    "THE model loader: a bundled name, an own-format `.safetensors`, a trainer checkpoint, or an official SRFlow/RRDB `.pth`; eval mode on `device`."
+    "THE model loader: a bundled name, an own-format `.safetensors`, a trainer checkpoint (any task), or an official SRFlow/RRDB `.pth`; eval mode on `device`."
     s = str(name_or_path)
-    if s in PRETRAINED: model = load_pretrained(s)
-    else:
-        p = Path(s)
-        if not p.exists(): raise FileNotFoundError(f"{s}: neither a bundled model {sorted(PRETRAINED)} nor an existing file")
-        if p.suffix == ".safetensors": model = load_model(p)
-        else:
-            obj = torch_load(p)
-            trainer = isinstance(obj, dict) and "step" in obj and "config" in obj
-            model = _trainer_model(p, _trainer_layout(p, obj)) if trainer else _official_model(p, obj)
+    try: model = _load_any(s)
+    except InputError: raise
+    except (KeyError, ValueError, RuntimeError) as e:     # readable, but not the model it names: missing keys, wrong shapes
+        msg = (str(e.args[0]) if e.args else type(e).__name__).splitlines()[0]
+        raise CheckpointError(msg if s in msg else f"{s}: {msg}") from e
     return model.to(get_device(device)).eval()

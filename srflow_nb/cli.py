@@ -62,8 +62,8 @@ def normalize_args(argv: list[str], p) -> list[str]:
     return out
 
 # %% ../nbs/19_cli.ipynb #83a0ebce
-EXPECTED_ERRORS = ("srflow_nb.core.InputError", "srflow_nb.data.ImageError", "srflow_nb.images.ImageError", "builtins.OSError",
-                   "srflow_nb.train.CheckpointError", "srflow_nb.checkpoints.CheckpointError", "srflow_nb.sampling.TileTooLargeError")
+EXPECTED_ERRORS = ("srflow_nb.core.InputError",            # and its subclasses: images.ImageError, checkpoints.CheckpointError
+                   "builtins.OSError", "srflow_nb.sampling.TileTooLargeError")
 
 def is_expected(e: BaseException) -> bool:
     "Whether `e` is an expected (user-facing) error: one of `EXPECTED_ERRORS` or a subclass."

@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib, json, os, platform, subprocess, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write', 'git_sha', 'run_info', 'repo_root',
-           'InputError', 'sum_except_batch']
+__all__ = ['OUTPUT_DIRS', 'get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write', 'code_state', 'git_sha',
+           'run_info', 'repo_root', 'InputError', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -69,23 +69,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 # %% ../nbs/00_core.ipynb #745198be
-def git_sha(path: str | os.PathLike | None = None) -> str:
-    "The git commit of the checkout containing `path` (default: this package), with `-dirty` if modified; 'unknown' outside git."
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    cwd = Path(path) if path is not None else here
+OUTPUT_DIRS = ("data/results/", "figures/")
+
+def code_state(path: str | os.PathLike | None = None, outputs: Sequence[str] = OUTPUT_DIRS) -> dict:
+    "{'git_sha': HEAD (+'-dirty' if code differs), 'git_dirty': changed or untracked paths outside `outputs`}; 'unknown' outside git."
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0: return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        run = lambda *a: subprocess.run(["git", *a], cwd=cwd, capture_output=True, text=True, timeout=20)
+        head, st = run("rev-parse", "HEAD"), run("status", "--porcelain", "--untracked-files=all", "--no-renames")
+        if head.returncode != 0 or st.returncode != 0: return dict(git_sha="unknown", git_dirty=[])
+    except (OSError, subprocess.SubprocessError): return dict(git_sha="unknown", git_dirty=[])
+    paths = [line[3:].strip('"') for line in st.stdout.splitlines() if line.strip()]   # porcelain: relative to the repo root
+    dirty = sorted(p for p in paths if not p.startswith(tuple(outputs)))
+    return dict(git_sha=head.stdout.strip() + ("-dirty" if dirty else ""), git_dirty=dirty)
+
+def git_sha(path: str | os.PathLike | None = None) -> str:
+    "The commit of the code at `path` (default: this package) by `code_state`'s rule: `-dirty` if code differs; 'unknown' outside git."
+    return code_state(path)["git_sha"]
 
 # %% ../nbs/00_core.ipynb #e7b92d44
 def run_info(device: str | torch.device | None = None, **extra) -> dict:
-    "A JSON-serialisable record of the code version, libraries and machine, plus any `extra` fields."
-    info = dict(git_sha=git_sha(), time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    "A JSON-serialisable record of the code version (`code_state`), libraries and machine, plus any `extra` fields."
+    info = dict(**code_state(), time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
                 threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
     if device is not None:

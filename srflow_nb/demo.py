@@ -18,34 +18,31 @@ from .datasets import demo_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
 from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, findings, table2
-from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, load_model_file
+from .checkpoints import load_model_any
+from .superresolvers import BicubicSR, RRDBSR, SRFlowSR
 from . import plots, sampling
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_checkpoint', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines',
-           'folder_dataset', 'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'folder_dataset',
+           'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
-
-def load_checkpoint(name_or_path, device="cpu", official_kind: str = "srflow"):
-    "A model (eval mode, on `device`) through the one loader `superresolvers.load_model_file`."
-    return load_model_file(name_or_path, official_kind).to(get_device(device))
 
 def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, device="cpu"):
     "(SRFlow model, RRDB baseline module or None if it fell back, description dict); defaults `demo-4x` / `demo-4x-rrdb` or the env overrides."
     from srflow_nb.model import SRFlow
     ck = checkpoint or os.environ.get(CHECKPOINT_ENV) or "demo-4x"
-    model = load_checkpoint(ck, device)
+    model = load_model_any(ck, device)
     if not isinstance(model, SRFlow): raise InputError(f"{ck!r} is not an SRFlow checkpoint (got {type(model).__name__})")
     rk = rrdb or os.environ.get(RRDB_ENV) or ("demo-4x-rrdb" if ck == "demo-4x" else None)
     base, rdesc = None, "model.encoder.sr (SRFlow's own encoder head)"
     if rk is not None:
-        try: base, rdesc = load_checkpoint(rk, device, "rrdb"), str(rk)
+        try: base, rdesc = load_model_any(rk, device), str(rk)
         except FileNotFoundError as e:
             if rrdb is not None: raise
             warnings.warn(f"RRDB baseline {rk!r} not found ({e}); using the SRFlow encoder's SR head instead")
-    return model, base, dict(checkpoint=str(ck), rrdb=rdesc)
+    return model, getattr(base, "encoder", base), dict(checkpoint=str(ck), rrdb=rdesc)   # an SRFlow file as --rrdb: its encoder
 
 # %% ../nbs/19a_demo.ipynb #0e390100
 def srflow_sampler(model, batch_size: int | None = None) -> Callable:

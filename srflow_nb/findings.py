@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .core import atomic_write
+from .core import atomic_write, code_state   # code_state: re-exported for the reproduction notebooks
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'TABLE3_ROWS', 'FIG9_SWEEPS',
-           'TABLE4_ROWS', 'UPDATE_ENV', 'OUTPUT_DIRS', 'beside_paper', 'table2', 'verdict', 'trend', 'same_order',
-           'better', 'findings', 'perception_distortion_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
+           'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend', 'same_order', 'better',
+           'findings', 'perception_distortion_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
            'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table', 'check_findings',
-           'findings_markdown', 'code_state']
+           'findings_markdown']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -261,19 +261,3 @@ def findings_markdown(found: Sequence[Mapping] | pd.DataFrame | str | os.PathLik
     if isinstance(found, (str, os.PathLike)): found = pd.read_csv(found)
     rows = found.to_dict("records") if isinstance(found, pd.DataFrame) else list(found)
     return "\n".join(f"- **{'holds' if bool(r['holds']) else 'does not hold'}**: {r['finding']} ({r['detail']})" for r in rows)
-
-# %% ../nbs/19b_findings.ipynb #379bbcc8
-OUTPUT_DIRS = ("data/results/", "figures/")
-
-def code_state(path: str | os.PathLike | None = None, outputs: Sequence[str] = OUTPUT_DIRS) -> dict:
-    "{'git_sha': HEAD (+'-dirty' if code differs), 'git_dirty': changed or untracked paths outside `outputs`}; 'unknown' outside git."
-    import subprocess
-    cwd = Path(path) if path is not None else Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=cwd, capture_output=True, text=True, timeout=20)
-        head, st = run("rev-parse", "HEAD"), run("status", "--porcelain", "--untracked-files=all", "--no-renames")
-        if head.returncode != 0 or st.returncode != 0: return dict(git_sha="unknown", git_dirty=[])
-    except (OSError, subprocess.SubprocessError): return dict(git_sha="unknown", git_dirty=[])
-    paths = [line[3:].strip('"') for line in st.stdout.splitlines() if line.strip()]
-    dirty = sorted(p for p in paths if not p.startswith(tuple(outputs)))
-    return dict(git_sha=head.stdout.strip() + ("-dirty" if dirty else ""), git_dirty=dirty)

@@ -137,7 +137,7 @@ def restore_files(
 ) -> Path:
     "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
     from srflow_nb.cli import check_output
-    from srflow_nb.superresolvers import load_model_file
+    from srflow_nb.checkpoints import load_model_any
     strat = _parse_strategies(strategies)
     if temperature_is not in ("std", "variance"): raise InputError(f"--temperature_is must be 'std' or 'variance', got {temperature_is!r}")
     if not math.isfinite(temperature) or temperature < 0: raise InputError(f"--temperature must be a finite number >= 0, got {temperature}")
@@ -146,7 +146,7 @@ def restore_files(
     if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
     img = _load_image(inp)
     dev = get_device(device)
-    model = load_model_file(checkpoint)
+    model = load_model_any(checkpoint)
     if not hasattr(model, "flow"): raise InputError(f"--checkpoint {checkpoint}: not an SRFlow model (got {type(model).__name__})")
     model = model.to(dev)
     with torch.inference_mode():

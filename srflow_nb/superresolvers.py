@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_superresolvers.ipynb #38474cb0
 from __future__ import annotations
-import importlib, pickle
+import importlib
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -13,9 +13,9 @@ import torch
 from .core import InputError, get_device
 
 # %% auto #0
-__all__ = ['REGISTRY', 'WRAPPERS', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'load_model_file',
-           'bicubic_from', 'rrdb_from', 'srflow_from', 'wrap_model', 'load_superresolver', 'FunctionSR',
-           'as_superresolver']
+__all__ = ['REGISTRY', 'WRAPPERS', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR', 'HCFlowSR',
+           'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model', 'load_superresolver',
+           'FunctionSR', 'as_superresolver']
 
 # %% ../nbs/09_superresolvers.ipynb #b7533efb
 @runtime_checkable
@@ -83,36 +83,47 @@ class SRFlowSR:
     def __repr__(self): return f"SRFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #ec98f307
-def load_model_file(name_or_path, official_kind: str = "srflow"):
-    "A model (eval mode, CPU) from a bundled name, a `save_model` file or an official `.pth`/`.pt`; `InputError` if unreadable."
-    from safetensors import SafetensorError
-    from srflow_nb.checkpoints import load_official, load_official_rrdb, load_pretrained
-    s = str(name_or_path)
-    official = s.endswith((".pth", ".pt"))
-    if official and not Path(s).is_file(): raise FileNotFoundError(f"checkpoint {s} not found")
-    try:
-        if official: return (load_official_rrdb(s) if official_kind == "rrdb" else load_official(s)).eval()
-        return load_pretrained(s).eval()
-    except (ValueError, KeyError) as e:                    # ours: wrong format, missing keys, shape mismatch
-        raise InputError(f"checkpoint {s}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    except (RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError, OSError) as e:
-        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)): raise
-        raise InputError(f"checkpoint {s}: not a readable checkpoint (truncated, empty or not a model file: {type(e).__name__})") from e
+class ESRGANSR(RRDBSR):
+    "The ESRGAN generator (an `RRDBEncoder` trained by `srflow_nb.esrgan`): `RRDBSR` named 'esrgan'; deterministic."
+    def __init__(self, generator, name: str = "esrgan"): super().__init__(generator, name)
+    def __repr__(self): return f"ESRGANSR(scale={self.scale})"
+
+class HCFlowSR:
+    "An HCFlow model as a super-resolver: `n` samples at `temperature` through `HCFlow.sample` (LR features computed once)."
+    stochastic = True
+    default_temperature = 0.8
+    def __init__(self, model, name: str = "hcflow"):
+        if not callable(getattr(model, "sample_eps", None)): raise InputError(f"HCFlowSR needs an HCFlow model, got {type(model).__name__}")
+        self.model, self.name, self.scale = model, name, int(model.scale)
+    def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
+        t = self.default_temperature if temperature is None else temperature
+        g = seed if isinstance(seed, torch.Generator) else torch.Generator(device=lr.device).manual_seed(int(seed))
+        with torch.inference_mode(): return self.model.sample(check_lr(lr), n=_check_n(n), temperature=t, generator=g)
+    def __repr__(self): return f"HCFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #a56ad469
 REGISTRY: dict[str, str] = {
     "bicubic": "srflow_nb.superresolvers:bicubic_from",
     "rrdb":    "srflow_nb.superresolvers:rrdb_from",
     "srflow":  "srflow_nb.superresolvers:srflow_from",
+    "esrgan":  "srflow_nb.superresolvers:esrgan_from",
+    "hcflow":  "srflow_nb.superresolvers:hcflow_from",
+    "sr3":     "srflow_nb.sr3:sr3_from",
 }
 WRAPPERS: dict[str, str] = {   # loaded module class -> factory that wraps it
     "srflow_nb.model:SRFlow":        "srflow_nb.superresolvers:SRFlowSR",
     "srflow_nb.encoder:RRDBEncoder": "srflow_nb.superresolvers:RRDBSR",
+    "srflow_nb.hcflow:HCFlow":       "srflow_nb.superresolvers:HCFlowSR",
+    "srflow_nb.sr3:SR3":             "srflow_nb.sr3:SR3SR",
 }
 
 def _resolve(target: str):
     mod, fn = target.split(":")
     return getattr(importlib.import_module(mod), fn)
+
+def _load(checkpoint: str, device):
+    from srflow_nb.checkpoints import load_model_any
+    return load_model_any(checkpoint, device)
 
 def bicubic_from(checkpoint: str | None = None, device="auto", scale: int = 4) -> BicubicSR:
     "`bicubic` (`scale` keyword) or `bicubic:<scale>`."
@@ -120,14 +131,23 @@ def bicubic_from(checkpoint: str | None = None, device="auto", scale: int = 4) -
 
 def rrdb_from(checkpoint: str | None = None, device="auto") -> RRDBSR:
     "`rrdb[:checkpoint]`: an RRDB checkpoint (default `demo-4x-rrdb`), or the encoder of an SRFlow checkpoint."
-    m = load_model_file(checkpoint or "demo-4x-rrdb", official_kind="rrdb")
-    return RRDBSR(getattr(m, "encoder", m).to(get_device(device)))
+    m = _load(checkpoint or "demo-4x-rrdb", device)
+    return RRDBSR(getattr(m, "encoder", m))
 
 def srflow_from(checkpoint: str | None = None, device="auto") -> SRFlowSR:
     "`srflow[:checkpoint]` (default `demo-4x`)."
-    m = load_model_file(checkpoint or "demo-4x")
+    m = _load(checkpoint or "demo-4x", device)
     if not hasattr(m, "flow"): raise InputError(f"checkpoint {checkpoint!r} is not an SRFlow model (got {type(m).__name__})")
-    return SRFlowSR(m.to(get_device(device)))
+    return SRFlowSR(m)
+
+def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:
+    "`esrgan[:checkpoint]` (default `demo-4x-esrgan`): an exported generator, an ESRGAN trainer checkpoint or an official `RRDB_ESRGAN_x4.pth`."
+    return ESRGANSR(_load(checkpoint or "demo-4x-esrgan", device))
+
+def hcflow_from(checkpoint: str | None = None, device="auto") -> HCFlowSR:
+    "`hcflow:<checkpoint>`: an HCFlow trainer checkpoint or an `hcflow.export_hcflow` file."
+    if not checkpoint: raise InputError("hcflow needs a checkpoint: hcflow:<HCFlow trainer checkpoint .pt or exported .safetensors>")
+    return HCFlowSR(_load(checkpoint, device))
 
 # %% ../nbs/09_superresolvers.ipynb #cb38fc80
 def wrap_model(model, **kw) -> SuperResolver:
@@ -144,7 +164,7 @@ def load_superresolver(name_or_checkpoint, device="auto", **kw) -> SuperResolver
     if not isinstance(spec, (str, Path)): raise InputError(f"expected a super-resolver name or checkpoint, got {type(spec).__name__}")
     family, _, rest = str(spec).partition(":")
     if family in REGISTRY: return _resolve(REGISTRY[family])(rest or None, device, **kw)
-    return wrap_model(load_model_file(spec).to(get_device(device)), **kw)
+    return wrap_model(_load(str(spec), device), **kw)
 
 # %% ../nbs/09_superresolvers.ipynb #9c457646
 class FunctionSR:

@@ -191,7 +191,7 @@ def test_table5_reproduces_the_committed_row():
 def bad(work):
     d = work / "bad"; d.mkdir()
     (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
-    (d / "random.pth").write_bytes(os.urandom(4096))
+    (d / "random.pth").write_bytes(bytes(range(256)) * 16)   # not a pickle, not a zip: "is not a PyTorch checkpoint"
     (d / "empty.pth").write_bytes(b"")
     (d / "file.txt").write_text("x")
     from srflow_nb.checkpoints import pretrained_dir
@@ -208,7 +208,7 @@ def bad(work):
     (["restore", "noisy.png", "-o", "bad"], ["--output", "is a folder"]),
     (["restore", "noisy.png", "-o", "bad/file.txt/out.png"], ["--output", "is not a folder"]),
     (["restore", "noisy.png", "-o", "out.jpg"], ["--output", "only .png"]),
-    (["restore", "noisy.png", "--checkpoint", "bad/random.pth"], ["bad/random.pth", "not a readable checkpoint"]),
+    (["restore", "noisy.png", "--checkpoint", "bad/random.pth"], ["bad/random.pth", "is not a PyTorch checkpoint"]),
     (["restore", "noisy.png", "--checkpoint", "bad/empty.pth"], ["bad/empty.pth"]),
     (["restore", "noisy.png", "--checkpoint", "bad/trunc.safetensors"], ["bad/trunc.safetensors"]),
     (["restore", "noisy.png", "--checkpoint", "no-such-model"], ["no-such-model"]),
