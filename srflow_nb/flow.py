@@ -68,6 +68,10 @@ class ConditionalFlow(nn.Module):
             levels.append(lv); c = lv.out_channels
         self.levels = nn.ModuleList(levels)
 
+    def latent_levels(self) -> list[int]:
+        "The 1-based level each latent leaves from (split eps level 1 first, final z last), as `latent_shapes`."
+        return [i for i, lv in enumerate(self.levels, 1) if lv.split is not None] + [self.L]
+
     def latent_shapes(self, hr_hw: tuple[int, int], batch: int = 1) -> list[tuple[int, ...]]:
         "Shapes of the latents (split eps level 1 first, final z last) for an HR image of size `hr_hw`."
         h, w = hr_hw

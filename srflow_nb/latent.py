@@ -264,10 +264,13 @@ def box_mask(hw: tuple[int, int], top: int, left: int, height: int, width: int) 
     return m
 
 def resample_latents(latents: Sequence[torch.Tensor], mask, temperature: float = 0.8, temperature_is: str = "std",
-                    generator: torch.Generator | None = None, mask_reduce: str = "any") -> list[torch.Tensor]:
-    "Replace the latents inside `mask` by a fresh N(0, tau) draw (tau from `temperature`); outside untouched."
+                     generator: torch.Generator | None = None, mask_reduce: str = "any",
+                     fresh: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    "Replace the latents inside `mask` by `fresh` ones (default: a N(0, tau) draw, tau from `temperature`); outside untouched."
     zs = _check_latents(latents)
-    fresh = _sample_like(zs, temperature, temperature_is, generator)
+    if fresh is None: fresh = _sample_like(zs, temperature, temperature_is, generator)
+    elif [tuple(f.shape) for f in fresh] != [tuple(z.shape) for z in zs]:
+        raise ValueError(f"fresh shapes {[tuple(f.shape) for f in fresh]} do not match the latents' {[tuple(z.shape) for z in zs]}")
     return [torch.where(m, f, z) for m, f, z in zip(level_masks(mask, zs, mask_reduce), fresh, zs)]
 
 def edit_region(model, latents: Sequence[torch.Tensor], lr: torch.Tensor, mask, action: str = "resample",
