@@ -1,6 +1,6 @@
 """Usable temperature range of a bundled model: the fraction of diverged (non-finite) samples against temperature.
 
-    python benchmarks/temperature_range.py --model demo-4x --crop 32 --seeds 4 --threads 1
+    python benchmarks/temperature_range.py --model demo-4x --crop 48 --seeds 8 --threads 1
 
 For each of the 7 bundled test images (an LR crop of `--crop` pixels from the top-left of `make_lr(hr, scale)`),
 `temperature_sweep` decodes the same unit latents (seeds 0..`--seeds`-1) at every temperature; a sample is
@@ -20,14 +20,14 @@ from srflow_nb.core import atomic_write, run_info  # noqa: E402
 from srflow_nb.data import demo_images, load_image, make_lr, to_tensor  # noqa: E402
 from srflow_nb.sampling import nonfinite_samples, temperature_sweep  # noqa: E402
 
-TEMPERATURES = (0.0, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0)
+TEMPERATURES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="demo-4x")
-    p.add_argument("--crop", type=int, default=32, help="LR crop side in pixels")
-    p.add_argument("--seeds", type=int, default=4, help="samples per image and temperature (sample seeds 0..n-1)")
+    p.add_argument("--crop", type=int, default=48, help="LR crop side in pixels")
+    p.add_argument("--seeds", type=int, default=8, help="samples per image and temperature (sample seeds 0..n-1)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
