@@ -33,7 +33,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     model = load_pretrained(a.model).eval()
-    s, t0 = model.config.scale, time.perf_counter()
+    s, t0, info = model.config.scale, time.perf_counter(), run_info("cpu", command=" ".join(sys.argv))  # the code that runs
     bad = torch.zeros(len(TEMPERATURES)); far = torch.zeros(len(TEMPERATURES)); total = 0
     images = demo_images("test")
     for path in images:
@@ -49,9 +49,11 @@ def main(argv=None):
     ok = [r["temperature"] for r in rows if r["diverged"] == 0]
     first_bad = next((r["temperature"] for r in rows if r["diverged"] > 0), None)
     usable = max(t for t in ok if first_bad is None or t < first_bad) if ok else None
+    first_far = next((r["temperature"] for r in rows if r["diverged"] + r["out_of_range_fraction"] > 0), None)
+    clean = max((r["temperature"] for r in rows if first_far is None or r["temperature"] < first_far), default=None)
     res = dict(model=a.model, images=[p.name for p in images], lr_crop=a.crop, samples_per_image=a.seeds, rows=rows,
                max_temperature_without_divergence=usable, first_temperature_with_divergence=first_bad,
-               seconds=time.perf_counter() - t0, run=run_info("cpu", command=" ".join(sys.argv)))
+               max_temperature_all_in_range=clean, seconds=time.perf_counter() - t0, run=info)
     out = Path(a.out or Path(__file__).parent / "results" / f"temperature_range_{a.model}.json")
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(res, indent=1) + "\n"))
     print(json.dumps({k: v for k, v in res.items() if k != "run"}, indent=1))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import patch
 from fastcore.script import Param
 
 from .core import InputError, get_device
@@ -166,6 +167,7 @@ def _cache_level(lv: FoldedLevel, c: Tensor, fmt) -> LevelCache:
     sc = F.conv2d(c, lv.split.wc, padding=1) if lv.split is not None and lv.split.conditional else None
     return LevelCache(tuple(steps), tuple(c.shape[2:]), sc)
 
+# %% ../nbs/14_sampling.ipynb #0dbfb9c3
 def _reverse_step(fs: FoldedStep, t: StepCache, h: Tensor) -> Tensor:
     ya, yb = h[:, :fs.n_keep], h[:, fs.n_keep:]
     a = _bc(F.conv2d(ya, fs.wz, padding=1), t.cond_pre, torch.add).relu_()
@@ -217,31 +219,34 @@ class FastSampler:
         "True when the model's parameters changed (in place or replaced) since the weights were folded."
         return self._model() is None or _param_key(self.model) != self.key
 
-    @torch.inference_mode()
-    def condition(self, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
-        "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
-        if cond is None: cond = self.model.conditioning(lr.to(self.device))
-        if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
-        levels = tuple(_cache_level(lv, c.to(self.dtype).contiguous(memory_format=self.fmt), self.fmt)
-                       for lv, c in zip(self.levels, cond))
-        return SamplerCache(levels, cond[0].shape[0], (cond[0].shape[2] * 2, cond[0].shape[3] * 2), self.dtype)
-
-    @torch.inference_mode()
-    def decode(self, latents: list[Tensor], cache: SamplerCache) -> Tensor:
-        "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
-        latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
-        h = latents.pop()
-        if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
-        for lv, lc in zip(reversed(self.levels), reversed(cache.levels)):
-            if tuple(h.shape[2:]) != lc.hw: raise ValueError(f"latent size {tuple(h.shape[2:])} does not match the conditioning size {lc.hw}")
-            if lv.split is not None and not latents: raise ValueError("not enough latents for this flow")
-            h = unsqueeze2d(_reverse_level(lv, lc, h, latents.pop() if lv.split is not None else None))
-            if self.channels_last: h = h.contiguous(memory_format=self.fmt)
-        if latents: raise ValueError(f"{len(latents)} latents left over: the list does not fit this flow")
-        return h.contiguous()
-
 def _param_key(model) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+# %% ../nbs/14_sampling.ipynb #7e0b8cf4
+@patch
+@torch.inference_mode()
+def condition(self: FastSampler, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
+    "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
+    if cond is None: cond = self.model.conditioning(lr.to(self.device))
+    if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
+    levels = tuple(_cache_level(lv, c.to(self.dtype).contiguous(memory_format=self.fmt), self.fmt)
+                   for lv, c in zip(self.levels, cond))
+    return SamplerCache(levels, cond[0].shape[0], (cond[0].shape[2] * 2, cond[0].shape[3] * 2), self.dtype)
+
+@patch
+@torch.inference_mode()
+def decode(self: FastSampler, latents: list[Tensor], cache: SamplerCache) -> Tensor:
+    "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
+    latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
+    h = latents.pop()
+    if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
+    for lv, lc in zip(reversed(self.levels), reversed(cache.levels)):
+        if tuple(h.shape[2:]) != lc.hw: raise ValueError(f"latent size {tuple(h.shape[2:])} does not match the conditioning size {lc.hw}")
+        if lv.split is not None and not latents: raise ValueError("not enough latents for this flow")
+        h = unsqueeze2d(_reverse_level(lv, lc, h, latents.pop() if lv.split is not None else None))
+        if self.channels_last: h = h.contiguous(memory_format=self.fmt)
+    if latents: raise ValueError(f"{len(latents)} latents left over: the list does not fit this flow")
+    return h.contiguous()
 
 # %% ../nbs/14_sampling.ipynb #19a2f81c
 _SAMPLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
