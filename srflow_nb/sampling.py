@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from fastcore.basics import patch
 from fastcore.script import Param
 
 from .core import InputError, get_device
@@ -20,12 +19,12 @@ from .layers import unsqueeze2d
 from .latent import resample_latents
 
 # %% auto #0
-__all__ = ['ON_NONFINITE', 'MEMORY_SHARE', 'IMAGE_SUFFIXES', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit',
+__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'IMAGE_SUFFIXES', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit',
            'FoldedLevel', 'StepCache', 'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler',
            'sample_seed', 'lr_multiple', 'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size',
-           'sample', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite', 'temperature_sweep',
-           'resample_region', 'MemoryBudgetError', 'TileTooLargeError', 'available_memory', 'memory_budget',
-           'estimate_memory', 'largest_tile', 'check_memory', 'plan_tile', 'super_resolve_tiled', 'load_sampling_model',
+           'MemoryBudgetError', 'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory',
+           'largest_tile', 'check_memory', 'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite',
+           'sample', 'temperature_sweep', 'resample_region', 'super_resolve_tiled', 'load_sampling_model',
            'parse_temperatures', 'sample_files']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
@@ -219,24 +218,28 @@ class FastSampler:
         "True when the model's parameters changed (in place or replaced) since the weights were folded."
         return self._model() is None or _param_key(self.model) != self.key
 
+    @torch.inference_mode()
+    def condition(self, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
+        "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
+        return _condition(self, lr, cond)
+
+    @torch.inference_mode()
+    def decode(self, latents: list[Tensor], cache: SamplerCache) -> Tensor:
+        "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
+        return _decode(self, latents, cache)
+
 def _param_key(model) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
 # %% ../nbs/14_sampling.ipynb #7e0b8cf4
-@patch
-@torch.inference_mode()
-def condition(self: FastSampler, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
-    "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
+def _condition(self: FastSampler, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
     if cond is None: cond = self.model.conditioning(lr.to(self.device))
     if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
     levels = tuple(_cache_level(lv, c.to(self.dtype).contiguous(memory_format=self.fmt), self.fmt)
                    for lv, c in zip(self.levels, cond))
     return SamplerCache(levels, cond[0].shape[0], (cond[0].shape[2] * 2, cond[0].shape[3] * 2), self.dtype)
 
-@patch
-@torch.inference_mode()
-def decode(self: FastSampler, latents: list[Tensor], cache: SamplerCache) -> Tensor:
-    "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
+def _decode(self: FastSampler, latents: list[Tensor], cache: SamplerCache) -> Tensor:
     latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
     h = latents.pop()
     if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
@@ -375,100 +378,6 @@ def _check_latents(model, latents, hr_hw, b):
     if got != want: raise ValueError(f"latent shapes (after the sample axis) {got} do not match {want} for this lr")
     return [t if t.ndim == 5 else t[None] for t in latents]
 
-# %% ../nbs/14_sampling.ipynb #60f7f989
-def sample(model, lr: Tensor | None = None, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
-           latents: list[Tensor] | None = None, region: Tensor | None = None, cond: list[Tensor] | None = None,
-           device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
-           return_latents: bool = False, clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn",
-           max_memory: int | None = None):
-    "`n` SR samples of each LR image (or of `cond`): `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents."
-    n, temps = _check_n(n), model.latent_temperatures(temperature)
-    dev, lr_p, cond, (h, w), hr_hw = _prepare(model, lr, device, cond)
-    batch_size, s = _batch(batch_size, dev), model.config.scale
-    b = (lr_p if cond is None else cond[0]).shape[0]
-    check_memory(model, (hr_hw[0] // s, hr_hw[1] // s), n, batch_size, b, max_memory, dev)
-    if latents is None:
-        if region is not None: raise ValueError("region= needs the latents to keep fixed outside the region (latents=)")
-        unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
-        latents = [u * t for u, t in zip(unit, temps)]
-    else:
-        latents = _check_latents(model, latents, hr_hw, b)
-        if region is not None: latents = _resample_region_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
-    sr = _run(model, lr_p, cond, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
-    sr = check_finite(sr, on_nonfinite, temperature)
-    if clamp: sr = sr.clamp(0, 1)
-    return (sr, latents) if return_latents else sr
-
-# %% ../nbs/14_sampling.ipynb #931d631c
-ON_NONFINITE = ("warn", "raise", "clamp")
-
-class NonFiniteSampleError(InputError):
-    "Samples whose reverse pass diverged (NaN/Inf values), named with their temperature and count."
-
-def nonfinite_samples(sr: Tensor) -> Tensor:
-    "Boolean mask over the leading axes of images `(..., C, H, W)`: True where an image has any NaN or Inf."
-    return ~torch.isfinite(sr).flatten(-3).all(-1)
-
-def check_finite(sr: Tensor, on_nonfinite: str = "warn", temperature=None) -> Tensor:
-    "Detect diverged samples (always): 'warn' (RuntimeWarning with the count), 'raise' (`NonFiniteSampleError`), 'clamp' (warn, then NaN -> 0, +-Inf -> 1/0)."
-    if on_nonfinite not in ON_NONFINITE: raise InputError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
-    bad = nonfinite_samples(sr)
-    n_bad = int(bad.sum())
-    if n_bad == 0: return sr
-    msg = (f"{n_bad} of {bad.numel()} samples diverged (NaN/Inf values) at temperature {temperature}: lower the "
-           "temperature (the measured usable range of the bundled models is in the 14_sampling notebook)")
-    if on_nonfinite == "raise": raise NonFiniteSampleError(msg)
-    warnings.warn(msg + ("; their non-finite pixels were set to 0 (NaN) or 0/1 (-Inf/+Inf)" if on_nonfinite == "clamp" else ""),
-                  RuntimeWarning, stacklevel=3)
-    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0) if on_nonfinite == "clamp" else sr
-
-# %% ../nbs/14_sampling.ipynb #a5e43149
-def temperature_sweep(model, lr: Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
-                      device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
-                      clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn") -> Tensor:
-    "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
-    n = _check_n(n)
-    if not isinstance(temperatures, (list, tuple)) or not temperatures: raise InputError("temperatures must be a non-empty list")
-    temps = [model.latent_temperatures(t) for t in temperatures]
-    dev, lr_p, _, (h, w), hr_hw = _prepare(model, lr, device)
-    batch_size, s, b = _batch(batch_size, dev), model.config.scale, lr_p.shape[0]
-    check_memory(model, tuple(lr_p.shape[2:]), n * len(temps), batch_size, b, None, dev)
-    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
-    latents = [torch.cat([u * t[j] for t in temps]) for j, u in enumerate(unit)]  # (T*n, B, ...)
-    sr = _run(model, lr_p, None, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
-    sr = sr.view(len(temps), n, *sr.shape[1:])
-    sr = torch.stack([check_finite(x, on_nonfinite, t) for x, t in zip(sr, temperatures)])
-    return sr.clamp(0, 1) if clamp else sr
-
-# %% ../nbs/14_sampling.ipynb #a232d4c6
-def _region_hr_mask(model, region, hr_hw, orig_hr_hw) -> Tensor:
-    "A region in HR or LR coordinates -> boolean `(B or 1, H, W)` mask at the padded HR size (padding: outside)."
-    if not isinstance(region, torch.Tensor): region = torch.as_tensor(np.asarray(region))
-    if region.ndim == 2: region = region[None]
-    if region.ndim != 3: raise ValueError(f"region must be (H, W) or (B, H, W), got shape {tuple(region.shape)}")
-    s, (H, W), (rh, rw) = model.config.scale, orig_hr_hw, region.shape[1:]
-    m = region.to(torch.float32)[:, None]
-    if (rh * s, rw * s) == (H, W) and (rh, rw) != (H, W): m = F.interpolate(m, scale_factor=s, mode="nearest")
-    elif (rh, rw) != (H, W):
-        raise ValueError(f"region size {rh}x{rw} matches neither the HR size {H}x{W} nor the LR size {H // s}x{W // s}")
-    return F.pad(m, (0, hr_hw[1] - W, 0, hr_hw[0] - H))[:, 0] > 0
-
-def _resample_region_latents(model, latents, region, temps, seed, hr_hw, orig_hr_hw, first_index=0):
-    "`latent.resample_latents` (the one implementation) on `(n, B, ...)` latents with per-sample seeded draws."
-    mask = _region_hr_mask(model, region, hr_hw, orig_hr_hw)
-    n, b = latents[-1].shape[:2]
-    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index, device=latents[0].device)
-    flat = lambda ts: [t.flatten(0, 1) for t in ts]
-    new = resample_latents(flat(latents), mask.repeat(n, 1, 1) if mask.shape[0] > 1 else mask,
-                           fresh=flat([u * t for u, t in zip(unit, temps)]))
-    return [t.view(n, b, *t.shape[1:]) for t in new]
-
-def resample_region(model, lr: Tensor, latents: list[Tensor], mask: Tensor, temperature=0.8,
-                    seed: int | torch.Generator | None = None, return_latents: bool = False, **kw):
-    "Redraw the latents inside `mask` (HR or LR coordinates), keep the rest fixed, decode: `(n, B, C, H, W)`."
-    return sample(model, lr, temperature=temperature, seed=seed, latents=latents, region=mask,
-                  return_latents=return_latents, **kw)
-
 # %% ../nbs/14_sampling.ipynb #3b3688cb
 class MemoryBudgetError(InputError, MemoryError):
     "A run whose memory estimate exceeds the budget: raised before any work, naming the estimate and the tile that fits."
@@ -559,6 +468,100 @@ def plan_tile(model, lr_hw, n: int = 1, batch_size: int | None = None, batch: in
     fit = largest_tile(model, budget, n, batch_size, batch, extra=_tiled_extra(model, lr_hw, n, batch))
     if fit < 2 * lr_multiple(model): check_memory(model, lr_hw, n, batch_size, batch, budget, device)  # raises, with the hint
     return fit
+
+# %% ../nbs/14_sampling.ipynb #931d631c
+ON_NONFINITE = ("warn", "raise", "clamp")
+
+class NonFiniteSampleError(InputError):
+    "Samples whose reverse pass diverged (NaN/Inf values), named with their temperature and count."
+
+def nonfinite_samples(sr: Tensor) -> Tensor:
+    "Boolean mask over the leading axes of images `(..., C, H, W)`: True where an image has any NaN or Inf."
+    return ~torch.isfinite(sr).flatten(-3).all(-1)
+
+def check_finite(sr: Tensor, on_nonfinite: str = "warn", temperature=None) -> Tensor:
+    "Detect diverged samples (always): 'warn' (RuntimeWarning with the count), 'raise' (`NonFiniteSampleError`), 'clamp' (warn, then NaN -> 0, +-Inf -> 1/0)."
+    if on_nonfinite not in ON_NONFINITE: raise InputError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+    bad = nonfinite_samples(sr)
+    n_bad = int(bad.sum())
+    if n_bad == 0: return sr
+    msg = (f"{n_bad} of {bad.numel()} samples diverged (NaN/Inf values) at temperature {temperature}: lower the "
+           "temperature (the measured usable range of the bundled models is in the 14_sampling notebook)")
+    if on_nonfinite == "raise": raise NonFiniteSampleError(msg)
+    warnings.warn(msg + ("; their non-finite pixels were set to 0 (NaN) or 0/1 (-Inf/+Inf)" if on_nonfinite == "clamp" else ""),
+                  RuntimeWarning, stacklevel=3)
+    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0) if on_nonfinite == "clamp" else sr
+
+# %% ../nbs/14_sampling.ipynb #60f7f989
+def sample(model, lr: Tensor | None = None, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
+           latents: list[Tensor] | None = None, region: Tensor | None = None, cond: list[Tensor] | None = None,
+           device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
+           return_latents: bool = False, clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn",
+           max_memory: int | None = None):
+    "`n` SR samples of each LR image (or of `cond`): `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents."
+    n, temps = _check_n(n), model.latent_temperatures(temperature)
+    dev, lr_p, cond, (h, w), hr_hw = _prepare(model, lr, device, cond)
+    batch_size, s = _batch(batch_size, dev), model.config.scale
+    b = (lr_p if cond is None else cond[0]).shape[0]
+    check_memory(model, (hr_hw[0] // s, hr_hw[1] // s), n, batch_size, b, max_memory, dev)
+    if latents is None:
+        if region is not None: raise ValueError("region= needs the latents to keep fixed outside the region (latents=)")
+        unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
+        latents = [u * t for u, t in zip(unit, temps)]
+    else:
+        latents = _check_latents(model, latents, hr_hw, b)
+        if region is not None: latents = _resample_region_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
+    sr = _run(model, lr_p, cond, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
+    sr = check_finite(sr, on_nonfinite, temperature)
+    if clamp: sr = sr.clamp(0, 1)
+    return (sr, latents) if return_latents else sr
+
+# %% ../nbs/14_sampling.ipynb #a5e43149
+def temperature_sweep(model, lr: Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
+                      device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
+                      clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn") -> Tensor:
+    "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
+    n = _check_n(n)
+    if not isinstance(temperatures, (list, tuple)) or not temperatures: raise InputError("temperatures must be a non-empty list")
+    temps = [model.latent_temperatures(t) for t in temperatures]
+    dev, lr_p, _, (h, w), hr_hw = _prepare(model, lr, device)
+    batch_size, s, b = _batch(batch_size, dev), model.config.scale, lr_p.shape[0]
+    check_memory(model, tuple(lr_p.shape[2:]), n * len(temps), batch_size, b, None, dev)
+    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
+    latents = [torch.cat([u * t[j] for t in temps]) for j, u in enumerate(unit)]  # (T*n, B, ...)
+    sr = _run(model, lr_p, None, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
+    sr = sr.view(len(temps), n, *sr.shape[1:])
+    sr = torch.stack([check_finite(x, on_nonfinite, t) for x, t in zip(sr, temperatures)])
+    return sr.clamp(0, 1) if clamp else sr
+
+# %% ../nbs/14_sampling.ipynb #a232d4c6
+def _region_hr_mask(model, region, hr_hw, orig_hr_hw) -> Tensor:
+    "A region in HR or LR coordinates -> boolean `(B or 1, H, W)` mask at the padded HR size (padding: outside)."
+    if not isinstance(region, torch.Tensor): region = torch.as_tensor(np.asarray(region))
+    if region.ndim == 2: region = region[None]
+    if region.ndim != 3: raise ValueError(f"region must be (H, W) or (B, H, W), got shape {tuple(region.shape)}")
+    s, (H, W), (rh, rw) = model.config.scale, orig_hr_hw, region.shape[1:]
+    m = region.to(torch.float32)[:, None]
+    if (rh * s, rw * s) == (H, W) and (rh, rw) != (H, W): m = F.interpolate(m, scale_factor=s, mode="nearest")
+    elif (rh, rw) != (H, W):
+        raise ValueError(f"region size {rh}x{rw} matches neither the HR size {H}x{W} nor the LR size {H // s}x{W // s}")
+    return F.pad(m, (0, hr_hw[1] - W, 0, hr_hw[0] - H))[:, 0] > 0
+
+def _resample_region_latents(model, latents, region, temps, seed, hr_hw, orig_hr_hw, first_index=0):
+    "`latent.resample_latents` (the one implementation) on `(n, B, ...)` latents with per-sample seeded draws."
+    mask = _region_hr_mask(model, region, hr_hw, orig_hr_hw)
+    n, b = latents[-1].shape[:2]
+    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index, device=latents[0].device)
+    flat = lambda ts: [t.flatten(0, 1) for t in ts]
+    new = resample_latents(flat(latents), mask.repeat(n, 1, 1) if mask.shape[0] > 1 else mask,
+                           fresh=flat([u * t for u, t in zip(unit, temps)]))
+    return [t.view(n, b, *t.shape[1:]) for t in new]
+
+def resample_region(model, lr: Tensor, latents: list[Tensor], mask: Tensor, temperature=0.8,
+                    seed: int | torch.Generator | None = None, return_latents: bool = False, **kw):
+    "Redraw the latents inside `mask` (HR or LR coordinates), keep the rest fixed, decode: `(n, B, C, H, W)`."
+    return sample(model, lr, temperature=temperature, seed=seed, latents=latents, region=mask,
+                  return_latents=return_latents, **kw)
 
 # %% ../nbs/14_sampling.ipynb #f77bc4c7
 def _starts(length: int, tile: int, step: int) -> list[int]:
