@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --only small    # just the small_4x rows
     python benchmarks/train_speed.py --steps 3 --json out.json
     python benchmarks/train_speed.py --ab small rrdb paper   # interleaved A/B of precision/layout/threads (robust to load)
+    python benchmarks/train_speed.py --against /tmp/old_train.py --json out.json   # this trainer vs another train.py, interleaved
 
 Rows: the paper's DF2K-4X model (SRFlowConfig.div2k_4x) at HR 256 batch 1 (the setting of the official code's
 7.9 s/step measured on this machine) and HR 160 batch 1/4, and the CPU `small_4x` model at HR 64/96, batch 1/4,
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from srflow_nb.model import SRFlow, SRFlowConfig
+import srflow_nb.train
 from srflow_nb.train import PatchCache, TrainConfig, Trainer
 
 OFFICIAL_S_PER_STEP = {"div2k_4x/hr256/b1": 7.9}   # official SRFlow code, measured on this machine (issue 4)
@@ -74,6 +76,41 @@ def ab(model_name, batch, patch, settings: dict, rounds=4, stage="flow"):
                 relative_to_first={n: round(med[next(iter(med))] / v, 2) for n, v in med.items()}, loadavg_1min=os.getloadavg()[0])
 
 
+def against(path, rounds=8, settings=None):
+    """Interleaved A/B of this package's `Trainer` against the `Trainer` of another `train.py` (e.g. the version before a
+    refactor, copied out of git): same model init, same data, small_4x HR 64 batch 4, 1 thread, steps taken in turn
+    (ABBA order); also checks that both give the same losses."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("other_train", path); other = importlib.util.module_from_spec(spec)
+    sys.modules["other_train"] = other; spec.loader.exec_module(other)
+    settings = settings or {"fp32": {}, "bf16_encoder": dict(amp="bf16"), "frozen_fp32": dict(freeze_encoder=1.0), "rrdb_fp32": dict(stage="rrdb")}
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.rand(3, 128, 128, generator=g) for _ in range(4)]
+    down = lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0]
+    tmp, rows = tempfile.TemporaryDirectory(), []
+    torch.set_num_threads(1)
+    for name, kw in settings.items():
+        trainers = {}
+        for label, mod in (("before", other), ("after", sys.modules["srflow_nb.train"])):
+            torch.manual_seed(0)
+            cfg = mod.TrainConfig(**{**dict(stage="flow", iterations=1000, batch_size=4, patch_size=64, scale=4, freeze_encoder=0.0, threads=1,
+                                            log_every=1000, ckpt_every_steps=None, ckpt_every_s=None, val_every=None, out_dir=f"{tmp.name}/{name}{label}"), **kw})
+            trainers[label] = mod.Trainer(SRFlow(SRFlowConfig.small_4x()), cfg, mod.PatchCache.from_hr(imgs, 4, 64, downscale=down), progress=False, device="cpu", resume=False)
+        times, losses = {k: [] for k in trainers}, {k: [] for k in trainers}
+        for r in range(rounds + 1):
+            for label in (("before", "after") if r % 2 else ("after", "before")):   # alternate who goes first
+                tr = trainers[label]
+                t = time.perf_counter(); out = tr.train_step(); dt = time.perf_counter() - t
+                losses[label].append(out["loss"])
+                if r: times[label].append(dt)   # round 0 is warm-up
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        rows.append(dict(setting=name, s_per_step=med, after_over_before=round(med["after"] / med["before"], 3), rounds=rounds,
+                         same_losses=losses["before"] == losses["after"], loadavg_1min=os.getloadavg()[0]))
+        print(json.dumps(rows[-1]), flush=True)
+    tmp.cleanup()
+    return rows
+
+
 AB = {
     "small": dict(model_name="small_4x", batch=4, patch=64, settings={
         "fp32": dict(threads=1), "bf16_encoder": dict(threads=1, amp="bf16"), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all"),
@@ -109,8 +146,14 @@ if __name__ == "__main__":
     ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default 3, 1 for the paper model)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--ab", choices=sorted(AB), nargs="*", help="interleaved A/B comparisons instead of the grid")
+    ap.add_argument("--against", help="another train.py: interleaved A/B of its Trainer against this one")
+    ap.add_argument("--rounds", type=int, default=8)
     a = ap.parse_args()
     rows = []
+    if a.against:
+        rows = against(a.against, a.rounds)
+        if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=__import__("srflow_nb.core").core.run_info()), indent=1))
+        sys.exit(0)
     if a.ab is not None:
         for name in a.ab or sorted(AB):
             row = ab(**AB[name]); rows.append(row); print(json.dumps(row), flush=True)

@@ -4,21 +4,22 @@
 
 # %% ../nbs/06_checkpoints.ipynb #a5c1de01
 from __future__ import annotations
-import json, os, re
+import json, os, pickle, re, warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .core import atomic_write
+from .core import InputError, atomic_write, get_device
 from .encoder import RRDBEncoder
 from .model import SRFlow, SRFlowConfig
 
 # %% auto #0
-__all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'official_key_map', 'official_state_dict', 'infer_official_config',
-           'load_official', 'load_official_rrdb', 'read_official_key_list', 'save_model', 'load_model',
-           'pretrained_dir', 'load_pretrained']
+__all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'official_key_map', 'official_state_dict', 'CheckpointError',
+           'torch_load', 'infer_official_config', 'load_official', 'load_official_rrdb', 'read_official_key_list',
+           'save_model', 'load_model', 'pretrained_dir', 'load_pretrained', 'load_checkpoint', 'list_checkpoints',
+           'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any']
 
 # %% ../nbs/06_checkpoints.ipynb #942a00df
 OFFICIAL_STACK_BLOCKS = {23: (1, 8, 15, 22), 8: (1, 3, 5, 7), 4: (0, 1, 2, 3)}
@@ -55,20 +56,51 @@ def official_state_dict(model: SRFlow) -> "OrderedDict[str, torch.Tensor]":
     sd = model.state_dict()
     return OrderedDict((off, sd[ours].detach().clone().contiguous()) for ours, off in official_key_map(model).items())
 
-# %% ../nbs/06_checkpoints.ipynb #57176b19
-def _read_state_dict(src) -> tuple[dict, dict]:
-    "(state dict, safetensors metadata) from a dict, a .pth/.pt file (weights_only) or a .safetensors file."
-    if isinstance(src, dict): return dict(src), {}
-    path = Path(src)
-    if not path.exists(): raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+# %% ../nbs/06_checkpoints.ipynb #b510e4af
+class CheckpointError(InputError):
+    "A checkpoint file that cannot be used (empty, truncated, corrupt, not a checkpoint, unsafe); the message names the file."
+
+def _load_problem(path: Path, e: Exception) -> str:
+    "What is wrong with `path`, in words (never torch's advice to load it with `weights_only=False`)."
+    size, head = path.stat().st_size, path.read_bytes()[:4]
+    unsafe = isinstance(e, pickle.UnpicklingError) and "can still be loaded" in str(e)
+    if size == 0: return "is empty (0 bytes)"
+    if unsafe: return "holds Python objects other than tensors and plain containers: refused (loading it could run code)"
+    if head == b"PK\x03\x04" or head[:1] == b"\x80": return f"is truncated or corrupt ({size} bytes, not a complete PyTorch file)"
+    return f"is not a PyTorch checkpoint ({size} bytes of unrecognised content)"
+
+def torch_load(path) -> object:
+    "`torch.load(path, weights_only=True)` to the CPU; a missing, empty, truncated, corrupt or unsafe file raises one line naming it."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if path.is_dir(): raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e: raise CheckpointError(f"{path}: {_load_problem(path, e)}") from e
+
+def _read_safetensors(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+    try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    for k in ("state_dict", "params", "model"):  # tolerate common wrappers
+    except Exception as e:
+        size = path.stat().st_size
+        raise CheckpointError(f"{path}: " + ("is empty (0 bytes)" if size == 0 else f"is not a readable safetensors file ({size} bytes; truncated or corrupt)")) from e
+
+# %% ../nbs/06_checkpoints.ipynb #57176b19
+def _unwrap(sd):
+    "The state dict inside common wrappers (`state_dict`, `params`, `model`)."
+    for k in ("state_dict", "params", "model"):
         if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict): sd = sd[k]
-    if not isinstance(sd, dict): raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__})")
+    return sd
+
+def _read_state_dict(src) -> tuple[dict, dict]:
+    "(state dict, safetensors metadata) from a dict, a .pth/.pt file (weights_only) or a .safetensors file; named errors."
+    if isinstance(src, dict): return dict(src), {}
+    path = Path(src)
+    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors": return _read_safetensors(path)
+    sd = _unwrap(torch_load(path))
+    if not isinstance(sd, dict): raise CheckpointError(f"{path}: does not hold a state dict (got {type(sd).__name__})")
     return dict(sd), {}
 
 def _strip_module(sd: dict) -> dict:
@@ -222,3 +254,80 @@ def load_pretrained(name_or_path) -> SRFlow | RRDBEncoder:
         have = sorted(n for n, f in PRETRAINED.items() if (pretrained_dir() / f).exists())
         raise FileNotFoundError(f"pretrained model {name_or_path!r} not found at {p}; available: {have or 'none (not trained yet)'}")
     return load_model(p)
+
+# %% ../nbs/06_checkpoints.ipynb #d414d214
+_CKPT_RE = re.compile(r"^step_(\d{8,})\.pt$")
+
+def _trainer_layout(path, ck) -> dict:
+    "Check a loaded trainer checkpoint and give it the current layout (`modules`/`optimizers`/`scalers` by name)."
+    if not isinstance(ck, dict) or "step" not in ck or "config" not in ck or not ("modules" in ck or "model" in ck):
+        what = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"{path}: is not a srflow_nb trainer checkpoint (holds {what})")
+    if "modules" in ck: return ck
+    old = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "scaler")}   # the layout before the task protocol
+    return {**old, "modules": {"model": ck["model"]}, "optimizers": {"model": ck.get("optimizer", {})},
+            "scalers": {"model": ck.get("scaler") or {}}}
+
+def load_checkpoint(path) -> dict:
+    "A trainer checkpoint (loaded with `weights_only=True`); a missing, corrupt or foreign file raises one line naming it."
+    return _trainer_layout(path, torch_load(path))
+
+def list_checkpoints(ckpt_dir) -> list[Path]:
+    "Trainer checkpoints `step_*.pt` in `ckpt_dir`, oldest step first."
+    d = Path(ckpt_dir)
+    if not d.is_dir(): return []
+    return sorted((p for p in d.iterdir() if _CKPT_RE.match(p.name)), key=lambda p: int(_CKPT_RE.match(p.name)[1]))
+
+def latest_checkpoint(ckpt_dir) -> tuple[Path, dict] | None:
+    "The newest loadable checkpoint `(path, state)`; unreadable newer files are named in a warning, renamed `*.corrupt` and skipped."
+    for p in reversed(list_checkpoints(ckpt_dir)):
+        try: return p, load_checkpoint(p)
+        except CheckpointError as e:
+            bad = p.with_name(p.name + ".corrupt")
+            os.replace(p, bad)
+            warnings.warn(f"{e}; moved it to {bad.name} and trying the previous checkpoint")
+    return None
+
+def first_nonfinite(tree, name: str = "") -> str | None:
+    "Name of the first floating tensor holding NaN/Inf in a nested dict/list of tensors, or None."
+    if isinstance(tree, torch.Tensor): return name if tree.is_floating_point() and not torch.isfinite(tree).all() else None
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for k, v in items:
+        if (r := first_nonfinite(v, f"{name}.{k}" if name else str(k))): return r
+    return None
+
+def save_checkpoint(path, state: dict) -> Path:
+    "Atomically write a trainer checkpoint; refuses (ValueError) when a module or optimizer state holds NaN/Inf."
+    for k in ("modules", "optimizers"):
+        if (bad := first_nonfinite(state.get(k, {}))): raise ValueError(f"refusing to save a poisoned checkpoint {path}: non-finite values in {k}.{bad}")
+    return atomic_write(path, lambda p: torch.save(state, p))
+
+# %% ../nbs/06_checkpoints.ipynb #fb730c65
+def _trainer_model(path, ck) -> nn.Module:
+    "The SRFlow (flow stage) or RRDB encoder (rrdb stage) held by a trainer checkpoint."
+    stage, mc = ck["config"].get("stage"), ck.get("model_config")
+    if stage not in ("flow", "rrdb") or not mc:
+        raise CheckpointError(f"{path}: a trainer checkpoint of task {stage!r} without an SRFlow model_config; load it with its task's module")
+    model = SRFlow(SRFlowConfig.from_dict(mc))
+    model.load_state_dict(ck["modules"]["model"])
+    return model if stage == "flow" else model.encoder
+
+def _official_model(path, sd) -> nn.Module:
+    sd = _strip_module(_unwrap(sd))
+    if any(k.startswith("flowUpsamplerNet.") for k in sd): return load_official(sd)
+    if "conv_first.weight" in sd or "RRDB.conv_first.weight" in sd: return load_official_rrdb(sd)
+    raise CheckpointError(f"{path}: holds neither SRFlow (flowUpsamplerNet.*) nor RRDB (conv_first.*) weights ({_fmt(sd, 3)})")
+
+def load_model_any(name_or_path, device="cpu") -> nn.Module:
+    "THE model loader: a bundled name, an own-format `.safetensors`, a trainer checkpoint, or an official SRFlow/RRDB `.pth`; eval mode on `device`."
+    s = str(name_or_path)
+    if s in PRETRAINED: model = load_pretrained(s)
+    else:
+        p = Path(s)
+        if not p.exists(): raise FileNotFoundError(f"{s}: neither a bundled model {sorted(PRETRAINED)} nor an existing file")
+        if p.suffix == ".safetensors": model = load_model(p)
+        else:
+            obj = torch_load(p)
+            trainer = isinstance(obj, dict) and "step" in obj and "config" in obj
+            model = _trainer_model(p, _trainer_layout(p, obj)) if trainer else _official_model(p, obj)
+    return model.to(get_device(device)).eval()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/19a_demo.ipynb #7b62d6f1
 from __future__ import annotations
-import argparse, json, math, os, warnings
+import json, math, os, warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -12,36 +12,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import atomic_write, get_device, run_info
+from .core import InputError, atomic_write, get_device, run_info
 from .data import demo_images, load_image, repo_root, save_image, to_tensor
-from .evaluate import bicubic_upsampler, evaluate
+from .evaluate import evaluate
+from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, findings, table2
+from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, load_model_file
 from . import plots, sampling
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS',
-           'load_checkpoint', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'folder_dataset',
-           'demo_dataset', 'beside_paper', 'table2', 'verdict', 'findings', 'results_dir', 'write_run', 'repro_setup',
-           'demo_parser', 'run_demo', 'demo_cli']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_checkpoint', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines',
+           'folder_dataset', 'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
 
 def load_checkpoint(name_or_path, device="cpu", official_kind: str = "srflow"):
-    "A model from a bundled name, a `save_model` file or an official `.pth` (`load_official`, or `load_official_rrdb` with official_kind='rrdb'), eval mode on `device`."
-    from srflow_nb.checkpoints import load_official, load_official_rrdb, load_pretrained
-    s = str(name_or_path)
-    if s.endswith((".pth", ".pt")):
-        if not Path(s).exists(): raise FileNotFoundError(f"checkpoint {s} not found")
-        model = load_official_rrdb(s) if official_kind == "rrdb" else load_official(s)
-    else: model = load_pretrained(s)
-    return model.eval().to(get_device(device))
+    "A model (eval mode, on `device`) through the one loader `superresolvers.load_model_file`."
+    return load_model_file(name_or_path, official_kind).to(get_device(device))
 
 def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, device="cpu"):
     "(SRFlow model, RRDB baseline module or None if it fell back, description dict); defaults `demo-4x` / `demo-4x-rrdb` or the env overrides."
     from srflow_nb.model import SRFlow
     ck = checkpoint or os.environ.get(CHECKPOINT_ENV) or "demo-4x"
     model = load_checkpoint(ck, device)
-    if not isinstance(model, SRFlow): raise ValueError(f"{ck!r} is not an SRFlow checkpoint (got {type(model).__name__})")
+    if not isinstance(model, SRFlow): raise InputError(f"{ck!r} is not an SRFlow checkpoint (got {type(model).__name__})")
     rk = rrdb or os.environ.get(RRDB_ENV) or ("demo-4x-rrdb" if ck == "demo-4x" else None)
     base, rdesc = None, "model.encoder.sr (SRFlow's own encoder head)"
     if rk is not None:
@@ -52,120 +46,39 @@ def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, dev
     return model, base, dict(checkpoint=str(ck), rrdb=rdesc)
 
 # %% ../nbs/19a_demo.ipynb #0e390100
-def srflow_sampler(model, batch_size: int | None = None, on_sample: Callable | None = None) -> Callable:
-    "`f(lr, n, temperature, generator) -> (n, B, 3, H, W)` in [0, 1] through `srflow_nb.sampling.sample`."
+def srflow_sampler(model, batch_size: int | None = None) -> Callable:
+    "`f(lr, n, temperature, generator) -> (n, B, 3, H, W)` in [0, 1]: `SRFlowSR.sample` with seed `generator.initial_seed()`."
+    sr = SRFlowSR(model, batch_size=batch_size)
     def f(lr, n, temperature, generator):
-        seed = generator.initial_seed() if generator is not None else 0
-        sr = sampling.sample(model, lr, n=n, temperature=temperature, seed=seed, device=lr.device, batch_size=batch_size, clamp=True)
-        if on_sample is not None: on_sample(lr, temperature, sr)
-        return sr
+        return sr.sample(lr, n, temperature, seed=generator.initial_seed() if generator is not None else 0)
     return f
 
-def rrdb_upsampler(rrdb) -> Callable:
-    "Baseline `lr -> sr` of an `RRDBEncoder` (its SR head), clamped to [0, 1]."
-    def f(lr): return rrdb.sr(lr).clamp(0, 1)
-    return f
+def rrdb_upsampler(rrdb) -> RRDBSR:
+    "The RRDB baseline of an `RRDBEncoder` (its SR head), clamped to [0, 1]: a super-resolver and a function `lr -> sr`."
+    return RRDBSR(rrdb)
 
-def baselines(model, rrdb=None) -> dict[str, Callable]:
-    "{'bicubic': ..., 'rrdb': ...}: `rrdb` defaults to the SRFlow model's encoder head."
-    return {"bicubic": bicubic_upsampler(model.config.scale), "rrdb": rrdb_upsampler(rrdb if rrdb is not None else model.encoder)}
+def baselines(model, rrdb=None) -> dict:
+    "{'bicubic': BicubicSR, 'rrdb': RRDBSR}: `rrdb` defaults to the SRFlow model's encoder head."
+    return {"bicubic": BicubicSR(model.config.scale), "rrdb": RRDBSR(rrdb if rrdb is not None else model.encoder)}
 
 # %% ../nbs/19a_demo.ipynb #e810a7d5
 def _center_crop(t: torch.Tensor, crop: int | None, multiple: int) -> torch.Tensor:
     H, W = t.shape[-2:]
     if crop is not None: H, W = min(H, crop), min(W, crop)
     H, W = H // multiple * multiple, W // multiple * multiple
-    if H == 0 or W == 0: raise ValueError(f"image {tuple(t.shape[-2:])} smaller than the multiple {multiple}")
+    if H == 0 or W == 0: raise InputError(f"image {tuple(t.shape[-2:])} smaller than the multiple {multiple}")
     top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W) // 2
     return t[..., top:top + H, left:left + W]
 
 def folder_dataset(paths: Sequence[str | os.PathLike], crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
     "`evaluate` items `{'name', 'hr'}` of image files, centre-cropped to `crop` and to a multiple of `multiple`."
     paths = [Path(p) for p in paths][:limit]
-    if not paths: raise FileNotFoundError("no images given")
+    if not paths: raise InputError("no images given")
     return [{"name": p.stem, "hr": _center_crop(to_tensor(load_image(p))[0], crop, multiple)} for p in paths]
 
 def demo_dataset(split: str = "test", crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
     "The bundled demo images of `split` as `evaluate` items (see `folder_dataset`)."
     return folder_dataset(demo_images(split), crop, limit, multiple)
-
-# %% ../nbs/19a_demo.ipynb #c809debe
-PAPER_TABLE2_4X = pd.DataFrame(
-    [("Bicubic", 26.70, 0.77, 0.409, 38.70, 5.20, 53.8, 86.6), ("EDSR", 28.98, 0.83, 0.270, 54.89, 4.46, 43.3, 77.5),
-     ("RRDB", 29.44, 0.84, 0.253, 49.20, 5.08, 52.4, 86.7), ("RankSRGAN", 26.55, 0.75, 0.128, 42.33, 2.45, 17.2, 20.1),
-     ("ESRGAN", 26.22, 0.75, 0.124, 39.03, 2.61, 22.7, 26.2), ("SRFlow τ=0.9", 27.09, 0.76, 0.120, 49.96, 3.57, 17.8, 18.6)],
-    columns=["method", "psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe"]).set_index("method")
-PAPER_TABLE1_8X = pd.DataFrame(
-    [("Bicubic", 23.15, 0.63, 0.517, 35.19, 7.82, 58.6, 99.97, 0.0), ("RRDB", 26.59, 0.77, 0.230, 48.22, 6.02, 49.7, 86.5, 0.0),
-     ("ESRGAN", 22.88, 0.63, 0.120, 34.04, 3.46, 23.7, 32.4, 0.0), ("SRFlow τ=0.8", 25.24, 0.71, 0.110, 50.85, 4.20, 23.2, 24.0, 5.21)],
-    columns=["method", "psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity"]).set_index("method")
-PAPER_TABLE3 = pd.DataFrame([("No Lin. F-Step", 26.96, 0.759, 0.125), ("No Affine Inj.", 26.81, 0.756, 0.126), ("SRFlow", 27.09, 0.763, 0.125)],
-                            columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-PAPER_TABLE4 = pd.DataFrame([("Pretrained LR-Encoder", 25.24, 0.71, 0.110), ("Without pretrained LR-Encoder", 25.06, 0.70, 0.108)],
-                            columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-TABLE2_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")
-
-def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, rows: Mapping[str, str] | None = None) -> pd.DataFrame:
-    "Ours and the paper's numbers side by side: columns (metric, 'ours'|'paper'); `rows` maps our row label -> paper row label."
-    rows = dict(rows or {r: r for r in ours.index if r in paper.index})
-    cols = [c for c in ours.columns if c in paper.columns] + [c for c in ours.columns if c not in paper.columns]
-    out = {}
-    for c in cols:
-        out[(c, "ours")] = ours[c]
-        out[(c, "paper")] = pd.Series({r: paper.loc[p, c] if (p in paper.index and c in paper.columns) else np.nan for r, p in rows.items()}).reindex(ours.index)
-    return pd.DataFrame(out)
-
-# %% ../nbs/19a_demo.ipynb #30227602
-def _label(method, t) -> str:
-    if t is None or (isinstance(t, float) and math.isnan(t)): return {"bicubic": "Bicubic", "rrdb": "RRDB"}.get(method, method)
-    return f"SRFlow τ={t:g}" if method == "srflow" else f"{method} τ={t:g}"
-
-def table2(df: pd.DataFrame, temperatures: Sequence[float] = (0.0, 0.9), metrics: Sequence[str] = TABLE2_METRICS) -> pd.DataFrame:
-    "Mean metrics per method: baselines, then SRFlow at `temperatures` (those present), indexed by 'Bicubic', 'RRDB', 'SRFlow τ=...'."
-    metrics = [m for m in metrics if m in df.columns]
-    mm = plots.method_means(df, metrics)
-    keep = mm.temperature.isna() | mm.temperature.apply(lambda t: any(np.isclose(t, x) for x in temperatures))
-    mm = mm[keep].copy()
-    order = {"bicubic": 0, "rrdb": 1}
-    mm["_o"] = [order.get(m, 2) for m in mm.method]
-    mm = mm.sort_values(["_o", "temperature"])
-    mm.index = [_label(m, t) for m, t in zip(mm.method, mm.temperature)]
-    mm.index.name = "method"
-    return mm[metrics]
-
-def verdict(name: str, holds: bool, detail: str) -> dict:
-    "Print and return one finding: `name: holds (detail)` or `name: does not hold: detail`."
-    v = dict(finding=name, holds=bool(holds), detail=detail)
-    print(f"{name}: {'holds' if holds else 'does not hold: '}{' (' + detail + ')' if holds else detail}")
-    return v
-
-def _mean(df, method, t, m):
-    d = df[(df.method == method) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))]
-    return float(d[m].mean()) if len(d) else float("nan")
-
-def findings(df: pd.DataFrame, temperature: float = 0.9, best_of: pd.DataFrame | None = None) -> list[dict]:
-    "The issue's must-show checks on an evaluation table (and a `plots.best_of_n` table when given), as printed verdicts."
-    out = []
-    s, r = _mean(df, "srflow", temperature, "lpips"), _mean(df, "rrdb", None, "lpips")
-    out.append(verdict(f"SRFlow LPIPS (τ={temperature:g}) < RRDB LPIPS", s < r, f"{s:.4f} vs {r:.4f}"))
-    temps = sorted(df[df.method == "srflow"].temperature.dropna().unique())
-    if 0.0 in temps:
-        p0, pr = _mean(df, "srflow", 0.0, "psnr"), _mean(df, "rrdb", None, "psnr")
-        out.append(verdict("SRFlow τ=0 PSNR within 0.5 dB of RRDB", abs(p0 - pr) <= 0.5, f"{p0:.2f} vs {pr:.2f} dB, Δ={p0 - pr:+.2f}"))
-    if len(temps) >= 2:
-        ps = [_mean(df, "srflow", t, "psnr") for t in temps]
-        out.append(verdict("PSNR decreases with temperature", bool(np.all(np.diff(ps) <= 0)), "PSNR " + ", ".join(f"τ={t:g}: {p:.2f}" for t, p in zip(temps, ps))))
-        if "diversity" in df.columns:
-            dv = [_mean(df, "srflow", t, "diversity") for t in temps]
-            if not all(math.isnan(x) for x in dv):
-                out.append(verdict("diversity increases with temperature", bool(np.all(np.diff(dv) >= 0)), "diversity " + ", ".join(f"τ={t:g}: {d:.3f}" for t, d in zip(temps, dv))))
-    if "lr_psnr" in df.columns:
-        lp = _mean(df, "srflow", temperature, "lr_psnr")
-        out.append(verdict(f"LR-PSNR >= 45 dB (τ={temperature:g})", lp >= 45, f"{lp:.2f} dB"))
-    if best_of is not None and "lpips" in best_of.columns and len(best_of) > 1:
-        b1, bn = float(best_of.lpips.iloc[0]), float(best_of.lpips.iloc[-1])
-        out.append(verdict(f"best-of-{best_of.index[-1]} LPIPS < single-sample LPIPS", bn < b1, f"{bn:.4f} vs {b1:.4f}"))
-    return out
 
 # %% ../nbs/19a_demo.ipynb #f291c36d
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -210,69 +123,34 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
                            out=out, seed=seed, desc=desc, resume=full, scale=model.config.scale)
 
 # %% ../nbs/19a_demo.ipynb #67d71d30
-def demo_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="srflow demo", description="Super-resolve the bundled test images with the bundled checkpoint; "
-                                "write samples, the Table 2-analog CSV and the temperature / perception-distortion figures.")
-    p.add_argument("-o", "--out", default="demo_out", help="output folder (default: demo_out/)")
-    p.add_argument("--quick", action="store_true", help="2 cropped images, 3 temperatures, 2 samples: a smoke run")
-    p.add_argument("--checkpoint", default=None, help=f"SRFlow checkpoint: name, file or official .pth (default: ${CHECKPOINT_ENV} or demo-4x)")
-    p.add_argument("--rrdb", default=None, help=f"RRDB baseline checkpoint (default: ${RRDB_ENV} or demo-4x-rrdb, else the SRFlow encoder head)")
-    p.add_argument("--images", default=None, help="folder of HR images instead of the bundled test set")
-    p.add_argument("--temperatures", default=None, help="comma-separated temperatures (default 0,0.5,0.9,1)")
-    p.add_argument("-n", "--n-samples", type=int, default=None, help="samples per image and temperature (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-def _saver(folder: Path, names_by_lr: dict, counts: dict):
-    def on_sample(lr, t, sr):
-        key = (tuple(lr.shape), round(float(lr.double().sum()), 4))
-        name = names_by_lr.get(key, "image")
-        for i in range(sr.shape[0]): save_image(folder / f"{name}_t{t:g}_s{i}.png", sr[i, 0])
-        counts[name] = counts.get(name, 0) + 1
-    return on_sample
-
 def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, images=None, temperatures=None,
              n_samples: int | None = None, seed: int = 0, device="auto", progress: bool = True,
              crop: int | None = None, limit: int | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
+    from srflow_nb.cli import check_output_folder
+    from srflow_nb.data import image_files
     from srflow_nb.evaluate import _downscale
-    out = Path(out); (out / "samples").mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out); (out / "samples").mkdir(exist_ok=True)
     dev = get_device(device)
     temps = list(temperatures) if temperatures is not None else ([0.0, 0.5, 0.9] if quick else [0.0, 0.5, 0.9, 1.0])
     n = n_samples or 2
     model, rrdb_m, desc = load_demo_models(checkpoint, rrdb, dev)
     s = model.config.scale
-    paths = sorted(Path(images).iterdir()) if images else demo_images("test")
-    paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")]
+    paths = image_files(images) if images else demo_images("test")
     ds = folder_dataset(paths, crop=crop or (192 if quick else None), limit=limit or (2 if quick else None), multiple=s)
-    names_by_lr = {}
     for it in ds:                       # the evaluator's LR (MATLAB bicubic, 8 bit), computed once: baselines and samples share it
         it["lr"] = _downscale(it["hr"][None], s)[0]
-        names_by_lr[(tuple(it["lr"][None].shape), round(float(it["lr"][None].double().sum()), 4))] = it["name"]
         for k, im in (("hr", it["hr"]), ("lr", it["lr"])): save_image(out / "samples" / f"{it['name']}_{k}.png", im)
     base = baselines(model, rrdb_m)
-    counts = {}
-    with torch.inference_mode():
-        for it in ds:
-            for b, f in base.items(): save_image(out / "samples" / f"{it['name']}_{b}.png", f(it["lr"][None].to(dev))[0])
-    df = evaluate(srflow_sampler(model, on_sample=_saver(out / "samples", names_by_lr, counts)), ds, s, temps, n,
-                  metrics=list(TABLE2_METRICS), out_csv=out / "evaluation.csv", seed=seed, baselines=base, device=dev, progress=progress)
+    def save_samples(name, method, t, sr):
+        for i in range(sr.shape[0]):
+            save_image(out / "samples" / (f"{name}_{method}.png" if t is None else f"{name}_t{t:g}_s{i}.png"), sr[i])
+    df = evaluate(SRFlowSR(model), ds, s, temps, n, metrics=list(TABLE2_METRICS), out_csv=out / "evaluation.csv", seed=seed,
+                  baselines=base, device=dev, progress=progress, on_sample=save_samples)
     t2 = table2(df, temperatures=[t for t in (0.0, 0.9) if t in temps] or temps[-1:])
     atomic_write(out / "table2.csv", lambda p: t2.to_csv(p, float_format="%.4f"))
-    figs = out / "figures"
-    plots.save_fig(plots.temperature_curves(df, title="SRFlow temperature sweep (demo-scale; Figs 12-14 analog)"), figs / "temperature.png")
-    plots.save_fig(plots.perception_distortion(df, title="Perception-distortion (Fig 15 analog)"), figs / "perception_distortion.png")
-    it = ds[0]
-    with torch.inference_mode():
-        lr0 = it["lr"][None].to(dev)
-        smp = sampling.sample(model, lr0, n=3, temperature=0.9 if 0.9 in temps else temps[-1], seed=seed, device=dev, clamp=True)[:, 0].cpu()
-        ims = {k: f(lr0).cpu() for k, f in base.items()}
-    plots.save_fig(plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims["bicubic"], rrdb=ims["rrdb"],
-                                    temperature=0.9 if 0.9 in temps else temps[-1], title=it["name"]), figs / "comparison.png")
+    _demo_figures(df, ds, model, base, temps, seed, dev, out / "figures")
     print(f"\nTable 2 analog ({len(ds)} images{', quick' if quick else ''}; ours) beside the paper's DIV2K 4x numbers (100 images):")
     rows = {k: {"Bicubic": "Bicubic", "RRDB": "RRDB"}.get(k, "SRFlow τ=0.9" if k == "SRFlow τ=0.9" else None) for k in t2.index}
     with pd.option_context("display.width", 200, "display.max_columns", 30):
@@ -284,13 +162,35 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     print(f"\nwrote {out}/: evaluation.csv, table2.csv, samples/ ({len(list((out / 'samples').glob('*.png')))} PNG), figures/, findings.json, run.json")
     return dict(table2=t2, evaluation=df, findings=fd, out=out)
 
-def demo_cli(argv: Sequence[str] | None = None) -> int:
-    "`srflow demo [-o out/] [--quick] ...`"
-    a = demo_parser().parse_args(argv)
-    if a.threads: torch.set_num_threads(a.threads)
-    temps = [float(x) for x in a.temperatures.split(",")] if a.temperatures else None
-    try:
-        run_demo(a.out, a.quick, a.checkpoint, a.rrdb, a.images, temps, a.n_samples, a.seed, a.device, not a.no_progress)
-    except FileNotFoundError as e:
-        print(f"srflow demo: {e}"); return 2
-    return 0
+# %% ../nbs/19a_demo.ipynb #0098dec9
+def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path):
+    "The temperature sweep, perception-distortion and comparison figures of the demo job."
+    plots.save_fig(plots.temperature_curves(df, title="SRFlow temperature sweep (demo-scale; Figs 12-14 analog)"), figs / "temperature.png")
+    plots.save_fig(plots.perception_distortion(df, title="Perception-distortion (Fig 15 analog)"), figs / "perception_distortion.png")
+    it, t = ds[0], 0.9 if 0.9 in temps else temps[-1]
+    with torch.inference_mode():
+        lr0 = it["lr"][None].to(dev)
+        smp = SRFlowSR(model).sample(lr0, n=3, temperature=t, seed=seed)[:, 0].cpu()
+        ims = {k: b(lr0).cpu() for k, b in base.items()}
+    plots.save_fig(plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims["bicubic"], rrdb=ims["rrdb"],
+                                    temperature=t, title=it["name"]), figs / "comparison.png")
+
+def demo(
+    out: str = "demo_out",        # output folder (-o)
+    quick: bool = False,          # 2 cropped images, 3 temperatures, 2 samples: a smoke run
+    checkpoint: str = None,       # SRFlow checkpoint: name, file or official .pth (default: $SRFLOW_CHECKPOINT or demo-4x)
+    rrdb: str = None,             # RRDB baseline checkpoint (default: $SRFLOW_RRDB_CHECKPOINT or demo-4x-rrdb, else the SRFlow encoder head)
+    images: str = None,           # folder of HR images instead of the bundled test set
+    temperatures: str = None,     # comma-separated temperatures (default 0,0.5,0.9,1; quick: 0,0.5,0.9)
+    n_samples: int = None,        # samples per image and temperature (default 2)
+    seed: int = 0,                # seed of every (image, temperature) group
+    device: str = "auto",         # auto, cpu or cuda
+    threads: int = None,          # torch CPU threads
+    progress: bool = True,        # show progress bars
+):
+    "Super-resolve the bundled test images with the bundled checkpoint; write samples, the Table 2-analog CSV and figures."
+    from srflow_nb.evaluate import _floats
+    if threads: torch.set_num_threads(threads)
+    temps = _floats(temperatures, "--temperatures") if temperatures is not None else None
+    if images is not None and not Path(images).is_dir(): raise InputError(f"--images {images} is not a folder")
+    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress)

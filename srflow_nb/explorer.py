@@ -4,14 +4,16 @@
 
 # %% ../nbs/18_explorer.ipynb #7755ebdc
 from __future__ import annotations
+import html
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import ipywidgets as W
 from PIL import Image
+from fastcore.basics import patch
 
 from . import metrics as M
 from . import plots, sampling
@@ -23,44 +25,55 @@ from .latent import box_mask
 __all__ = ['Explorer']
 
 # %% ../nbs/18_explorer.ipynb #a191bbca
-def _png(fig) -> bytes:
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80, metadata={"Software": None}); return buf.getvalue()
+_FULL_LABEL = {"description_width": "initial"}          # never "temperat..."
+
+def _as_reference(ref) -> Callable[[torch.Tensor], torch.Tensor]:
+    "A super-resolver-protocol object (`.sample(lr, n, seed=) -> (n, B, 3, H, W)`) or a function `lr -> sr`, as `lr -> sr`."
+    if hasattr(ref, "sample"): return lambda lr: ref.sample(lr, n=1, seed=0)[0]
+    if callable(ref): return ref
+    raise TypeError(f"a reference must be a super-resolver (with .sample) or a function lr -> sr, got {type(ref).__name__}")
 
 class Explorer:
-    "ipywidgets explorer of an SRFlow model: widgets as attributes, callbacks as methods (headless-testable). Display `.ui`."
+    "ipywidgets explorer of an SRFlow model: widgets as attributes, callbacks as methods (headless-testable). Display it (or `.ui`)."
     def __init__(self, model, rrdb=None, images: Sequence[str | Path] | None = None, crop: int | None = None,
-                 temperature: float = 0.8, n: int = 3, seed: int = 0, lpips: bool = True, device="cpu"):
+                 temperature: float = 0.8, n: int = 3, seed: int = 0, lpips: bool = True, device="cpu",
+                 references: Mapping[str, object] | None = None):
         self.model, self.device = model.eval(), torch.device(device)
         self.scale = model.config.scale
-        self.rrdb = rrdb if rrdb is not None else model.encoder
-        self.bicubic_fn = bicubic_upsampler(self.scale)
+        if references is None:
+            references = {"bicubic": bicubic_upsampler(self.scale), "RRDB": (rrdb if rrdb is not None else model.encoder).sr}
+        self.references = {k: _as_reference(v) for k, v in references.items()}
         self.paths = {Path(p).stem: Path(p) for p in (images if images is not None else demo_images("test"))}
         if not self.paths: raise ValueError("Explorer needs at least one image")
+        self.uploads: dict[str, tuple[torch.Tensor, bool]] = {}
         self.crop, self.use_lpips = crop, lpips
-        self.hr = self.lr = self.samples = self.latents = self.bicubic = self.rrdb_sr = None
-        self.metrics, self.renders = {}, 0
-        self.image_select = W.Dropdown(options=list(self.paths), description="image")
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="load image")
-        self.upload_is_hr = W.Checkbox(value=True, description="uploaded image is HR (downscale it)")
-        self.temperature = W.FloatSlider(value=temperature, min=0.0, max=1.2, step=0.05, description="temperature")
-        self.seed = W.IntText(value=seed, description="seed")
-        self.n = W.IntSlider(value=n, min=1, max=8, description="samples")
-        self.sample_button = W.Button(description="sample", button_style="primary")
-        self.box = {k: W.IntSlider(value=0, min=0, max=1, description=k) for k in ("top", "left", "height", "width")}
-        self.resample_button = W.Button(description="resample region")
+        self.hr = self.lr = self.samples = self.latents = None
+        self.reference_images, self.metrics, self.renders, self.error, self.resampled = {}, {}, 0, None, 0
+        self.image_select = W.Dropdown(options=list(self.paths), description="image", style=_FULL_LABEL)
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image", layout=W.Layout(width="auto"))
+        self.upload_is_hr = W.Checkbox(value=True, description="uploaded image is HR (downscale it first)", indent=False,
+                                       layout=W.Layout(width="auto"))
+        self.temperature = W.FloatSlider(value=temperature, min=0.0, max=1.2, step=0.05, description="temperature τ",
+                                         continuous_update=False, style=_FULL_LABEL)
+        self.seed = W.IntText(value=seed, description="seed", style=_FULL_LABEL, layout=W.Layout(width="150px"))
+        self.n = W.IntSlider(value=n, min=1, max=8, description="samples", continuous_update=False, style=_FULL_LABEL)
+        self.sample_button = W.Button(description="new samples (seed + 1)", button_style="primary", layout=W.Layout(width="auto"))
+        self.box = {k: W.IntSlider(value=0, min=0, max=1, description=k, continuous_update=False, style=_FULL_LABEL)
+                    for k in ("top", "left", "height", "width")}
+        self.resample_button = W.Button(description="resample region", layout=W.Layout(width="auto"))
         self.image = W.Image(format="png")
-        self.readout = W.HTML()
-        self.status = W.Label()
-        self.image_select.observe(lambda ch: self.select(ch["new"]), names="value")
-        self.upload.observe(self.on_upload, names="value")
-        self.sample_button.on_click(lambda _: self.sample())
-        self.resample_button.on_click(lambda _: self.resample_region())
-        for k in ("temperature", "seed", "n"): getattr(self, k).observe(lambda _: self.sample(), names="value")
+        self.readout, self.status = W.HTML(), W.HTML()
         self._busy = False
+        self.image_select.observe(lambda ch: self._safely(self.select, ch["new"]), names="value")
+        self.upload.observe(self.on_upload, names="value")
+        self.sample_button.on_click(lambda _: self.new_samples())
+        self.resample_button.on_click(lambda _: self._safely(self.resample_region))
+        for k in ("temperature", "seed", "n"): getattr(self, k).observe(lambda _: self._safely(self.sample), names="value")
         for w in self.box.values(): w.observe(self._on_box, names="value")
-        self.ui = W.VBox([W.HBox([self.image_select, self.upload, self.upload_is_hr]),
-                          W.HBox([self.temperature, self.seed, self.n, self.sample_button]),
-                          W.HBox([*self.box.values(), self.resample_button]), self.status, self.image, self.readout])
+        wrap = W.Layout(flex_flow="row wrap")
+        self.ui = W.VBox([W.HBox([self.image_select, self.upload, self.upload_is_hr], layout=wrap),
+                          W.HBox([self.temperature, self.seed, self.n, self.sample_button], layout=wrap),
+                          W.HBox([*self.box.values(), self.resample_button], layout=wrap), self.status, self.image, self.readout])
         self.select(self.image_select.value)
 
     @classmethod
@@ -70,117 +83,176 @@ class Explorer:
         model, base, _ = load_demo_models(checkpoint, rrdb, kw.get("device", "cpu"))
         return cls(model, base, **kw)
 
-    # -- inputs -----------------------------------------------------------------------------------------------
-    def _crop(self, t: torch.Tensor, m: int) -> torch.Tensor:
-        H, W_ = t.shape[-2:]
-        if self.crop: H, W_ = min(H, self.crop), min(W_, self.crop)
-        H, W_ = H // m * m, W_ // m * m
-        if H == 0 or W_ == 0: raise ValueError(f"image {tuple(t.shape[-2:])} is smaller than {m} pixels")
-        top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W_) // 2
-        return t[..., top:top + H, left:left + W_]
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        "The live app in Jupyter; its last picture and metrics where no kernel runs."
+        return plots.widget_bundle(self.ui, f"Explorer({self.status.value})", [self.image.value] if self.image.value else [])
 
-    def set_image(self, img: torch.Tensor, is_hr: bool = True):
-        "Use `img` (1, 3, H, W) in [0, 1]: as HR (LR = its MATLAB-bicubic downscale) or as the LR itself; then sample."
-        if img.ndim == 3: img = img[None]
-        if is_hr:
-            self.hr = self._crop(img, self.scale).float()
-            self.lr = _downscale(self.hr, self.scale)
-        else:
-            self.hr, self.lr = None, self._crop(img, 1).float()
-        H, W_ = self.lr.shape[-2] * self.scale, self.lr.shape[-1] * self.scale
-        vals = dict(top=H // 4, left=W_ // 4, height=H // 2, width=W_ // 2)
-        self._busy = True                       # no renders while the sliders are re-ranged
-        try:
-            for k, w in self.box.items():
-                w.min, w.max = 0, H if k in ("top", "height") else W_
-                w.value = vals[k]
-                w.min = 1 if k in ("height", "width") else 0
-        finally: self._busy = False
-        self.sample()
+    def _safely(self, fn, *args):
+        "Run a callback; an expected failure becomes one red status line (state unchanged) instead of a console traceback."
+        try: return fn(*args)
+        except (ValueError, KeyError, OSError, RuntimeError) as e:
+            self.error = str(e).strip("'\"")
+            self.status.value = f'<span style="color:#b00020">error: {html.escape(self.error)}</span>'
 
-    def select(self, name: str):
-        "Load a bundled image by name (its stem) as HR."
-        if name not in self.paths: raise KeyError(f"unknown image {name!r}; available: {list(self.paths)}")
-        self.source = name
-        self.set_image(to_tensor(load_image(self.paths[name])), is_hr=True)
+# %% ../nbs/18_explorer.ipynb #409468b2
+@patch
+def _crop(self: Explorer, t: torch.Tensor, m: int) -> torch.Tensor:
+    H, W_ = t.shape[-2:]
+    if self.crop: H, W_ = min(H, self.crop), min(W_, self.crop)
+    H, W_ = H // m * m, W_ // m * m
+    if H == 0 or W_ == 0: raise ValueError(f"image {tuple(t.shape[-2:])} is smaller than {m} pixels")
+    top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W_) // 2
+    return t[..., top:top + H, left:left + W_]
 
-    def on_upload(self, change=None):
-        "FileUpload callback (ipywidgets 8 value: tuple of dicts with 'name' and 'content')."
-        files = change["new"] if change is not None else self.upload.value
-        if not files: return
-        f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
-        self.load_bytes(bytes(f["content"]), f.get("name", "upload"), self.upload_is_hr.value)
 
-    def load_bytes(self, data: bytes, name: str = "upload", is_hr: bool = True):
-        "Load an encoded image (PNG/JPEG ... bytes)."
-        try: im = Image.open(io.BytesIO(data)).convert("RGB")
-        except Exception as e: raise ValueError(f"{name}: not a readable image ({e})") from None
-        self.source = name
-        self.set_image(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255, is_hr)
+@patch
+def set_image(self: Explorer, img: torch.Tensor, is_hr: bool = True):
+    "Use `img` (1, 3, H, W) in [0, 1]: as HR (LR = its MATLAB-bicubic downscale) or as the LR itself; then sample."
+    if img.ndim == 3: img = img[None]
+    if is_hr: hr = self._crop(img, self.scale).float(); lr = _downscale(hr, self.scale)
+    else: hr, lr = None, self._crop(img, 1).float()
+    self.hr, self.lr = hr, lr
+    H, W_ = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+    vals = dict(top=H // 4, left=W_ // 4, height=H // 2, width=W_ // 2)
+    self._busy = True                       # no renders while the sliders are re-ranged
+    try:
+        for k, w in self.box.items():
+            w.min, w.max = 0, H if k in ("top", "height") else W_
+            w.value = vals[k]
+            w.min = 1 if k in ("height", "width") else 0
+    finally: self._busy = False
+    self.sample()
 
-    def _on_box(self, change=None):
-        if not self._busy and self.samples is not None: self.render()
 
-    # -- model --------------------------------------------------------------------------------------------------
-    def sample(self):
-        "New SRFlow samples (and baselines) for the current image, temperature, seed and n; then render."
-        self.status.value = "sampling ..."
-        with torch.inference_mode():
-            sr, lat = sampling.sample(self.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
-                                      device=self.device, clamp=True, return_latents=True)
-            self.samples, self.latents = sr[:, 0].cpu(), lat
-            self.bicubic = self.bicubic_fn(self.lr).cpu()
-            self.rrdb_sr = self.rrdb.sr(self.lr.to(self.device)).clamp(0, 1).cpu()
-        self.resampled = 0
-        return self.render()
+@patch
+def select(self: Explorer, name: str):
+    "Show a bundled image (by its stem, as HR) or an earlier upload (by its dropdown name)."
+    if name in self.uploads: img, is_hr = self.uploads[name]
+    elif name in self.paths: img, is_hr = to_tensor(load_image(self.paths[name])), True
+    else: raise KeyError(f"unknown image {name!r}; available: {list(self.paths) + list(self.uploads)}")
+    self._show(img, is_hr, name)
 
-    def region(self) -> torch.Tensor:
-        "The box of the sliders as a boolean HR mask (H, W)."
-        H, W_ = self.samples.shape[-2:]
-        b = {k: w.value for k, w in self.box.items()}
-        return box_mask((H, W_), b["top"], b["left"], b["height"], b["width"])
 
-    def resample_region(self):
-        "Redraw the latents inside the box (all samples, a fresh seed each press), keep the rest; then render."
-        self.resampled += 1
-        with torch.inference_mode():
-            sr, self.latents = sampling.resample_region(self.model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
-                                                        seed=int(self.seed.value) + 1000 * self.resampled, device=self.device,
-                                                        clamp=True, return_latents=True)
-        self.samples = sr[:, 0].cpu()
-        return self.render()
+@patch
+def _show(self: Explorer, img: torch.Tensor, is_hr: bool, name: str):
+    prev, self.source = getattr(self, "source", None), name
+    try: self.set_image(img, is_hr)
+    except Exception: self.source = prev; raise
 
-    # -- output -------------------------------------------------------------------------------------------------
-    def compute_metrics(self) -> dict[str, dict[str, float]]:
-        "{method: {metric: value}}: PSNR/LPIPS vs HR (when known), LR-PSNR; SRFlow = mean over samples."
-        out, n = {}, self.samples.shape[0]
-        for name, im in (("bicubic", self.bicubic), ("RRDB", self.rrdb_sr), ("SRFlow", self.samples)):
-            m = {"LR-PSNR": float(np.mean(M.lr_psnr(im, self.lr.expand(im.shape[0], -1, -1, -1), self.scale)))}
-            if self.hr is not None:
-                hr = self.hr.expand(im.shape[0], -1, -1, -1)
-                m["PSNR"] = float(np.mean(M.psnr(im, hr)))
-                if self.use_lpips: m["LPIPS"] = float(np.mean(M.lpips(im, hr, device=self.device)))
-            out[name] = m
-        return out
 
-    def figure(self):
-        "The comparison Figure (LR | bicubic | RRDB | samples | HR) with the region box drawn on the samples."
-        from matplotlib.patches import Rectangle
-        fig = plots.comparison(self.lr, list(self.samples), hr=self.hr, bicubic=self.bicubic, rrdb=self.rrdb_sr,
-                               temperature=self.temperature.value, title=getattr(self, "source", None))
-        b = {k: w.value for k, w in self.box.items()}
-        for ax in fig.axes:
-            if ax.get_title().startswith("SRFlow"):
-                ax.add_patch(Rectangle((b["left"] - .5, b["top"] - .5), b["width"], b["height"], fill=False, ec="red", lw=1))
-        return fig
+@patch
+def on_upload(self: Explorer, change=None):
+    "FileUpload callback (ipywidgets 8 value: tuple of dicts with 'name' and 'content'); errors go to the status line."
+    files = change["new"] if change is not None else self.upload.value
+    if not files: return
+    f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
+    self._safely(self.load_bytes, bytes(f["content"]), f.get("name", "upload"), self.upload_is_hr.value)
 
-    def render(self):
-        "Re-draw the picture into `image` and the metrics into `readout`."
-        self.image.value = _png(self.figure())
-        self.metrics = self.compute_metrics()
-        keys = sorted({k for v in self.metrics.values() for k in v})
-        rows = "".join(f"<tr><td>{m}</td>" + "".join(f"<td>{v.get(k, float('nan')):.3f}</td>" for k in keys) + "</tr>" for m, v in self.metrics.items())
-        self.readout.value = f"<table><tr><th></th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{rows}</table>"
-        self.renders += 1
-        self.status.value = f"{getattr(self, 'source', '')}: {self.samples.shape[0]} samples at temperature {self.temperature.value:g}, seed {self.seed.value}"
-        return self.metrics
+
+@patch
+def load_bytes(self: Explorer, data: bytes, name: str = "upload", is_hr: bool = True):
+    "Load an encoded image (PNG/JPEG ... bytes), add it to the dropdown as 'name (uploaded)' and show it."
+    try: im = Image.open(io.BytesIO(data)).convert("RGB")
+    except Exception as e: raise ValueError(f"{name}: not a readable image ({e})") from None
+    img = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255
+    key = f"{name} (uploaded)"
+    self._show(img, is_hr, key)                       # raises (too small ...) before the dropdown changes
+    self.uploads[key] = (img, is_hr)
+    self._busy = True
+    try:
+        if key not in self.image_select.options: self.image_select.options = [*self.image_select.options, key]
+        self.image_select.value = key
+    finally: self._busy = False
+
+
+@patch
+def _on_box(self: Explorer, change=None):
+    if not self._busy and self.samples is not None: self.render()
+
+# %% ../nbs/18_explorer.ipynb #aa41dfec
+@patch
+def new_samples(self: Explorer):
+    "The button: the next seed (the same settings and seed would redraw the very same samples)."
+    self.seed.value = int(self.seed.value) + 1        # the seed observer samples
+
+
+@patch
+def sample(self: Explorer):
+    "SRFlow samples (and references) for the current image, temperature, seed and n; then render."
+    if self._busy: return None
+    with torch.inference_mode():
+        sr, lat = sampling.sample(self.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
+                                  device=self.device, clamp=True, return_latents=True)
+        self.samples, self.latents = sr[:, 0].cpu(), lat
+        self.reference_images = {k: f(self.lr.to(self.device)).clamp(0, 1).cpu() for k, f in self.references.items()}
+    self.resampled = 0
+    return self.render()
+
+
+@patch
+def region(self: Explorer) -> torch.Tensor:
+    "The box of the sliders as a boolean HR mask (H, W)."
+    H, W_ = self.samples.shape[-2:]
+    b = {k: w.value for k, w in self.box.items()}
+    return box_mask((H, W_), b["top"], b["left"], b["height"], b["width"])
+
+
+@patch
+def resample_region(self: Explorer):
+    "Redraw the latents inside the box (all samples, a fresh seed each press), keep the rest; then render."
+    self.resampled += 1
+    with torch.inference_mode():
+        sr, self.latents = sampling.resample_region(self.model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
+                                                    seed=int(self.seed.value) + 1000 * self.resampled, device=self.device,
+                                                    clamp=True, return_latents=True)
+    self.samples = sr[:, 0].cpu()
+    return self.render()
+
+# %% ../nbs/18_explorer.ipynb #13f1076c
+@patch
+def compute_metrics(self: Explorer) -> dict[str, dict[str, float]]:
+    "{method: {metric: value}}: PSNR/LPIPS vs HR (when known), LR-PSNR; SRFlow = mean over samples."
+    out = {}
+    for name, im in (*self.reference_images.items(), ("SRFlow", self.samples)):
+        m = {"LR-PSNR": float(np.mean(M.lr_psnr(im, self.lr.expand(im.shape[0], -1, -1, -1), self.scale)))}
+        if self.hr is not None:
+            hr = self.hr.expand(im.shape[0], -1, -1, -1)
+            m["PSNR"] = float(np.mean(M.psnr(im, hr)))
+            if self.use_lpips: m["LPIPS"] = float(np.mean(M.lpips(im, hr, device=self.device)))
+        out[name] = m
+    return out
+
+
+@patch
+def figure(self: Explorer):
+    "The comparison Figure (LR | references | samples | HR) with the region box drawn on the samples."
+    from matplotlib.patches import Rectangle
+    refs = dict(self.reference_images)
+    fig = plots.comparison(self.lr, list(self.samples), hr=self.hr, bicubic=refs.pop("bicubic", None), rrdb=refs.pop("RRDB", None),
+                           temperature=self.temperature.value, title=getattr(self, "source", None))
+    if refs:                                           # other references (ESRGAN, HCFlow ...): one more row
+        fig = plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
+                               [["LR", *refs, *(["HR"] if self.hr is not None else [])],
+                                [f"SRFlow τ={self.temperature.value:g} #{i + 1}" for i in range(len(self.samples))]],
+                               suptitle=getattr(self, "source", None))
+    b = {k: w.value for k, w in self.box.items()}
+    for ax in fig.axes:
+        if ax.get_title().startswith("SRFlow"):
+            ax.add_patch(Rectangle((b["left"] - .5, b["top"] - .5), b["width"], b["height"], fill=False, ec="red", lw=1))
+    return fig
+
+
+@patch
+def render(self: Explorer):
+    "Re-draw the picture into `image` and the metrics into `readout`; the status says what is shown."
+    self.image.value = plots.figure_png(self.figure())
+    self.metrics = self.compute_metrics()
+    keys = sorted({k for v in self.metrics.values() for k in v})
+    rows = "".join(f"<tr><td>{m}</td>" + "".join(f"<td>{v.get(k, float('nan')):.3f}</td>" for k in keys) + "</tr>" for m, v in self.metrics.items())
+    self.readout.value = f"<table><tr><th></th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{rows}</table>"
+    self.renders += 1
+    self.error = None
+    what = "LR input" if self.hr is None else "HR input"
+    self.status.value = html.escape(f"{getattr(self, 'source', '')} ({what}): {self.samples.shape[0]} samples at temperature "
+                                    f"{self.temperature.value:g}, seed {self.seed.value}" + (f", region redrawn {self.resampled}x" if self.resampled else ""))
+    return self.metrics

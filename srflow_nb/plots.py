@@ -4,17 +4,22 @@
 
 # %% ../nbs/17_plots.ipynb #43d0a279
 from __future__ import annotations
+import base64
+import html
+import io
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
+import ipywidgets as W
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'image_grid', 'comparison', 'method_means', 'split_methods',
-           'fake_evaluation', 'temperature_curves', 'perception_distortion', 'best_of_n', 'best_of_n_curves']
+__all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'figure_png', 'register_display', 'image_grid', 'comparison',
+           'method_means', 'split_methods', 'fake_evaluation', 'temperature_curves', 'perception_distortion',
+           'best_of_n', 'best_of_n_curves', 'stack_png', 'widget_bundle', 'Controls']
 
 # %% ../nbs/17_plots.ipynb #c415c561
 def save_fig(fig, path, dpi: int = 100):
@@ -31,6 +36,27 @@ def save_fig(fig, path, dpi: int = 100):
         matplotlib.rcParams["svg.hashsalt"] = "srflow_nb"
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta))
+
+# %% ../nbs/17_plots.ipynb #dd464d7d
+FIGURE_DPI = 80
+
+def figure_png(fig: Figure, dpi: int | None = None) -> bytes:
+    "PNG bytes of `fig` as notebooks show it: `FIGURE_DPI` unless `dpi` is given, no metadata (same figure, same bytes)."
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or FIGURE_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+def register_display(shell=None) -> bool:
+    "Show every matplotlib `Figure` as PNG in `shell` (default: the running IPython). False when there is no IPython."
+    if shell is None:
+        try: from IPython import get_ipython
+        except ImportError: return False
+        shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"): return False
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+    return True
+
+_registered = register_display()      # on import: every Figure displays as PNG in IPython
 
 # %% ../nbs/17_plots.ipynb #848b6704
 def _as_hwc(im) -> np.ndarray:
@@ -122,9 +148,12 @@ def fake_evaluation(temperatures=(0.0, 0.4, 0.8, 1.0), n_samples: int = 3, image
     return pd.DataFrame(rows)
 
 # %% ../nbs/17_plots.ipynb #0d71a75c
+def _finite(v) -> bool: return v is not None and isinstance(v, (int, float, np.floating)) and math.isfinite(v)
+
 def temperature_curves(df: pd.DataFrame, metrics: Sequence[str] = ("psnr", "ssim", "lpips", "diversity"), method: str = "srflow",
-                       paper: Mapping[str, Mapping[str, float]] | None = None, title: str | None = None, size: float = 3.0) -> Figure:
-    "Mean metric vs temperature for `method`, baselines (NaN-temperature rows) as horizontal lines. Returns the Figure."
+                       paper: Mapping[str, Mapping[str, float]] | None = None, title: str | None = None, size: float = 3.0,
+                       marker: Mapping[str, float] | None = None) -> Figure:
+    "Mean metric vs temperature for `method`, baselines (NaN-temperature rows) as lines; `marker` = {temperature, metric: value} drawn as a red cross."
     curve, base = split_methods(df, metrics, method)
     if curve.empty: raise ValueError(f"no rows of method {method!r} with a temperature")
     fig = Figure(figsize=(size * len(metrics), size * 0.85), layout="constrained")
@@ -137,6 +166,9 @@ def temperature_curves(df: pd.DataFrame, metrics: Sequence[str] = ("psnr", "ssim
         for k, (name, vals) in enumerate((paper or {}).items()):
             if m in vals and "temperature" in vals:
                 ax.plot([vals["temperature"]], [vals[m]], "*", ms=10, color=f"C{k + 5}", label=f"paper: {name}")
+        if marker is not None and _finite(marker.get("temperature")):
+            ax.axvline(marker["temperature"], color="red", lw=0.8, alpha=0.4)
+            if _finite(marker.get(m)): ax.plot([marker["temperature"]], [marker[m]], "X", ms=9, color="red", label="shown")
         ax.set_xlabel("temperature τ"); ax.set_ylabel(LABELS.get(m, m)); ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
@@ -144,17 +176,20 @@ def temperature_curves(df: pd.DataFrame, metrics: Sequence[str] = ("psnr", "ssim
 
 # %% ../nbs/17_plots.ipynb #ee157fc7
 def perception_distortion(df: pd.DataFrame, x: str = "psnr", y: str = "lpips", method: str = "srflow",
-                          paper: Mapping[str, Mapping[str, float]] | None = None, title: str | None = None, size: float = 4.0) -> Figure:
-    "`y` vs `x` of `method` over temperatures (annotated with τ) against the baselines' single points. Returns the Figure."
+                          paper: Mapping[str, Mapping[str, float]] | None = None, title: str | None = None, size: float = 4.0,
+                          marker: Mapping[str, float] | None = None) -> Figure:
+    "`y` vs `x` of `method` over temperatures (annotated with τ) against the baselines' points; `marker` = {x: .., y: ..} as a red cross."
     curve, base = split_methods(df, [x, y], method)
-    if curve.empty: raise ValueError(f"no rows of method {method!r} with a temperature")
+    if curve.empty and base.empty: raise ValueError(f"nothing to plot: no rows of method {method!r} with a temperature and no baselines")
     fig = Figure(figsize=(size * 1.2, size), layout="constrained")
     ax = fig.subplots()
-    ax.plot(curve[x], curve[y], "o-", color="C0", label=f"{method} (τ)")
+    if not curve.empty: ax.plot(curve[x], curve[y], "o-", color="C0", label=f"{method} (τ)")
     for r in curve.itertuples(): ax.annotate(f"{r.temperature:g}", (getattr(r, x), getattr(r, y)), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for i, r in enumerate(base.itertuples()): ax.plot([getattr(r, x)], [getattr(r, y)], "s", ms=8, color=f"C{i + 1}", label=r.method)
     for k, (name, vals) in enumerate((paper or {}).items()):
         if x in vals and y in vals: ax.plot([vals[x]], [vals[y]], "*", ms=10, color=f"C{k + 5}", label=f"paper: {name}")
+    if marker is not None and _finite(marker.get(x)) and _finite(marker.get(y)):
+        ax.plot([marker[x]], [marker[y]], "X", ms=10, color="red", label="shown")
     ax.set_xlabel(LABELS.get(x, x)); ax.set_ylabel(LABELS.get(y, y)); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     if title: ax.set_title(title, fontsize=10)
     return fig
@@ -192,3 +227,82 @@ def best_of_n_curves(df: pd.DataFrame, metrics: Sequence[str] = ("psnr", "ssim",
     axes[0].legend(fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
     return fig
+
+# %% ../nbs/17_plots.ipynb #4f8f5d2a
+def stack_png(pngs: Sequence[bytes]) -> bytes:
+    "Several PNGs stacked top to bottom on white, left-aligned: the one static picture of a multi-figure widget."
+    from PIL import Image
+    if len(pngs) == 1: return pngs[0]
+    ims = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
+    out = Image.new("RGB", (max(i.width for i in ims), sum(i.height for i in ims)), "white")
+    y = 0
+    for im in ims: out.paste(im, (0, y)); y += im.height
+    buf = io.BytesIO(); out.save(buf, format="PNG"); return buf.getvalue()
+
+def widget_bundle(ui: W.Widget, text: str, pngs: Sequence[bytes] = (), tables: Sequence[str] = ()) -> dict:
+    "Display data of a widget app: the live view, plus its last picture (PNG) or tables (HTML) for where no kernel runs."
+    data = dict(ui._repr_mimebundle_() or {})
+    data["text/plain"] = text
+    if tables:
+        imgs = "".join(f'<img src="data:image/png;base64,{base64.b64encode(p).decode()}"/>' for p in pngs)
+        data["text/html"] = "".join(tables) + imgs
+    elif pngs: data["image/png"] = base64.b64encode(stack_png(pngs)).decode("ascii")
+    return data
+
+# %% ../nbs/17_plots.ipynb #8b89fd54
+class Controls:
+    "Widgets that redraw `draw(**values)` (a Figure, DataFrame, HTML string or a list of them) whenever one changes."
+    def __init__(self, draw: Callable, controls: Mapping[str, W.ValueWidget], table_format: str = "{:.4g}"):
+        self.draw, self.controls, self.table_format = draw, dict(controls), table_format
+        self.result = self.error = None
+        self.renders, self.pngs, self.tables, self._hold = 0, [], [], False
+        self.status, self.views = W.HTML(), W.VBox()
+        for w in self.controls.values():
+            if "description_width" in getattr(w.style, "keys", []): w.style.description_width = "initial"   # full labels
+            if hasattr(w, "continuous_update"): w.continuous_update = False                                # redraw on release
+            w.observe(self.update, names="value")
+        self.ui = W.VBox([W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap")), self.status, self.views])
+        self.update()
+
+    def values(self) -> dict: return {k: w.value for k, w in self.controls.items()}
+
+    def set(self, **values):
+        "Set several controls, then redraw once."
+        unknown = sorted(set(values) - set(self.controls))
+        if unknown: raise KeyError(f"unknown controls {unknown}; have {list(self.controls)}")
+        self._hold = True
+        try:
+            for k, v in values.items(): self.controls[k].value = v
+        finally: self._hold = False
+        return self.update()
+
+    def _view(self, x, old):
+        if isinstance(x, Figure):
+            png = figure_png(x); self.pngs.append(png)
+            if isinstance(old, W.Image): old.value = png; return old
+            return W.Image(value=png, format="png")
+        h = x.to_html(float_format=self.table_format.format, na_rep="–") if isinstance(x, pd.DataFrame) else str(x)
+        if isinstance(x, pd.DataFrame): self.tables.append(h)
+        if isinstance(old, W.HTML): old.value = h; return old
+        return W.HTML(h)
+
+    def update(self, change=None):
+        "Redraw with the current values; an exception is shown in the widget (one red line), the last picture stays."
+        if self._hold: return None
+        try: res = self.draw(**self.values())
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+            self.status.value = f'<span style="color:#b00020">{html.escape(self.error)}</span>'
+            return None
+        items = list(res) if isinstance(res, (list, tuple)) else [res]
+        old = list(self.views.children)
+        self.pngs, self.tables = [], []
+        views = [self._view(x, old[i] if i < len(old) else None) for i, x in enumerate(items)]
+        if views != old: self.views.children = views
+        self.result, self.error, self.status.value = res, None, ""
+        self.renders += 1
+        return res
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        "The live widget in Jupyter; the last picture (PNG) or tables (HTML) where no kernel runs."
+        return widget_bundle(self.ui, f"Controls({', '.join(f'{k}={v!r}' for k, v in self.values().items())})", self.pngs, self.tables)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/16_restore.ipynb #ba08eb8b
 from __future__ import annotations
-import argparse, io, math
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .core import get_device, make_generator
+from .core import InputError, get_device, make_generator
 from .data import add_gaussian_noise, gaussian_blur, jpeg_compress, load_image, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
 from .sampling import pad_to_multiple
@@ -19,7 +19,7 @@ from .latent import downscale, latent_variance, normalize_latents, plot_images, 
 
 # %% auto #0
 __all__ = ['DEGRADATIONS', 'TABLE5_PAPER', 'TABLE5_COLUMNS', 'quantize8', 'degrade', 'hr_multiple', 'restore', 'default_metrics',
-           'table5', 'restore_parser', 'restore_cli', 'plot_restoration']
+           'table5', 'restore_files', 'plot_restoration']
 
 # %% ../nbs/16_restore.ipynb #b06cf39e
 def _check_images(img: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -37,7 +37,7 @@ DEGRADATIONS = ("noise", "jpeg", "blur")
 
 def degrade(img: torch.Tensor, kind: str = "noise", level: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     "Degrade `img` (B, 3, H, W): `'noise'` (sigma, default 20/255; clipped, 8-bit), `'jpeg'` (quality, default 10) or `'blur'` (sigma px, default 1.5)."
-    if kind not in DEGRADATIONS: raise ValueError(f"kind must be one of {DEGRADATIONS}, got {kind!r}")
+    if kind not in DEGRADATIONS: raise InputError(f"kind must be one of {DEGRADATIONS}, got {kind!r}")
     _check_images(img)
     if kind == "noise": return quantize8(add_gaussian_noise(img, 20 / 255 if level is None else level, generator))
     if kind == "jpeg": return jpeg_compress(img, 10 if level is None else int(level))
@@ -60,7 +60,7 @@ def restore(model, image: torch.Tensor, temperature: float = 0.8, strategies: Se
     img = _check_images(image[None] if single else image)
     if isinstance(strategies, str): strategies = (strategies,)
     bad = [s for s in strategies if s not in STRATEGIES]
-    if bad or not strategies: raise ValueError(f"strategies must be a non-empty sequence of {STRATEGIES}, got {strategies!r}")
+    if bad or not strategies: raise InputError(f"strategies must be a non-empty sequence of {STRATEGIES}, got {strategies!r}")
     latent_variance(temperature, temperature_is)    # validate early
     padded, (h, w) = pad_to_multiple(img, hr_multiple(model))
     lr = downscale(padded, _scale(model))
@@ -121,43 +121,40 @@ def _load_image(path) -> torch.Tensor:
 def _save_image(img: torch.Tensor, path) -> Path:
     return save_image(path, img[:1] if img.ndim == 4 else img)
 
-def _load_model(checkpoint, device):
-    from srflow_nb.checkpoints import load_official, load_pretrained
-    from srflow_nb.model import SRFlow
-    model = load_official(checkpoint) if str(checkpoint).endswith(".pth") else load_pretrained(checkpoint)
-    if not isinstance(model, SRFlow): raise ValueError(f"{checkpoint!r} is not an SRFlow model (got {type(model).__name__})")
-    return model.eval().to(device)
+def _parse_strategies(text: str) -> tuple[str, ...]:
+    out = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    bad = [s for s in out if s not in STRATEGIES]
+    if bad or not out: raise InputError(f"--strategies must be a comma-separated list of {', '.join(STRATEGIES)}; got {text!r}")
+    return out
 
-def restore_parser() -> argparse.ArgumentParser:
-    "The argparse parser of `srflow restore`."
-    p = argparse.ArgumentParser(prog="srflow restore", description="Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5).")
-    p.add_argument("input", help="degraded input image (RGB)")
-    p.add_argument("-o", "--output", help="output PNG (default: <input>_restored.png)")
-    p.add_argument("--checkpoint", default="demo-4x", help="SRFlow checkpoint: bundled name (default demo-4x), srflow_nb .safetensors file, or official .pth")
-    p.add_argument("--temperature", type=float, default=0.8, help="target latent temperature (default 0.8)")
-    p.add_argument("--temperature-is", choices=("std", "variance"), default="std",
-                   help="whether --temperature is the latent std (project/official code, default) or the variance (paper's tau)")
-    p.add_argument("--strategies", default="spatial,local", help="comma-separated normalizations in order (default spatial,local)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    return p
-
-def restore_cli(argv: Sequence[str] | None = None, model=None) -> int:
-    "`srflow restore in.png -o out.png --checkpoint ... --temperature ... --seed ...`: writes the PNG, prints its path, returns 0."
-    args = restore_parser().parse_args(argv)
-    inp = Path(args.input)
-    if not inp.is_file(): raise FileNotFoundError(f"input image not found: {inp}")
-    out = Path(args.output) if args.output else inp.with_name(inp.stem + "_restored.png")
-    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-    device = get_device(args.device)
-    if model is None: model = _load_model(args.checkpoint, device)
-    model.eval() if hasattr(model, "eval") else None
-    img = _load_image(inp).to(device)
+def restore_files(
+    image: str,                         # degraded input image (RGB PNG, JPEG, ...)
+    output: str = None,                 # output image (default: <image>_restored.png beside the input)
+    checkpoint: str = "demo-4x",        # SRFlow checkpoint: bundled name, srflow_nb .safetensors file or official .pth
+    temperature: float = 0.8,           # target latent temperature, >= 0
+    temperature_is: str = "std",        # 'std' (the latent std: project and official code) or 'variance' (the paper's tau)
+    strategies: str = "spatial,local",  # comma-separated latent normalizations, applied in order
+    seed: int = 0,                      # random seed of the normalizations' draws
+    device: str = "auto",               # auto, cpu or cuda
+) -> Path:
+    "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
+    from srflow_nb.cli import check_output
+    from srflow_nb.superresolvers import load_model_file
+    strat = _parse_strategies(strategies)
+    if temperature_is not in ("std", "variance"): raise InputError(f"--temperature_is must be 'std' or 'variance', got {temperature_is!r}")
+    if not math.isfinite(temperature) or temperature < 0: raise InputError(f"--temperature must be a finite number >= 0, got {temperature}")
+    inp = Path(image)
+    out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
+    if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
+    img = _load_image(inp)
+    dev = get_device(device)
+    model = load_model_file(checkpoint)
+    if not hasattr(model, "flow"): raise InputError(f"--checkpoint {checkpoint}: not an SRFlow model (got {type(model).__name__})")
+    model = model.to(dev)
     with torch.inference_mode():
-        res = restore(model, img, args.temperature, strategies, generator=make_generator(args.seed, device),
-                      temperature_is=args.temperature_is)
-    print(f"wrote {_save_image(res, out)}")
-    return 0
+        res = restore(model, img.to(dev), temperature, strat, generator=make_generator(seed, dev), temperature_is=temperature_is)
+    print(f"wrote {_save_image(res.cpu(), out)}")
+    return out
 
 # %% ../nbs/16_restore.ipynb #3c460399
 def plot_restoration(clean: torch.Tensor, noisy: torch.Tensor, sr: torch.Tensor, restored: torch.Tensor, size: float = 2.5):

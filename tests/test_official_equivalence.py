@@ -1,6 +1,13 @@
 """The official-code fixture (tests/fixtures/official_4x_tiny, see its README): loading its official state dict with
-an inferred config must reproduce its conditioning, RRDB output, latents, NLL, log-dets and samples."""
+an inferred config must reproduce its conditioning, RRDB output, latents, NLL, log-dets and samples.
+
+The maximum errors themselves are the README's equivalence figures: `measure()` computes them,
+`python tests/test_official_equivalence.py --write` records them in `EQUIVALENCE_JSON`, and
+`test_equivalence_json_is_current` checks that the committed file still says what this code measures."""
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +18,10 @@ from srflow_nb.model import SRFlowConfig
 from srflow_nb.testing import official_fixture
 
 RTOL, ATOL = 1e-4, 1e-5
+EQUIVALENCE_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "official_equivalence.json"
 
 
-@pytest.fixture(scope="module")
-def fixture():
+def _load():
     torch.set_num_threads(2)
     sd, fx = official_fixture()
     model = load_official(sd)  # config inferred from keys and shapes
@@ -22,6 +29,30 @@ def fixture():
         conds = model.conditioning(fx["input.lr"])
         latents, logdet = model.encode(fx["input.hr"], cond=conds)
     return model, fx, conds, latents, logdet
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    return _load()
+
+
+def _maxabs(a, b): return float((a.double() - b.double()).abs().max())
+
+
+def measure(loaded=None) -> dict:
+    "Max abs differences between ours and the official code's outputs on the fixture (0.0 = bit-exact)."
+    model, fx, conds, latents, logdet = loaded or _load()
+    names = sorted(k for k in fx if k.startswith("cond.level"))
+    u = [fx["rev.u.0"], fx["rev.u.1"]]
+    with torch.no_grad():
+        out = dict(conditioning=max(_maxabs(c, fx[n]) for c, n in zip(conds, names)),
+                   rrdb_sr=_maxabs(model.encoder.sr(fx["input.lr"]), fx["rrdb.out"]),
+                   latents=max(_maxabs(t, fx[f"enc.latent.{i}"]) for i, t in enumerate(latents)),
+                   nll_bits_per_pixel=_maxabs(model.nll(fx["input.hr"], fx["input.lr"]) * 3, fx["enc.nll"]),
+                   samples=max(_maxabs(model.decode([float(t) * x for x in u], fx["input.lr"]), fx[f"rev.sr.heat{t}"]) for t in ("0.9", "0")),
+                   round_trip=_maxabs(model.decode(latents, cond=conds), fx["rev.roundtrip"]))
+    return dict(fixture="tests/fixtures/official_4x_tiny", torch=torch.__version__, threads=torch.get_num_threads(),
+                max_abs_error=out, written_by="tests/test_official_equivalence.py --write")
 
 
 def close(a, b, rtol=RTOL, atol=ATOL):
@@ -89,3 +120,25 @@ def test_official_sampling_order(fixture):
         sr = model.sample(fx["input.lr"], n=1, temperature=0.9, generator=torch.Generator().manual_seed(777))
     assert sr.shape == (1, 2, 3, 48, 64)
     close(sr[0], fx["rev.sr.heat0.9"])
+
+
+def _same_magnitude(a: float, b: float) -> bool:
+    "Both exactly 0 (bit-exact), or within a factor of 3 (float summation order differs between machines)."
+    if a == 0 or b == 0: return a == b
+    return abs(math.log10(a) - math.log10(b)) < math.log10(3)
+
+
+def test_equivalence_json_is_current(fixture):
+    "The committed figures (README's source) are what this code measures, and within the test tolerances."
+    got = measure(fixture)["max_abs_error"]
+    committed = json.loads(EQUIVALENCE_JSON.read_text())["max_abs_error"]
+    assert set(committed) == set(got)
+    for k, v in got.items():
+        assert v <= ATOL + RTOL, f"{k}: {v:.2e}"
+        assert _same_magnitude(v, committed[k]), f"{k}: measured {v:.2e}, {EQUIVALENCE_JSON.name} says {committed[k]:.2e}: rerun with --write"
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    res = measure()
+    EQUIVALENCE_JSON.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res, indent=1))

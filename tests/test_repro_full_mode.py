@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from srflow_nb.checkpoints import official_state_dict
-from srflow_nb.demo import repro_setup, srflow_sampler, table2
+from srflow_nb.demo import repro_setup, srflow_sampler
+from srflow_nb.findings import table2
 from srflow_nb.evaluate import evaluate
 from srflow_nb.testing import tiny_model
 

@@ -2,6 +2,7 @@
 
 The model is a really small SRFlow (tiny_4x with 16 features), as in nbs/13_train.ipynb."""
 import json, math, os, socket, subprocess, sys, tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def tiny_data(patch=16, n=4, seed=0):
     return PatchCache.from_hr([i.clamp(0, 1) for i in imgs], scale=4, patch_size=patch)
 
 def tiny_cfg(d, **kw):
-    return TrainConfig(**{**dict(stage="flow", iterations=20, batch_size=4, patch_size=16, lr=2e-3, log_every=1, val_every=None,
+    return TrainConfig(**{**dict(stage="flow", iterations=20, batch_size=4, patch_size=16, learning_rate=2e-3, log_every=1, val_every=None,
                                  ckpt_every_steps=None, ckpt_every_s=None, keep_last=10, out_dir=str(d)), **kw})
 
 
@@ -89,7 +90,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 def _cli(out, data, model_json, iterations=8):
     return [sys.executable, "-m", "srflow_nb.train", "--stage", "flow", "--model", str(model_json), "--data", str(data),
             "--out", str(out), "--iterations", str(iterations), "--no-progress", "--set", "batch_size=2", "patch_size=16",
-            "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "lr=0.001"]
+            "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "learning_rate=0.001"]
 
 
 def test_cli_sigkill_and_resume_reproduces_uninterrupted_run(tmp_path):
@@ -120,3 +121,78 @@ def test_cli_sigkill_and_resume_reproduces_uninterrupted_run(tmp_path):
     a, b = rows(tmp_path / "straight"), rows(tmp_path / "killed")
     assert [x["step"] for x in b] == list(range(1, 9))
     assert [x["loss"] for x in a] == [x["loss"] for x in b], f"resumed run (killed after step {killed_at}) diverged"
+
+
+class _NaNBatches:
+    "A data source whose batches `bad` (0-based call numbers) carry a NaN pixel."
+    def __init__(self, data, bad): self.data, self.bad, self.calls = data, set(bad), 0
+    scale, patch_size = property(lambda s: s.data.scale), property(lambda s: s.data.patch_size)
+    def sample(self, n, g):
+        hr, lr = self.data.sample(n, g)
+        if self.calls in self.bad: hr[-1, 1, 2, 3] = float("nan")
+        self.calls += 1
+        return hr, lr
+
+
+def test_nan_batches_are_skipped_counted_and_weights_stay_finite(tmp_path):
+    "With the NaN/Inf guard disabled the NaN batches would train into the weights: this fails."
+    torch.set_num_threads(1)
+    tr = Trainer(tiny_model(0), tiny_cfg(tmp_path, iterations=6, freeze_encoder=0.0), _NaNBatches(tiny_data(), {2, 4}), progress=False,
+                 device="cpu").fit()
+    assert (tr.step, tr.skipped) == (6, 2)
+    assert [r["skipped"] for r in tr.history] == [0, 0, 1, 1, 2, 2]
+    assert ["loss" in r for r in tr.history] == [True, True, False, True, False, True]   # skipped steps log no loss
+    assert all(math.isfinite(r["loss"]) for r in tr.history if "loss" in r)
+    bad = [n for n, p in tr.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    assert not bad, f"non-finite weights after NaN batches: {bad[:3]}"
+    ck = load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1])
+    assert ck["skipped"] == 2 and all(torch.isfinite(v).all() for v in ck["modules"]["model"].values() if v.is_floating_point())
+
+
+def test_run_folder_with_unreadable_checkpoints_is_refused_not_overwritten(tmp_path):
+    from srflow_nb.core import InputError
+    torch.set_num_threads(1)
+    Trainer(tiny_model(0), tiny_cfg(tmp_path, iterations=3, ckpt_every_steps=1), tiny_data(), progress=False, device="cpu").fit()
+    log = (tmp_path / "metrics.jsonl").read_text()
+    for p in list_checkpoints(tmp_path / "checkpoints"): p.write_bytes(b"")
+    for _ in range(2):   # the first attempt renames the files *.corrupt; a second one must refuse all the same
+        with pytest.warns(UserWarning) if _ == 0 else nullcontext(), pytest.raises(InputError, match="refusing to restart it from step 0"):
+            Trainer(tiny_model(0), tiny_cfg(tmp_path, iterations=6), tiny_data(), progress=False, device="cpu")
+    assert (tmp_path / "metrics.jsonl").read_text() == log
+
+
+def test_cli_names_a_tiny_training_image_and_a_corrupt_init_checkpoint(tmp_path):
+    from PIL import Image
+    data = tmp_path / "hr"; data.mkdir()
+    Image.new("RGB", (48, 48)).save(data / "ok.png"); Image.new("RGB", (1, 1)).save(data / "dot.png")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "srflow_nb.train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "dot.png: 1x1 is smaller than the training patch" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    (data / "dot.png").unlink()
+    (tmp_path / "init.pt").write_bytes(b"not a checkpoint at all")
+    r = subprocess.run([sys.executable, "-m", "srflow_nb.train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress",
+                        "--set", "patch_size=16", f"init_from={tmp_path / 'init.pt'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "init.pt: is not a PyTorch checkpoint" in r.stderr and "weights_only=False" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _export_demo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("export_demo", Path(__file__).parents[1] / "tools" / "export_demo.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_path):
+    "The card's selection sentences are what the val CSVs say (here: demo-4x's bundled step is not the best validated one)."
+    import pandas as pd
+    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "assets" / "pretrained"
+    text, facts = (out / "MODEL_CARD.md").read_text(), json.loads((out / "demo_eval.json").read_text())["facts"]
+    for name, f in facts.items():
+        assert ex.selection(name, out / f"{name}.val.csv", f["step"], ex.BEST_METRIC[name]) in text, name
+        assert "model selection on the" not in text
+    # the verdict on data where it holds and where it does not
+    pd.DataFrame(dict(step=[1, 2, 3], m=[1.0, 3.0, 2.0])).to_csv(tmp_path / "v.csv", index=False)
+    assert "is **not** the best" in ex.selection("x", tmp_path / "v.csv", 3, "m") and "3.000 at step 2" in ex.selection("x", tmp_path / "v.csv", 3, "m")
+    assert "is the best of 3 validations" in ex.selection("x", tmp_path / "v.csv", 2, "m")

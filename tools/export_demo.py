@@ -1,19 +1,25 @@
 """Export the demo campaign's best checkpoints as the bundled `demo-4x` / `demo-4x-rrdb` models, with a model card.
 
     python tools/export_demo.py --rrdb runs/demo-4x-rrdb/best.pt --flow runs/demo-4x/best.pt --out srflow_nb/assets/pretrained
+    python tools/export_demo.py --card_only      # re-write MODEL_CARD.md from demo_eval.json and the *.val.csv logs
 
 Evaluates bicubic, the RRDB and SRFlow (temperatures 0 and 0.9, fixed seed) on the demo dataset's held-out test split
 (PSNR, SSIM, LPIPS, LR-PSNR, RGB, no border crop) and writes demo_4x_rrdb.safetensors, demo_4x.safetensors (conv kernels
-in fp16 when the fp32 file would exceed 25 MB), MODEL_CARD.md, and the training logs/configs next to them.
+in fp16 when the fp32 file would exceed 25 MB), demo_eval.json, the training logs/configs next to them, and MODEL_CARD.md,
+whose every number is read from demo_eval.json and the validation logs (which checkpoint is bundled, and whether it is
+the best one on validation, is stated from the val CSV).
 """
-import argparse, json, shutil, sys
+import json, shutil, sys
 from pathlib import Path
 
+import pandas as pd
 import torch
+from fastcore.script import call_parse
 
 from srflow_nb.checkpoints import PRETRAINED, load_model
 from srflow_nb.core import atomic_write, run_info
-from srflow_nb.train import export_weights, load_checkpoint
+from srflow_nb.checkpoints import load_checkpoint
+from srflow_nb.train import TrainConfig, export_weights
 
 LIMIT = 25 * 2 ** 20
 
@@ -35,16 +41,80 @@ def evaluate(rrdb, flow, scale=4, temperatures=(0.0, 0.9), seed=0):
     return rows, len(ds)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rrdb", required=True); ap.add_argument("--flow")
-    ap.add_argument("--out", default="srflow_nb/assets/pretrained")
-    ap.add_argument("--runs", nargs="*", default=[], help="run folders whose logs/configs are copied next to the weights")
-    a = ap.parse_args(argv)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+NOTES = "## Notes written at training time"   # hand-written history kept verbatim below the generated card
+BEST_METRIC = {"demo-4x-rrdb": "rrdb_psnr", "demo-4x": "t0_psnr"}
+
+
+def selection(name: str, val_csv: Path, step: int, metric: str) -> str:
+    "One sentence, from the validation log: the bundled step's `metric` and whether it is the best validated step."
+    val = pd.read_csv(val_csv)
+    if step not in set(val["step"]): return f"`{name}`: the bundled step {step} has no validation row in `{val_csv.name}`."
+    here, best = float(val.loc[val["step"] == step, metric].iloc[0]), val.loc[val[metric].idxmax()]
+    where = "the last validated step" if step == int(val["step"].max()) else "not the last validated step"
+    if float(best[metric]) <= here:
+        return f"`{name}`: bundled step {step} ({where}) is the best of {len(val)} validations on the val split ({metric} {here:.3f})."
+    return (f"`{name}`: bundled step {step} ({where}) is **not** the best on the val split: {metric} {here:.3f} there, "
+            f"{float(best[metric]):.3f} at step {int(best['step'])} ({len(val)} validations; `{val_csv.name}`).")
+
+
+def card(out: Path, res: dict, facts: dict, n_test: int, n_train: int) -> str:
+    "MODEL_CARD.md text: every number from `res`/`facts` (demo_eval.json) and the val CSVs in `out`."
+    lines = ["# Bundled demo models: `demo-4x-rrdb` and `demo-4x`", "",
+             "Trained on this project's CPU with `bash tools/train_demo.sh` (srflow_nb.train) on the demo dataset's **train** split "
+             f"({n_train} images in data/demo/train, HR patches with flips/rotations, LR by MATLAB bicubic), validated every "
+             f"{facts[next(iter(facts))]['config']['val_every']} steps on the **val** split; metrics below on the held-out **test** split "
+             f"({n_test} images, RGB, no border crop, 8-bit rounding).", "",
+             "| model | file | steps | CPU hours | skipped steps | size |", "|---|---|---|---|---|---|"]
+    for name, f in facts.items():
+        lines.append(f"| `{name}` | `{PRETRAINED[name]}` | {f['step']} | {f['cpu_hours']} | {f['skipped']} | {f['size_mb']} MB |")
+    lines += ["", "Which checkpoint is bundled (from the validation logs):", ""]
+    for name, f in facts.items():
+        if (out / f"{name}.val.csv").exists(): lines.append("- " + selection(name, out / f"{name}.val.csv", f["step"], BEST_METRIC[name]))
+    lines += ["", "| method | PSNR | SSIM | LPIPS | LR-PSNR |", "|---|---|---|---|---|"]
+    for k, m in res.items():
+        lines.append(f"| {k} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | {m['lr_psnr']:.2f} |")
+    if "bicubic" in res and "RRDB (demo-4x-rrdb)" in res:
+        gain = res["RRDB (demo-4x-rrdb)"]["psnr"] - res["bicubic"]["psnr"]
+        lines += ["", f"RRDB gain over bicubic on the held-out split: {gain:+.2f} dB PSNR (target of the training campaign: >= 1 dB)."]
+    lines += ["", "Usage: `from srflow_nb.checkpoints import load_pretrained; load_pretrained('demo-4x')` (SRFlow), "
+              "`load_pretrained('demo-4x-rrdb')` (RRDB baseline, `lr -> sr` via `.sr(lr)`).", "",
+              f"Caveat: a demo model trained for a few CPU-hours on {n_train} images; it exercises every code path, it is not the paper's model.", "",
+              "Training configs (TrainConfig JSON, current field names):", ""]
+    for name, f in facts.items():
+        lines += [f"- `{name}`: `{json.dumps(TrainConfig.from_dict(f['config']).to_dict())}`", f"  model: `{json.dumps(f['model_config'])}`"]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(out: Path, n_train: int):
+    "Re-write MODEL_CARD.md from demo_eval.json and the val CSVs, keeping the hand-written notes section."
+    ev = json.loads((out / "demo_eval.json").read_text())
+    old = (out / "MODEL_CARD.md").read_text() if (out / "MODEL_CARD.md").exists() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""
+    test = Path("data/demo/test")
+    n_test = ev.get("n_test") or len([p for p in test.iterdir() if p.suffix.lower() == ".png"])   # older demo_eval.json: count the split
+    run = [l for l in old.splitlines() if l.startswith("Run info: ")]   # older demo_eval.json: keep the export's own line
+    text = card(out, ev["test"], ev["facts"], n_test, n_train) + "\n" + (f"Run info: `{json.dumps(ev['run_info'])}`" if "run_info" in ev else run[0]) + "\n"
+    if notes: text += "\n" + notes
+    atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
+    return text
+
+
+@call_parse
+def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.g. runs/demo-4x-rrdb/best.pt)
+         flow: str = None,             # the SRFlow run's checkpoint to bundle
+         out: str = "srflow_nb/assets/pretrained",   # where the bundled files go
+         runs: str = "",               # run folders whose logs/configs are copied next to the weights (comma-separated)
+         train: str = "data/demo/train",   # the training images (counted for the card)
+         card_only: bool = False,      # only re-write MODEL_CARD.md from demo_eval.json and the val CSVs
+        ):
+    "Export the demo campaign's checkpoints as the bundled models, evaluate them on the held-out split, write the model card."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    n_train = len([p for p in Path(train).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]) if Path(train).is_dir() else 0
+    if card_only: print(write_card(out, n_train)); return
+    if not rrdb: sys.exit("[export] --rrdb is required (or --card-only)")
     torch.set_num_threads(2)
     facts, files = {}, {}
-    for kind, src in (("rrdb", a.rrdb), ("flow", a.flow)):
+    for kind, src in (("rrdb", rrdb), ("flow", flow)):
         if not src: continue
         if not Path(src).exists(): sys.exit(f"[export] {src} does not exist: run the {kind} stage first")
         ck = load_checkpoint(src)
@@ -57,37 +127,12 @@ def main(argv=None):
                            skipped=ck.get("skipped", 0), size_mb=round(dest.stat().st_size / 2 ** 20, 1), config=ck["config"],
                            model_config=ck.get("model_config"), val=(ck.get("val_history") or [{}])[-1])
         print(f"[export] {name}: step {ck['step']} -> {dest} ({facts[name]['size_mb']} MB)")
-    rrdb = load_model(files["demo-4x-rrdb"]) if "demo-4x-rrdb" in files else None
-    flow = load_model(files["demo-4x"]) if "demo-4x" in files else None
-    res, n = evaluate(rrdb, flow)
-    for run in a.runs:
-        run = Path(run)
+    rrdb_m = load_model(files["demo-4x-rrdb"]) if "demo-4x-rrdb" in files else None
+    flow_m = load_model(files["demo-4x"]) if "demo-4x" in files else None
+    res, n = evaluate(rrdb_m, flow_m)
+    for run in [Path(r) for r in runs.split(",") if r]:
         for f in ("metrics.csv", "val.csv", "config.json", "model_config.json"):
             if (run / f).exists(): shutil.copy(run / f, out / f"{run.name}.{f}")
-    lines = ["# Bundled demo models: `demo-4x-rrdb` and `demo-4x`", "",
-             "Trained on this project's CPU with `bash tools/train_demo.sh` (srflow_nb.train) on the demo dataset's **train** split "
-             "(data/demo/train, HR patches with flips/rotations, LR by MATLAB bicubic); model selection on the **val** split; "
-             f"metrics below on the held-out **test** split ({n} images, RGB, no border crop, 8-bit rounding).", "",
-             "| model | file | steps | CPU hours | skipped steps | size |", "|---|---|---|---|---|---|"]
-    for name, f in facts.items():
-        lines.append(f"| `{name}` | `{files[name].name}` | {f['step']} | {f['cpu_hours']} | {f['skipped']} | {f['size_mb']} MB |")
-    lines += ["", "| method | PSNR | SSIM | LPIPS | LR-PSNR |", "|---|---|---|---|---|"]
-    for k, m in res.items():
-        lines.append(f"| {k} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m.get('lpips', float('nan')):.4f} | {m['lr_psnr']:.2f} |")
-    if "bicubic" in res and "RRDB (demo-4x-rrdb)" in res:
-        gain = res["RRDB (demo-4x-rrdb)"]["psnr"] - res["bicubic"]["psnr"]
-        lines += ["", f"RRDB gain over bicubic on the held-out split: {gain:+.2f} dB PSNR (target of the training campaign: >= 1 dB)."]
-    lines += ["", "Usage: `from srflow_nb.checkpoints import load_pretrained; load_pretrained('demo-4x')` (SRFlow), "
-              "`load_pretrained('demo-4x-rrdb')` (RRDB baseline, `lr -> sr` via `.sr(lr)`).", "",
-              "Caveat: a demo model trained for a few CPU-hours on 17 images; it exercises every code path, it is not the paper's model.", "",
-              "Training configs (TrainConfig JSON):", ""]
-    for name, f in facts.items(): lines += [f"- `{name}`: `{json.dumps(f['config'])}`", f"  model: `{json.dumps(f['model_config'])}`"]
-    lines += ["", f"Run info: `{json.dumps(run_info())}`", ""]
-    text = "\n".join(lines)
-    atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
-    atomic_write(out / "demo_eval.json", lambda p: Path(p).write_text(json.dumps(dict(test=res, facts=facts), indent=1)))
-    print(text)
-
-
-if __name__ == "__main__":
-    main()
+    ev = dict(test=res, facts=facts, n_test=n, run_info=run_info())
+    atomic_write(out / "demo_eval.json", lambda p: Path(p).write_text(json.dumps(ev, indent=1)))
+    print(write_card(out, n_train))

@@ -14,10 +14,15 @@ if [ -n "$(git status --porcelain -- nbs srflow_nb)" ]; then
   exit 1
 fi
 
+echo "[test] committed notebook outputs are those of the current code (tools/run_notebooks.py --check)"
+python3 tools/run_notebooks.py --check
+
 echo "[test] nbdev_test (quick mode; slow/cuda cells skipped)"
 start=$(date +%s)
 nbdev_test --n_workers "${SRFLOW_NB_WORKERS:-2}" --timing --flags ""
 echo "[test] nbdev_test took $(( $(date +%s) - start )) s"
 
-echo "[test] pytest"
-python3 -m pytest tests -q -p no:cacheprovider
+echo "[test] pytest (with the real-browser test: it fails, never skips, when chromium or playwright is missing)"
+start=$(date +%s)
+SRFLOW_REQUIRE_BROWSER=1 python3 -m pytest tests -q -p no:cacheprovider --durations=5
+echo "[test] pytest took $(( $(date +%s) - start )) s"

@@ -52,5 +52,5 @@ if [ "$STEP" = all ] || [ "$STEP" = flow ]; then
 fi
 if [ "$STEP" = all ] || [ "$STEP" = export ]; then
   echo "[demo] export best checkpoints -> $EXPORT_DIR ($(date -u +%H:%M:%S))"
-  python tools/export_demo.py --rrdb "$RRDB_OUT/best.pt" --flow "$FLOW_OUT/best.pt" --out "$EXPORT_DIR" --runs "$RRDB_OUT" "$FLOW_OUT"
+  python tools/export_demo.py --rrdb "$RRDB_OUT/best.pt" --flow "$FLOW_OUT/best.pt" --out "$EXPORT_DIR" --runs "$RRDB_OUT,$FLOW_OUT"
 fi

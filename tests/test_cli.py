@@ -1,0 +1,255 @@
+"""The command line as a user meets it: every command `srflow --help` lists runs (`--help` and a short real run on the
+bundled data), every `srflow ...` line of the README runs, expected errors are one line naming the file or option
+(exit 1; usage errors exit 2), and restoration with the bundled checkpoint beats its noisy input."""
+import json, os, re, shlex, shutil, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from srflow_nb.cli import COMMANDS, argv_style, main, parser, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "data" / "results"
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+ENV.pop("SRFLOW_DEBUG", None)
+
+
+def srflow(*args, cwd=None, timeout=600):
+    "Run `srflow ARGS` as a user would (the console script's `main`, in a fresh interpreter): CompletedProcess."
+    cmd = [sys.executable, "-m", "srflow_nb.cli", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd or ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(r, command, *needles):
+    "Exit 1, stderr is exactly one `srflow <command>: error: ...` line containing every needle, no traceback."
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith(f"srflow {command}: error: "), r.stderr[-2000:]
+    for n in needles: assert str(n) in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    "A folder with the inputs the README's placeholders name: a small LR `in.png`, a noisy `noisy.png` (+ its clean image)."
+    from srflow_nb.data import add_gaussian_noise, demo_images, load_image, save_image, to_tensor
+    from srflow_nb.restore import quantize8
+    d = tmp_path_factory.mktemp("cli")
+    clean = to_tensor(load_image(demo_images("test")[0]))           # chelsea, 256x256: image 0 of 25_repro.restoration
+    save_image(d / "in.png", clean[0, :, 96:128, 96:128])           # a 32x32 LR input: seconds to super-resolve
+    noisy = quantize8(add_gaussian_noise(clean, 20 / 255, generator=torch.Generator().manual_seed(0)))
+    save_image(d / "clean.png", clean[0]); save_image(d / "noisy.png", noisy[0])
+    (d / "data").symlink_to(ROOT / "data")                           # README paths such as data/demo/test
+    (d / "small").mkdir()
+    for p in demo_images("test")[:2]: save_image(d / "small" / p.name, to_tensor(load_image(p))[0, :, :64, :64])
+    return d
+
+
+# ---------------------------------------------------------------- the registry and the help
+
+def test_help_lists_exactly_the_registry(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert main(["--help"]) == 0 and capsys.readouterr().out == out
+    listed = [re.split(r"\s{2,}", l.strip())[0] for l in out.splitlines() if l.startswith("  ")]
+    assert listed == list(COMMANDS)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_exists_and_has_help(command, capsys):
+    fn = resolve(command)                                             # importable: never "not available"
+    assert callable(fn) and fn.__doc__
+    with pytest.raises(SystemExit) as e: main([*command.split(), "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"srflow {command}" in out or "usage:" in out
+    if not argv_style(fn):                                           # generated from the signature: every parameter is an option
+        import inspect
+        opts = {o for a in parser(command)._actions for o in a.option_strings} | {a.dest for a in parser(command)._actions}
+        for name in inspect.signature(fn).parameters:
+            assert name in opts or f"--{name}" in opts or f"--no-{name}" in opts, (command, name)
+
+
+def test_import_is_light():
+    r = subprocess.run([sys.executable, "-c", "import sys, srflow_nb.cli; print('torch' in sys.modules)"],
+                       env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+# ---------------------------------------------------------------- a real short run of every command
+
+SMOKE = {   # command -> (args run in the work folder, files it must write)
+    "info": ([], []),
+    "sample": (["in.png", "--scale", "4", "--temperature", "0.8", "--n", "2", "--seed", "7", "-o", "s_out/"], ["s_out/in_t0.80_000.png"]),
+    "restore": (["noisy.png", "-o", "r.png", "--seed", "0"], ["r.png"]),
+    "train": (["--preset", "demo_rrdb", "--data", "data/demo/train", "--out", "t_run", "--iterations", "2",
+               "--set", "batch_size=2", "patch_size=32", "log_every=1", "--no-progress"], ["t_run/model_config.json"]),
+    "evaluate": (["small", "--model", "demo-4x", "--baselines", "bicubic,rrdb", "--temperatures", "0,0.9", "--n_samples", "2",
+                  "--metrics", "psnr,lpips,diversity", "-o", "e.csv", "--no-progress"], ["e.csv", "e.run.json"]),
+    "demo": (["--quick", "--images", "small", "--temperatures", "0,0.9", "-o", "d_out", "--no-progress"],
+             ["d_out/evaluation.csv", "d_out/table2.csv", "d_out/figures/comparison.png"]),
+    "data build-demo": (["--verify_only"], []),                      # a full rebuild downloads the registry packages
+    "assets": (["--verify_only"], []),                                # no download: the cached assets are verified
+}
+
+
+def test_smoke_table_covers_the_registry():
+    assert set(SMOKE) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_runs(command, work):
+    if command == "assets":
+        from srflow_nb.metrics import ASSETS, cache_dir
+        if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
+            pytest.skip("metric assets not fetched on this machine (tools/setup_assets.sh)")
+    args, files = SMOKE[command]
+    r = srflow(*command.split(), *args, cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in files: assert (work / f).exists(), (command, f)
+    if command == "info": assert json.loads(r.stdout)["srflow_nb"]
+    if command == "evaluate":
+        df = pd.read_csv(work / "e.csv")
+        assert len(df) == 2 * (2 + 2 * 2) and set(df.method) == {"bicubic", "rrdb", "srflow"}
+
+
+# ---------------------------------------------------------------- every README command line
+
+def readme_commands() -> list[str]:
+    lines, block = [], False
+    for l in (ROOT / "README.md").read_text().splitlines():
+        if l.startswith("```"): block = not block; continue
+        if block and l.startswith("srflow"): lines.append(l.split("  #")[0].strip())
+    return lines
+
+FAST = {   # README command -> options appended so that CI runs it in seconds (later options override earlier ones)
+    "train": ["--iterations", "1", "--set", "batch_size=2", "patch_size=32", "--no-progress"],
+    "evaluate": ["--limit", "1", "--metrics", "psnr,lpips", "--no-progress"],
+    "demo": ["--images", "small", "--temperatures", "0,0.9", "--no-progress"],
+    "data build-demo": ["--verify_only"],
+    "assets": ["--verify_only"],
+}
+
+
+def test_readme_lists_every_command():
+    named = {" ".join(shlex.split(c)[1:3]) if shlex.split(c)[1:2] == ["data"] else (shlex.split(c) + [""])[1] for c in readme_commands()}
+    assert set(COMMANDS) <= named, set(COMMANDS) - named
+
+
+@pytest.mark.parametrize("line", readme_commands())
+def test_readme_command_runs(line, work):
+    args = shlex.split(line)[1:]
+    key = next((k for k in sorted(FAST, key=len, reverse=True) if args[:len(k.split())] == k.split()), None)
+    if key == "assets":
+        from srflow_nb.metrics import ASSETS, cache_dir
+        if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
+            pytest.skip("metric assets not fetched on this machine")
+    r = srflow(*args, *FAST.get(key, []), cwd=work)
+    assert r.returncode == 0, (line, r.stderr[-3000:])
+
+
+# ---------------------------------------------------------------- restoration must restore (issue 14's seeded bug)
+
+def _psnr(a, b):
+    from srflow_nb.metrics import psnr
+    return float(psnr(a, b)[0])
+
+
+def test_restore_beats_the_noisy_input(work):
+    "The committed Table 5 analog gains +4.13 dB on chelsea (image 0); a no-op restore gains 0 and fails."
+    from srflow_nb.data import load_image, to_tensor
+    committed = pd.read_csv(RESULTS / "25_repro.restoration" / "quick" / "per_image.csv")
+    row = committed[committed.image == 0].set_index("method").PSNR
+    gain_committed = row["Restored"] - row["Original"]
+    assert gain_committed > 2
+    r = srflow("restore", "noisy.png", "-o", "restored_check.png", "--seed", "0", "--temperature", "0.8", cwd=work)
+    assert r.returncode == 0, r.stderr[-2000:]
+    clean, noisy, restored = (to_tensor(load_image(work / f)) for f in ("clean.png", "noisy.png", "restored_check.png"))
+    p_noisy, p_restored = _psnr(noisy, clean), _psnr(restored, clean)
+    assert abs(p_noisy - row["Original"]) < 1e-3                      # the same noisy image as the committed run
+    assert p_restored - p_noisy >= gain_committed / 2, (p_restored, p_noisy, gain_committed)
+
+
+def test_table5_reproduces_the_committed_row():
+    "table5 on image 0 gives the committed per-image numbers (same seed, same draws)."
+    from srflow_nb.checkpoints import load_pretrained
+    from srflow_nb.demo import demo_dataset
+    from srflow_nb.restore import table5
+    committed = pd.read_csv(RESULTS / "25_repro.restoration" / "quick" / "per_image.csv")
+    model = load_pretrained("demo-4x").eval()
+    got = table5(model, [demo_dataset("test", None, 1, 16)[0]["hr"]], seed=0).attrs["per_image"]
+    want = committed[committed.image == 0].reset_index(drop=True)
+    np.testing.assert_allclose(got[["PSNR", "SSIM", "LPIPS"]].values, want[["PSNR", "SSIM", "LPIPS"]].values, atol=2e-4)
+
+
+# ---------------------------------------------------------------- bad input: one line, the right exit code
+
+@pytest.fixture(scope="module")
+def bad(work):
+    d = work / "bad"; d.mkdir()
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    (d / "random.pth").write_bytes(os.urandom(4096))
+    (d / "empty.pth").write_bytes(b"")
+    (d / "file.txt").write_text("x")
+    from srflow_nb.checkpoints import pretrained_dir
+    (d / "trunc.safetensors").write_bytes((pretrained_dir() / "demo_4x.safetensors").read_bytes()[:5000])
+    return d
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["restore", "bad/missing.png"], ["bad/missing.png"]),
+    (["restore", "bad/corrupt.png"], ["bad/corrupt.png"]),
+    (["restore", "noisy.png", "--temperature", "-1"], ["--temperature", "-1"]),
+    (["restore", "noisy.png", "--strategies", "spatial,foo"], ["--strategies", "spatial,foo"]),
+    (["restore", "noisy.png", "--temperature_is", "tau"], ["--temperature_is"]),
+    (["restore", "noisy.png", "-o", "bad"], ["--output", "is a folder"]),
+    (["restore", "noisy.png", "-o", "bad/file.txt/out.png"], ["--output", "is not a folder"]),
+    (["restore", "noisy.png", "-o", "out.jpg"], ["--output", "only .png"]),
+    (["restore", "noisy.png", "--checkpoint", "bad/random.pth"], ["bad/random.pth", "not a readable checkpoint"]),
+    (["restore", "noisy.png", "--checkpoint", "bad/empty.pth"], ["bad/empty.pth"]),
+    (["restore", "noisy.png", "--checkpoint", "bad/trunc.safetensors"], ["bad/trunc.safetensors"]),
+    (["restore", "noisy.png", "--checkpoint", "no-such-model"], ["no-such-model"]),
+    (["evaluate", "bad/none"], ["bad/none", "not a folder"]),
+    (["evaluate", "small", "--model", "bicubic", "--baselines", "", "-o", "bad"], ["bad"]),
+    (["evaluate", "small", "--model", "bicubic", "--baselines", "", "--metrics", "fid"], ["unknown metrics"]),
+    (["evaluate", "small", "--temperatures", "hot"], ["--temperatures"]),
+    (["demo", "-o", "bad/file.txt"], ["bad/file.txt", "is a file"]),
+    (["demo", "--images", "bad/none"], ["--images", "bad/none"]),
+])
+def test_expected_errors_are_one_line(args, needles, work, bad, monkeypatch, capsys):
+    monkeypatch.chdir(work)                                            # in-process `main` (the console script's function)
+    rc = main(args)
+    r = subprocess.CompletedProcess(args, rc, *capsys.readouterr())
+    line = one_line_error(r, args[0], *needles)
+    assert "weights_only" not in line and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, option", [
+    (["restore", "noisy.png", "--temperature", "abc"], "--temperature"),
+    (["evaluate", "small", "--n_samples", "two"], "--n_samples"),
+    (["restore", "noisy.png", "--no-such-option"], "--no-such-option"),
+])
+def test_usage_errors_exit_2_naming_the_option(args, option, work, monkeypatch, capsys):
+    monkeypatch.chdir(work)
+    with pytest.raises(SystemExit) as e: main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and option in err and "Traceback" not in err, err
+
+
+def test_debug_shows_the_traceback(work):
+    r = subprocess.run([sys.executable, "-m", "srflow_nb.cli", "restore", "bad/missing.png"], cwd=work,
+                       env={**ENV, "SRFLOW_DEBUG": "1"}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_bugs_keep_their_traceback(monkeypatch, capsys):
+    import srflow_nb.cli as cli
+    def broken(x: int = 1):
+        "A command with a bug."
+        return 1 / 0
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("tests_broken:broken", "a bug"))
+    monkeypatch.setattr(cli, "resolve", lambda c: broken)
+    with pytest.raises(ZeroDivisionError): main(["broken"])

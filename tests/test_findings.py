@@ -1,0 +1,126 @@
+"""Every verdict function of `srflow_nb.findings` says "does not hold" on data where the claim is false, and the
+committed `findings.csv` of every reproduction notebook is what the verdict functions compute from the committed
+result files (so findings.csv, and the README that quotes it, cannot drift from the measurements)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from srflow_nb import plots
+from srflow_nb.findings import (TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, findings,
+                                perception_distortion_findings, restoration_sweep_finding, same_order, select_by,
+                                table5_findings, trend)
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
+         "24_repro.ablations", "25_repro.restoration"]
+
+
+def holds(vs): return [v["holds"] for v in vs]
+
+
+@pytest.fixture
+def fake(): return plots.fake_evaluation()
+
+
+def test_trend_and_order_fail():
+    assert trend([0.3, 0.6, 0.9], [1, 2, 3], True) and not trend([0.3, 0.6, 0.9], [1, 3, 2], True)
+    assert not trend([0.3, 0.6, 0.9], [1, 1, 1], True)                       # a plateau is not an increase
+    assert not trend([0.3, 0.6], [1, np.nan], True) and not trend([0.3], [1], True)
+    assert not same_order({"a": 1, "b": 2}, {"a": 2, "b": 1}) and same_order({"a": 1, "b": 2}, {"a": 1, "b": 1})
+
+
+def test_table2_findings_fail(fake):
+    assert holds(findings(fake, 0.8, quiet=True)) == [True] * 5
+    bad = fake.copy(); s = bad.method == "srflow"
+    bad.loc[s, "lpips"] += 1; bad.loc[s, "lr_psnr"] = 30.0
+    bad.loc[s & np.isclose(bad.temperature, 0.0), "psnr"] -= 3
+    bad.loc[s, "diversity"] = 4 - 2 * bad.loc[s, "temperature"]             # falls over τ > 0 ...
+    bad.loc[s & np.isclose(bad.temperature, 0.0), "diversity"] = 0.0         # ... though every τ > 0 beats τ=0
+    assert holds(findings(bad, 0.8, quiet=True)) == [False] * 5
+
+
+def test_perception_distortion_findings_fail(fake):
+    assert holds(perception_distortion_findings(fake)) == [True] * 3
+    flat = fake.copy(); s = flat.method == "srflow"
+    flat.loc[s, "psnr"] = 20.0; flat.loc[s, "lpips"] = 0.5
+    assert holds(perception_distortion_findings(flat, quiet=True)) == [False] * 3
+
+
+def test_best_of_n_findings_fail(fake):
+    # every sample has the same LR-PSNR: selecting by it keeps sample 0, no gain
+    assert holds(best_of_n_findings(fake, 0.8, quiet=True)) == [True, False, False]
+    good = fake.copy(); good["lr_psnr"] = good.psnr + 20; good["lpips"] = 0.3 - 0.05 * (good.psnr - 27)
+    assert holds(best_of_n_findings(good, 0.8, quiet=True)) == [True, True, True]
+    worst = good.copy(); worst["lr_psnr"] = -worst.psnr                     # the criterion picks the worst sample
+    assert holds(best_of_n_findings(worst, 0.8, quiet=True))[1:] == [False, False]
+    flat = fake.copy(); flat.loc[flat.method == "srflow", "lpips"] = 0.2 + 1e-6 * flat["sample"]
+    assert not best_of_n_findings(flat, 0.8, quiet=True)[0]["holds"]
+    sel = select_by(good, "lr_psnr", temperature=0.8)
+    assert sel.index.tolist() == [1, 2, 3] and sel.psnr.iloc[-1] > sel.psnr.iloc[0]
+
+
+def test_table5_findings_fail():
+    ok = pd.DataFrame({"Original": [22.4, 0.43, 0.36], "Super-Resolved": [24.5, 0.62, 0.32], "Restored": [25.0, 0.64, 0.30]},
+                      index=["PSNR", "SSIM", "LPIPS"])
+    assert holds(table5_findings(ok, quiet=True)) == [True] * 6
+    assert holds(table5_findings(ok.assign(Restored=ok.Original), quiet=True)) == [False] * 6   # restore() returning its input
+    sw = pd.DataFrame(dict(temperature=[0.0, 0.0], method=["Original", "Restored"], PSNR=[22.0, 22.5]))
+    assert not restoration_sweep_finding(sw, quiet=True)["holds"]
+
+
+def test_ablation_findings_fail():
+    names = ["SRFlow (small_4x)", "No Lin. F-Step", "No Affine Inj.", "K=2", "K=8", "hidden=16", "hidden=64"]
+    abl = pd.DataFrame(dict(psnr=[21.0, 20.0, 19.0, 20.5, 21.5, 20.5, 21.5], ssim=[0.5, 0.4, 0.3, 0.45, 0.55, 0.45, 0.55],
+                            lpips=[0.40, 0.45, 0.50, 0.42, 0.38, 0.42, 0.38]), index=names)
+    t4 = pd.DataFrame(dict(psnr=[21.5, 21.0], ssim=[0.5, 0.45], lpips=[0.45, 0.40]), index=list(TABLE4_ROWS))
+    assert holds(ablation_findings(abl, t4, quiet=True)) == [True] * 12
+    rev = abl.copy(); rev.loc["No Affine Inj."] = [21.5, 0.6, 0.3]; rev.loc["K=8"] = [20.0, 0.4, 0.5]
+    assert holds(ablation_findings(rev, t4.iloc[::-1].set_axis(t4.index), quiet=True)) == [False] * 9 + [True] * 3
+
+
+def test_check_findings_refuses_a_flip(tmp_path, fake):
+    ok = findings(fake, 0.8, quiet=True)
+    check_findings(ok, tmp_path / "f.csv")
+    flipped = [dict(v, holds=not v["holds"]) if i == 0 else v for i, v in enumerate(ok)]
+    with pytest.raises(AssertionError, match="verdicts differ"):
+        check_findings(flipped, tmp_path / "f.csv", update=False)
+
+
+# ---- the committed findings.csv files against the committed results they summarise
+
+def _recompute(nb: str, d: Path) -> list[dict]:
+    if nb in ("20_repro.table2", "21_repro.temperature"):
+        return findings(pd.read_csv(d / "evaluation.csv"), 0.9, quiet=True)
+    if nb == "22_repro.perception_distortion":
+        return perception_distortion_findings(pd.read_csv(d / "evaluation.csv"), quiet=True)
+    if nb == "23_repro.best_of_n":
+        return best_of_n_findings(pd.read_csv(d / "evaluation.csv"), 0.8, "lr_psnr", quiet=True)
+    if nb == "24_repro.ablations":
+        t4 = pd.read_csv(d / "table4.csv").set_index("variant") if (d / "table4.csv").exists() else None
+        return ablation_findings(pd.read_csv(d / "ablations.csv").set_index("variant"), t4, quiet=True)
+    if nb == "25_repro.restoration":
+        return table5_findings(pd.read_csv(d / "table5.csv", index_col=0), pd.read_csv(d / "per_image.csv"), quiet=True) + \
+            [restoration_sweep_finding(pd.read_csv(d / "temperature_sweep.csv"), quiet=True)]
+    raise KeyError(nb)
+
+
+@pytest.mark.parametrize("nb", REPRO)
+def test_committed_findings_match_results(nb):
+    d = RESULTS / nb / "quick"
+    assert (d / "findings.csv").exists(), f"{d}/findings.csv is not committed"
+    committed = pd.read_csv(d / "findings.csv")
+    got = pd.DataFrame(_recompute(nb, d))
+    assert committed.finding.tolist() == got.finding.tolist()
+    assert committed.holds.astype(bool).tolist() == got.holds.tolist()
+    assert committed.detail.tolist() == got.detail.tolist()       # the numbers quoted come from these result files
+
+
+@pytest.mark.parametrize("nb", REPRO + ["26_repro.gallery"])
+def test_run_records_from_committed_code(nb):
+    "The committed results were produced by committed code (`code_state`: result files excluded, untracked code included)."
+    run = json.loads((RESULTS / nb / "quick" / "run.json").read_text())
+    assert not run["git_sha"].endswith("-dirty") and run["git_sha"] != "unknown", \
+        f"{nb}: results from uncommitted code ({run['git_sha']}, dirty: {run.get('git_dirty')}); regenerate from a clean checkout"

@@ -1,0 +1,78 @@
+"""The README's measured numbers are the committed result files' numbers: every generated block of README.md
+(results table, findings, equivalence, speed table) equals what `tools/readme_numbers.py` renders from those files,
+and spot checks read the README's tables back against the files directly."""
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "tools" / "readme_numbers.py")
+rn = importlib.util.module_from_spec(spec); spec.loader.exec_module(rn)
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", list(rn.BLOCKS))
+def test_block_matches_files(name):
+    assert rn.block(README, name) == rn.BLOCKS[name](), f"README block {name!r} is stale: run `python tools/readme_numbers.py`"
+
+
+def _rows(block):
+    return [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_results_table_against_table2_csv():
+    t2 = pd.read_csv(ROOT / "data/results/20_repro.table2/quick/table2.csv", index_col=0)
+    rows = _rows(rn.block(README, "results-table"))
+    assert len(rows) == len(t2)
+    for row, (_, r) in zip(rows, t2.iterrows()):
+        for cell, col in zip(row[1:8], rn.DIGITS):
+            assert cell == ("-" if pd.isna(r[col]) else f"{r[col]:.{rn.DIGITS[col]}f}"), (row[0], col)
+
+
+def test_findings_table_against_findings_csv():
+    rows = _rows(rn.block(README, "findings"))
+    want = [(f"`{nb}`", r.finding, bool(r.holds)) for nb in rn.REPRO for r in pd.read_csv(ROOT / "data/results" / nb / "quick/findings.csv").itertuples()]
+    assert [(r[0], r[1], r[2] == "holds") for r in rows] == want
+    assert any(not h for *_, h in want), "no finding fails: suspicious for a CPU-trained demo model"
+
+
+def test_equivalence_and_speed_against_json():
+    eq = json.loads(rn.EQUIVALENCE_JSON.read_text())["max_abs_error"]
+    text = rn.block(README, "equivalence")
+    assert f"latents {eq['latents']:.1e}" in text and f"samples at temperature 0.9 and 0 {eq['samples']:.1e}" in text
+    sp = json.loads(rn.SPEED_JSON.read_text())["seconds_per_sample"]
+    fp32 = next(r for r in _rows(rn.block(README, "speed-table")) if r[0] == "fp32 (default)")
+    assert [float(x) for x in fp32[1:]] == pytest.approx([sp["plain"], sp["fast_1"], sp["fast_10"], sp["sweep_11"]], rel=0.01)
+
+
+def test_no_unsourced_claims():
+    # numbers that once stood in the README without any result file behind them
+    for claim in ("44.1 dB", "70 s", "50-55 dB", "4.8e-6"):
+        outside = re.sub(r"<!-- (\S+) -->\n.*?<!-- /\1 -->", "", README, flags=re.S)
+        assert claim not in outside, claim
+
+
+def test_parameter_counts_against_official_meta():
+    "The README's official parameter counts are the fixture's (counted from the official code; tests/test_model.py builds them)."
+    counts = json.loads((ROOT / "tests/fixtures/official_4x_tiny/meta.json").read_text())["param_count_paper_configs"]
+    text = " ".join(README.split())
+    assert f"DF2K-4X {counts['SRFlow_DF2K_4X']:,}" in text and f"CelebA-8X {counts['SRFlow_CelebA_8X']:,}" in text
+
+
+def test_status_training_numbers_against_metrics():
+    "The Status paragraph's steps and CPU-hours of the bundled checkpoints are the last rows of their training logs."
+    text = " ".join(README.split())
+    pre = ROOT / "srflow_nb/assets/pretrained"
+    for name, label, kind in (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL")):
+        last = pd.read_csv(pre / f"{name}.metrics.csv").iloc[-1]
+        m = re.search(rf"{label}: (\d+)k {kind} steps, ([\d.]+) CPU-hours?", text)
+        assert m, f"README Status no longer states {label}'s training: update this test"
+        assert int(m.group(1)) * 1000 == int(last.step), (label, last.step)
+        assert float(m.group(2)) == round(last.cpu_time_s / 3600, 1), (label, last.cpu_time_s)
+    from srflow_nb.data import demo_images
+    n = len(demo_images("train"))
+    assert f"on the {n} demo training images" in text
