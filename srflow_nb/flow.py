@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .layers import FlowStep, Squeeze, SplitPrior
@@ -68,6 +69,10 @@ class ConditionalFlow(nn.Module):
             levels.append(lv); c = lv.out_channels
         self.levels = nn.ModuleList(levels)
 
+    def latent_levels(self) -> list[int]:
+        "The 1-based level each latent leaves from (split eps level 1 first, final z last), as `latent_shapes`."
+        return [i for i, lv in enumerate(self.levels, 1) if lv.split is not None] + [self.L]
+
     def latent_shapes(self, hr_hw: tuple[int, int], batch: int = 1) -> list[tuple[int, ...]]:
         "Shapes of the latents (split eps level 1 first, final z last) for an HR image of size `hr_hw`."
         h, w = hr_hw
@@ -87,15 +92,17 @@ class ConditionalFlow(nn.Module):
             if eps is not None: latents.append(eps)
         return latents + [x], logdet
 
-    def decode(self, latents: list[torch.Tensor], conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        "Inverse of `encode`: (x, logdet of the decode direction)."
-        n_splits = sum(lv.split is not None for lv in self.levels)
-        if len(latents) != n_splits + 1:
-            raise ValueError(f"this flow needs {n_splits + 1} latents ({n_splits} split eps + final z), got {len(latents)}")
-        latents = list(latents)
-        h = latents.pop()
-        logdet = h.new_zeros(h.shape[0])
-        for lv, cond in zip(reversed(self.levels), reversed(conds), strict=True):
-            h, ld = lv.decode(h, cond, latents.pop() if lv.split is not None else None)
-            logdet = logdet + ld
-        return h, logdet
+# %% ../nbs/03_flow.ipynb #f8e9a59c
+@patch
+def decode(self: ConditionalFlow, latents: list[torch.Tensor], conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Inverse of `encode`: (x, logdet of the decode direction)."
+    n_splits = sum(lv.split is not None for lv in self.levels)
+    if len(latents) != n_splits + 1:
+        raise ValueError(f"this flow needs {n_splits + 1} latents ({n_splits} split eps + final z), got {len(latents)}")
+    latents = list(latents)
+    h = latents.pop()
+    logdet = h.new_zeros(h.shape[0])
+    for lv, cond in zip(reversed(self.levels), reversed(conds), strict=True):
+        h, ld = lv.decode(h, cond, latents.pop() if lv.split is not None else None)
+        logdet = logdet + ld
+    return h, logdet

@@ -56,6 +56,7 @@ def _resize_mask(m: torch.Tensor, hw: tuple[int, int], reduce: str) -> torch.Ten
         return m.repeat_interleave(h // H, dim=2).repeat_interleave(w // W, dim=3)
     raise ValueError(f"mask of size {H}x{W} cannot be mapped to a latent level of size {h}x{w} (sizes must be integer multiples)")
 
+# %% ../nbs/15_latent.ipynb #4f827a11
 def level_masks(mask, latents: Sequence[torch.Tensor], reduce: str = "any") -> list[torch.Tensor]:
     "One boolean mask `(B, 1, H_l, W_l)` per latent level from an HR- or latent-resolution `mask` (or a list of per-level masks)."
     if reduce not in ("any", "all", "majority"): raise ValueError(f"reduce must be 'any', 'all' or 'majority', got {reduce!r}")
@@ -257,10 +258,13 @@ def box_mask(hw: tuple[int, int], top: int, left: int, height: int, width: int) 
     return m
 
 def resample_latents(latents: Sequence[torch.Tensor], mask, temperature: float = 0.8, temperature_is: str = "std",
-                    generator: torch.Generator | None = None, mask_reduce: str = "any") -> list[torch.Tensor]:
-    "Replace the latents inside `mask` by a fresh N(0, tau) draw (tau from `temperature`); outside untouched."
+                     generator: torch.Generator | None = None, mask_reduce: str = "any",
+                     fresh: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    "Replace the latents inside `mask` by `fresh` ones (default: a N(0, tau) draw, tau from `temperature`); outside untouched."
     zs = _check_latents(latents)
-    fresh = _sample_like(zs, temperature, temperature_is, generator)
+    if fresh is None: fresh = _sample_like(zs, temperature, temperature_is, generator)
+    elif [tuple(f.shape) for f in fresh] != [tuple(z.shape) for z in zs]:
+        raise ValueError(f"fresh shapes {[tuple(f.shape) for f in fresh]} do not match the latents' {[tuple(z.shape) for z in zs]}")
     return [torch.where(m, f, z) for m, f, z in zip(level_masks(mask, zs, mask_reduce), fresh, zs)]
 
 def edit_region(model, latents: Sequence[torch.Tensor], lr: torch.Tensor, mask, action: str = "resample",
@@ -271,6 +275,7 @@ def edit_region(model, latents: Sequence[torch.Tensor], lr: torch.Tensor, mask, 
     else: new = normalize_latents(latents, action, temperature, mask=mask, generator=generator, temperature_is=temperature_is)
     return model.decode(new, lr), new
 
+# %% ../nbs/15_latent.ipynb #c38ed33d
 def region_editor(model, lr: torch.Tensor, latents: Sequence[torch.Tensor] | None = None, temperature: float = 0.8, seed: int = 0):
     "ipywidgets editor: pick a box, resample or normalize its latents, see before/after. `latents` default: a sample at `temperature`."
     import ipywidgets as W

@@ -13,8 +13,8 @@ from torch import nn
 from .core import sum_except_batch
 
 # %% auto #0
-__all__ = ['LOG_2PI', 'FlowLayer', 'ActNorm', 'InvConv1x1', 'Squeeze', 'ConvActNorm', 'ZeroConv', 'coupling_net',
-           'AffineInjector', 'ConditionalAffineCoupling', 'gaussian_logp', 'SplitPrior', 'FlowStep']
+__all__ = ['LOG_2PI', 'FlowLayer', 'ActNorm', 'InvConv1x1', 'squeeze2d', 'unsqueeze2d', 'Squeeze', 'ConvActNorm', 'ZeroConv',
+           'coupling_net', 'AffineInjector', 'ConditionalAffineCoupling', 'gaussian_logp', 'SplitPrior', 'FlowStep']
 
 # %% ../nbs/02_layers.ipynb #8e7f142e
 class FlowLayer(nn.Module):
@@ -39,14 +39,13 @@ class ActNorm(FlowLayer):
         self.register_buffer("initialized", torch.tensor(False))
         self.ddi_pending = False  # set by SRFlow.initialize: initialise from the next forward input
 
-    @torch.no_grad()
     def initialize(self, x: torch.Tensor):
-        "Set bias/logs so that the output of `x` has zero mean and std `scale` per channel."
+        "Set bias/logs so that the output of `x` has zero mean and std `scale` per channel (no autograd involved)."
         x = x.detach()
         bias = -x.mean(dim=(0, 2, 3), keepdim=True)
         std = ((x + bias) ** 2).mean(dim=(0, 2, 3), keepdim=True).sqrt()
-        self.bias.copy_(bias)
-        self.logs.copy_(torch.log(self.scale / (std + 1e-6)))
+        self.bias.detach().copy_(bias)   # an initialisation, not a differentiable step: write the values in place
+        self.logs.detach().copy_(torch.log(self.scale / (std + 1e-6)))
         self.initialized.fill_(True)
 
     def _forward(self, x, cond=None):
@@ -98,19 +97,22 @@ class InvConv1x1(FlowLayer):
     def extra_repr(self): return f"{self.num_channels}"
 
 # %% ../nbs/02_layers.ipynb #d37a36ae
-class Squeeze(FlowLayer):
+def squeeze2d(x: torch.Tensor) -> torch.Tensor:
     "Space-to-depth by 2: output channel `4c + 2i + j` is input channel `c` at offset `(i, j)`."
-    def _forward(self, x, cond=None):
-        b, c, h, w = x.shape
-        if h % 2 or w % 2: raise ValueError(f"Squeeze needs even height and width, got {h}x{w}")
-        y = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
-        return y, x.new_zeros(b)
+    b, c, h, w = x.shape
+    if h % 2 or w % 2: raise ValueError(f"Squeeze needs even height and width, got {h}x{w}")
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
 
-    def _reverse(self, y, cond=None):
-        b, c, h, w = y.shape
-        if c % 4: raise ValueError(f"Squeeze reverse needs channels divisible by 4, got {c}")
-        x = y.view(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * h, 2 * w)
-        return x, y.new_zeros(b)
+def unsqueeze2d(y: torch.Tensor) -> torch.Tensor:
+    "Depth-to-space by 2, the inverse of `squeeze2d` (also used by the fast sampler)."
+    b, c, h, w = y.shape
+    if c % 4: raise ValueError(f"Squeeze reverse needs channels divisible by 4, got {c}")
+    return y.view(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * h, 2 * w)
+
+class Squeeze(FlowLayer):
+    "The flow layer of `squeeze2d` / `unsqueeze2d` (volume-preserving: log-det 0)."
+    def _forward(self, x, cond=None): return squeeze2d(x), x.new_zeros(x.shape[0])
+    def _reverse(self, y, cond=None): return unsqueeze2d(y), y.new_zeros(y.shape[0])
 
 # %% ../nbs/02_layers.ipynb #5bcf278a
 class ConvActNorm(nn.Conv2d):

@@ -8,8 +8,10 @@ import dataclasses, json, math
 from dataclasses import dataclass
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
+from .core import InputError
 from .encoder import RRDBEncoder
 from .flow import ConditionalFlow
 from .layers import ActNorm, gaussian_logp
@@ -119,106 +121,122 @@ class SRFlow(nn.Module):
         self._check_lr(lr)
         return self.encoder.conditioning(lr)
 
-    # ---- API ----
-    def conditioning(self, lr: torch.Tensor) -> list[torch.Tensor]:
-        "Per-level conditioning tensors (level 1 first); pass as `cond=` to reuse them across calls."
-        self._check_lr(lr)
-        return self.encoder.conditioning(lr)
+# %% ../nbs/05_model.ipynb #412a306a
+@patch
+def conditioning(self: SRFlow, lr: torch.Tensor) -> list[torch.Tensor]:
+    "Per-level conditioning tensors (level 1 first); pass as `cond=` to reuse them across calls."
+    self._check_lr(lr)
+    return self.encoder.conditioning(lr)
 
-    def latent_shapes(self, hr_hw: tuple[int, int], batch: int = 1) -> list[tuple[int, ...]]:
-        "Shapes of the latents for HR size `hr_hw`: split eps (level 1 first), final z last."
-        d = 2 ** self.config.L
-        if hr_hw[0] % d or hr_hw[1] % d: raise ValueError(f"hr size {hr_hw[0]}x{hr_hw[1]} is not divisible by 2^L = {d}")
-        return self.flow.latent_shapes(tuple(hr_hw), batch)
+@patch
+def latent_shapes(self: SRFlow, hr_hw: tuple[int, int], batch: int = 1) -> list[tuple[int, ...]]:
+    "Shapes of the latents for HR size `hr_hw`: split eps (level 1 first), final z last."
+    d = 2 ** self.config.L
+    if hr_hw[0] % d or hr_hw[1] % d: raise ValueError(f"hr size {hr_hw[0]}x{hr_hw[1]} is not divisible by 2^L = {d}")
+    return self.flow.latent_shapes(tuple(hr_hw), batch)
 
-    def encode(self, hr: torch.Tensor, lr: torch.Tensor | None = None, cond: list[torch.Tensor] | None = None):
-        "hr -> (latents, logdet): log p(hr|lr) = logdet + sum_i log N(latents[i]; 0, I)."
-        self._check_pair(hr, lr if cond is None else None)
-        conds = self._conds(lr, cond)
-        if conds[0].shape[2] * 2 != hr.shape[2] or conds[0].shape[3] * 2 != hr.shape[3]:
-            raise ValueError(f"cond level-1 size {tuple(conds[0].shape[2:])} does not match hr size {tuple(hr.shape[2:])} / 2")
-        return self.flow.encode(hr, conds)
+@patch
+def encode(self: SRFlow, hr: torch.Tensor, lr: torch.Tensor | None = None, cond: list[torch.Tensor] | None = None):
+    "hr -> (latents, logdet): log p(hr|lr) = logdet + sum_i log N(latents[i]; 0, I)."
+    self._check_pair(hr, lr if cond is None else None)
+    conds = self._conds(lr, cond)
+    if conds[0].shape[2] * 2 != hr.shape[2] or conds[0].shape[3] * 2 != hr.shape[3]:
+        raise ValueError(f"cond level-1 size {tuple(conds[0].shape[2:])} does not match hr size {tuple(hr.shape[2:])} / 2")
+    return self.flow.encode(hr, conds)
 
-    def decode(self, latents: list[torch.Tensor], lr: torch.Tensor | None = None,
-               cond: list[torch.Tensor] | None = None) -> torch.Tensor:
-        "The exact inverse of `encode`: latents -> hr."
-        conds = self._conds(lr, cond)
-        b = latents[-1].shape[0]
-        hr_hw = (conds[0].shape[2] * 2, conds[0].shape[3] * 2)
-        want = self.flow.latent_shapes(hr_hw, b)
-        got = [tuple(t.shape) for t in latents]
-        if got != want: raise ValueError(f"latent shapes {got} do not match the shapes {want} this lr/cond needs")
-        return self.flow.decode(latents, conds)[0]
+@patch
+def decode(self: SRFlow, latents: list[torch.Tensor], lr: torch.Tensor | None = None,
+           cond: list[torch.Tensor] | None = None) -> torch.Tensor:
+    "The exact inverse of `encode`: latents -> hr."
+    conds = self._conds(lr, cond)
+    b = latents[-1].shape[0]
+    hr_hw = (conds[0].shape[2] * 2, conds[0].shape[3] * 2)
+    want = self.flow.latent_shapes(hr_hw, b)
+    got = [tuple(t.shape) for t in latents]
+    if got != want: raise ValueError(f"latent shapes {got} do not match the shapes {want} this lr/cond needs")
+    return self.flow.decode(latents, conds)[0]
 
-    def log_prob(self, hr, lr=None, cond=None) -> torch.Tensor:
-        "log p(hr|lr) in nats, per sample (B,)."
-        latents, logdet = self.encode(hr, lr, cond)
-        return logdet + sum(gaussian_logp(t) for t in latents)
+# %% ../nbs/05_model.ipynb #258a76b6
+@patch
+def log_prob(self: SRFlow, hr, lr=None, cond=None) -> torch.Tensor:
+    "log p(hr|lr) in nats, per sample (B,)."
+    latents, logdet = self.encode(hr, lr, cond)
+    return logdet + sum(gaussian_logp(t) for t in latents)
 
-    def nll(self, hr: torch.Tensor, lr: torch.Tensor | None = None, dequantize: bool = False,
-            generator: torch.Generator | None = None, n_bins: int = 256, cond=None) -> torch.Tensor:
-        "Negative log-likelihood in bits per dimension (B,); `dequantize` adds U[-0.5,0.5)/n_bins noise and -3HW ln(n_bins)."
-        _check_image(hr, "hr", self.config.in_channels)
-        n_dims = hr[0].numel()
-        offset = 0.0
-        if dequantize:
-            hr = hr + (torch.rand(hr.shape, generator=generator, dtype=hr.dtype, device=hr.device) - 0.5) / n_bins
-            offset = -n_dims * math.log(n_bins)
-        return -(self.log_prob(hr, lr, cond) + offset) / (n_dims * math.log(2.0))
+@patch
+def nll(self: SRFlow, hr: torch.Tensor, lr: torch.Tensor | None = None, dequantize: bool = False,
+        generator: torch.Generator | None = None, n_bins: int = 256, cond=None) -> torch.Tensor:
+    "Negative log-likelihood in bits per dimension (B,); `dequantize` adds U[-0.5,0.5)/n_bins noise and -3HW ln(n_bins)."
+    _check_image(hr, "hr", self.config.in_channels)
+    n_dims = hr[0].numel()
+    offset = 0.0
+    if dequantize:
+        hr = hr + (torch.rand(hr.shape, generator=generator, dtype=hr.dtype, device=hr.device) - 0.5) / n_bins
+        offset = -n_dims * math.log(n_bins)
+    return -(self.log_prob(hr, lr, cond) + offset) / (n_dims * math.log(2.0))
 
-    def forward(self, hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        "Training objective: `nll(hr, lr)` in bits per dimension, (B,)."
-        return self.nll(hr, lr)
+@patch
+def forward(self: SRFlow, hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    "Training objective: `nll(hr, lr)` in bits per dimension, (B,)."
+    return self.nll(hr, lr)
 
-    def _temperatures(self, temperature, n_latents):
-        "One temperature per latent from a scalar, a per-latent list, or a per-level list (length L)."
-        if not isinstance(temperature, (list, tuple)): return [float(temperature)] * n_latents
-        temps = [float(t) for t in temperature]
-        if len(temps) == n_latents: return temps
-        if len(temps) == self.config.L:  # level of each latent: split levels, then the last level for the final z
-            levels = [i for i, lv in enumerate(self.flow.levels) if lv.split is not None] + [self.config.L - 1]
-            return [temps[i] for i in levels]
-        raise ValueError(f"temperature list needs {n_latents} values (one per latent) or {self.config.L} (one per level), "
-                         f"got {len(temps)}")
+# %% ../nbs/05_model.ipynb #5358315c
+@patch
+def latent_temperatures(self: SRFlow, temperature) -> list[float]:
+    "One temperature (latent std) per latent from a scalar, a per-latent list or a per-level list (length L)."
+    levels = self.flow.latent_levels()
+    if isinstance(temperature, torch.Tensor): temperature = temperature.tolist()
+    if isinstance(temperature, (list, tuple)):
+        vals = list(temperature)
+        if len(vals) == self.config.L and len(vals) != len(levels): vals = [vals[l - 1] for l in levels]
+        elif len(vals) != len(levels):
+            raise InputError(f"temperature list must have one value per latent ({len(levels)}) or one per level "
+                             f"({self.config.L}), got {len(vals)}")
+    else: vals = [temperature] * len(levels)
+    out = []
+    for v in vals:
+        try: f = float(v)
+        except (TypeError, ValueError): raise InputError(f"temperature must be a number or a list of numbers, got {v!r}") from None
+        if not math.isfinite(f) or f < 0: raise InputError(f"temperature must be finite and >= 0, got {v!r}")
+        out.append(f)
+    return out
 
-    def sample_latents(self, hr_hw, batch: int, temperature=0.8, generator=None, dtype=torch.float32, device="cpu"):
-        "Latents for one sample, drawn in the official order (final z first, then splits deepest first)."
-        shapes = self.latent_shapes(hr_hw, batch)
-        temps = self._temperatures(temperature, len(shapes))
-        draws = {}
-        for i in reversed(range(len(shapes))):
-            draws[i] = torch.randn(shapes[i], generator=generator, dtype=dtype, device=device) * temps[i]
-        return [draws[i] for i in range(len(shapes))]
+@patch
+def sample_latents(self: SRFlow, hr_hw, batch: int, temperature=0.8, generator=None, dtype=torch.float32, device="cpu"):
+    "Latents for one sample, drawn in the official order (final z first, then splits deepest first)."
+    shapes, temps = self.latent_shapes(hr_hw, batch), self.latent_temperatures(temperature)
+    draws = {i: torch.randn(shapes[i], generator=generator, dtype=dtype, device=device) * temps[i]
+             for i in reversed(range(len(shapes)))}
+    return [draws[i] for i in range(len(shapes))]
 
-    def sample(self, lr: torch.Tensor | None = None, n: int = 1, temperature: float | list[float] = 0.8,
-               generator: torch.Generator | None = None, cond: list[torch.Tensor] | None = None) -> torch.Tensor:
-        "`n` SR samples per LR image: (n, B, C, H, W); `temperature` = std of every latent (or one per latent)."
-        conds = self._conds(lr, cond)
-        b, hr_hw = conds[0].shape[0], (conds[0].shape[2] * 2, conds[0].shape[3] * 2)
-        out = []
-        for _ in range(n):
-            latents = self.sample_latents(hr_hw, b, temperature, generator, conds[0].dtype, conds[0].device)
-            out.append(self.flow.decode(latents, conds)[0])
-        return torch.stack(out)
+@patch
+def sample(self: SRFlow, lr: torch.Tensor | None = None, n: int = 1, temperature: float | list[float] = 0.8,
+           generator: torch.Generator | None = None, cond: list[torch.Tensor] | None = None, on_nonfinite: str = "warn"):
+    "`n` SR samples per LR image `(n, B, C, H, W)` by the cached engine (`srflow_nb.sampling.sample`)."
+    from srflow_nb.sampling import sample   # the engine is built on this module: imported when used
+    return sample(self, lr, n=n, temperature=temperature, seed=generator, cond=cond, device=None, on_nonfinite=on_nonfinite)
 
-    def actnorms(self) -> list[ActNorm]:
-        "Every ActNorm of the model (flow steps and those inside coupling networks)."
-        return [m for m in self.modules() if isinstance(m, ActNorm)]
+# %% ../nbs/05_model.ipynb #60548c84
+@patch
+def actnorms(self: SRFlow) -> list[ActNorm]:
+    "Every ActNorm of the model (flow steps and those inside coupling networks)."
+    return [m for m in self.modules() if isinstance(m, ActNorm)]
 
-    def initialize(self, hr: torch.Tensor, lr: torch.Tensor) -> "SRFlow":
-        "Data-dependent init of every not-yet-initialised ActNorm from one forward pass of (hr, lr), in forward order."
-        norms = self.actnorms()
-        for m in norms: m.ddi_pending = True
-        try:
-            with torch.no_grad(): self.encode(hr, lr)
-        finally:
-            for m in norms: m.ddi_pending = False
-        return self
+@patch
+def initialize(self: SRFlow, hr: torch.Tensor, lr: torch.Tensor) -> "SRFlow":
+    "Data-dependent init of every not-yet-initialised ActNorm from one forward pass of (hr, lr); call it under `torch.inference_mode()`."
+    norms = self.actnorms()
+    for m in norms: m.ddi_pending = True
+    try: self.encode(hr, lr)
+    finally:
+        for m in norms: m.ddi_pending = False
+    return self
 
-    def mark_initialized(self) -> "SRFlow":
-        "Mark every ActNorm as initialised (after loading weights)."
-        for m in self.actnorms(): m.initialized.fill_(True)
-        return self
+@patch
+def mark_initialized(self: SRFlow) -> "SRFlow":
+    "Mark every ActNorm as initialised (after loading weights)."
+    for m in self.actnorms(): m.initialized.fill_(True)
+    return self
 
-    @property
-    def is_initialized(self) -> bool: return all(bool(m.initialized) for m in self.actnorms())
+@patch(as_prop=True)
+def is_initialized(self: SRFlow) -> bool: return all(bool(m.initialized) for m in self.actnorms())

@@ -4,21 +4,28 @@
 
 # %% ../nbs/14_sampling.ipynb #d01b5a02
 from __future__ import annotations
-import argparse, math, sys, warnings, weakref
+import math, os, warnings, weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+from fastcore.script import Param
 
-from .core import get_device, atomic_write, mix_seed
-from .images import image_files, load_image, save_image
+from .core import InputError, atomic_write, get_device, mix_seed
+from .images import IMAGE_SUFFIXES, image_files, load_image, save_image
+from .layers import unsqueeze2d
+from .latent import resample_latents
 
 # %% auto #0
-__all__ = ['SamplerCache', 'FastSampler', 'get_sampler', 'sample_seed', 'check_temperature', 'lr_multiple', 'check_lr',
-           'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'cache_hr_shape', 'sample',
-           'temperature_sweep', 'region_to_latent_masks', 'resample_region', 'estimate_memory', 'TileTooLargeError',
-           'largest_tile', 'super_resolve_tiled', 'load_sampling_model', 'sample_cli']
+__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit', 'FoldedLevel', 'StepCache',
+           'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler', 'sample_seed', 'lr_multiple',
+           'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'MemoryBudgetError',
+           'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory', 'largest_tile', 'check_memory',
+           'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite', 'sample', 'temperature_sweep',
+           'resample_region', 'super_resolve_tiled', 'load_sampling_model', 'parse_temperatures', 'sample_files']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
 def _f64(t): return t.detach().to(torch.float64)
@@ -46,83 +53,160 @@ def _compose(outer, inner):
     (ao, co), (ai, ci) = outer, inner
     return ao @ ai, ao @ ci + co
 
+# %% ../nbs/14_sampling.ipynb #62897667
+@dataclass(frozen=True)
+class FoldedInjector:
+    "A step's affine injector after its first conv (which runs in the level's wide conv): folded 1x1 and 3x3 convs."
+    eps: float; hidden: int; w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor
+
+@dataclass(frozen=True)
+class FoldedStep:
+    "One conditional step for the reverse pass: the coupling's z-part, the injector, and the merged affine 1x1 map `(A, c)`."
+    n_keep: int; eps: float; hidden: int; wz: Tensor; w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor
+    A: Tensor; c: Tensor; injector: FoldedInjector | None
+    @property
+    def width(self) -> int: return self.hidden + (self.injector.hidden if self.injector is not None else 0)
+
+@dataclass(frozen=True)
+class CondChunk:
+    "One wide conv over the conditioning: `[injector conv0 | coupling cond-half conv0]` of steps `first:first + count`."
+    first: int; count: int; w: Tensor; b: Tensor
+
+@dataclass(frozen=True)
+class FoldedSplit:
+    "The split prior's conv, cut into its z part and (conditional splits) its cond part; rows `[mean | logs]`."
+    n_out: int; conditional: bool; wz: Tensor; wc: Tensor; b: Tensor
+
+@dataclass(frozen=True)
+class FoldedLevel:
+    "A flow level folded: its steps, the wide conditioning convs, the split, and the transition map when K = 0."
+    steps: tuple[FoldedStep, ...]; chunks: tuple[CondChunk, ...]; split: FoldedSplit | None
+    transition: tuple[Tensor, Tensor] | None
+
+# %% ../nbs/14_sampling.ipynb #505773f0
+@dataclass(frozen=True)
+class StepCache:
+    "Per-LR tensors of one step: the coupling's conditioning pre-activation, the injector's 1/scale and the merged shift."
+    cond_pre: Tensor; inv_scale: Tensor | None; shift: Tensor
+
+@dataclass(frozen=True)
+class LevelCache:
+    steps: tuple[StepCache, ...]; hw: tuple[int, int]; split_cond: Tensor | None
+
+@dataclass(frozen=True)
+class SamplerCache:
+    "The per-LR tensors of `FastSampler.condition`: `levels[l]` belongs to flow level l+1."
+    levels: tuple[LevelCache, ...]; batch: int; hr_hw: tuple[int, int]; dtype: torch.dtype
+    def nbytes(self) -> int:
+        ts = [t for lv in self.levels for s in lv.steps for t in (s.cond_pre, s.inv_scale, s.shift) if t is not None]
+        ts += [lv.split_cond for lv in self.levels if lv.split_cond is not None]
+        return sum(t.numel() * t.element_size() for t in ts)
+    def __repr__(self): return f"SamplerCache(batch={self.batch}, hr={self.hr_hw}, {self.nbytes() / 2**20:.1f} MiB)"
+
+# %% ../nbs/14_sampling.ipynb #69457cfe
+def _fold_step(step, first_of_level_trans, to) -> tuple[FoldedStep, tuple[Tensor, Tensor]]:
+    "(FoldedStep, its first-conv rows over the conditioning) of one conditional `FlowStep`."
+    cp, inj = step.coupling, step.injector
+    w0, b0 = _fold_conv_actnorm(cp.net[0]); w1, b1 = _fold_conv_actnorm(cp.net[2]); w2, b2 = _fold_zeroconv(cp.net[4])
+    b2[w2.shape[0] // 2:] += 2.0  # sigmoid(h + 2)
+    A, c = _reverse_affine(step)
+    if first_of_level_trans is not None: A, c = _compose(first_of_level_trans, (A, c))
+    finj, cw, cb = None, [w0[:, cp.n_keep:]], [b0]
+    if inj is not None:   # affine_injector=False models have none (Table 3 ablation)
+        iw0, ib0 = _fold_conv_actnorm(inj.net[0]); iw1, ib1 = _fold_conv_actnorm(inj.net[2]); iw2, ib2 = _fold_zeroconv(inj.net[4])
+        ib2[ib2.shape[0] // 2:] += 2.0
+        finj = FoldedInjector(float(inj.eps), iw0.shape[0], to(iw1), to(ib1), to(iw2), to(ib2))
+        cw, cb = [iw0] + cw, [ib0] + cb
+    fs = FoldedStep(cp.n_keep, float(cp.eps), w0.shape[0], to(w0[:, :cp.n_keep]), to(w1), to(b1), to(w2), to(b2),
+                    to(A)[:, :, None, None], to(c), finj)
+    return fs, (torch.cat(cw), torch.cat(cb))
+
+def fold_level(lv, to=lambda t: t.float(), steps_per_conv: int = 8) -> FoldedLevel:
+    "Fold one `FlowLevel` for the reverse pass; `to` converts each folded float64 tensor (dtype, device, layout)."
+    trans = None  # reverse of the transition steps, applied last-first
+    for step in reversed(list(lv.transitions)):
+        a = _reverse_affine(step)
+        trans = a if trans is None else _compose(a, trans)
+    folded = [_fold_step(step, trans if k == 0 else None, to) for k, step in enumerate(lv.steps)]
+    chunks = tuple(CondChunk(i, len(ch), to(torch.cat([w for _, (w, _) in ch])), to(torch.cat([b for _, (_, b) in ch])))
+                   for i in range(0, len(folded), steps_per_conv) for ch in [folded[i:i + steps_per_conv]])
+    split = None
+    if lv.split is not None:
+        sp = lv.split
+        w, b = _fold_zeroconv(sp.conv)
+        split = FoldedSplit(sp.n_out, bool(sp.conditional), to(w[:, :sp.n_pass]), to(w[:, sp.n_pass:]), to(b))
+    transition = None if trans is None or folded else (to(trans[0])[:, :, None, None], to(trans[1]))
+    return FoldedLevel(tuple(fs for fs, _ in folded), chunks, split, transition)
+
 # %% ../nbs/14_sampling.ipynb #1d203cff
-def _bc(x: torch.Tensor, t: torch.Tensor, op) -> torch.Tensor:
+def _bc(x: Tensor, t: Tensor, op) -> Tensor:
     "`op(x, t)` where `x` has batch `N * B` and `t` (per LR image) batch `B`: samples broadcast against their image."
     if x.shape[0] == t.shape[0] or t.shape[0] == 1: return op(x, t)
     return op(x.view(-1, *t.shape), t).view(x.shape)
 
-def _unsqueeze(y: torch.Tensor) -> torch.Tensor:
-    "Reverse squeeze: channel `4c + 2i + j` goes to channel `c`, offset `(i, j)`."
-    b, c, h, w = y.shape
-    return y.view(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * h, 2 * w)
+def _cache_step(fs: FoldedStep, pre: Tensor, fmt) -> StepCache:
+    "The `StepCache` of one step from its slice `pre` of the level's wide first conv."
+    inj = fs.injector
+    if inj is None: return StepCache(pre.contiguous(memory_format=fmt), None, fs.c.view(1, -1, 1, 1))
+    h = F.relu(F.conv2d(F.relu(pre[:, :inj.hidden]), inj.w1, inj.b1))
+    o = F.conv2d(h, inj.w2, inj.b2, padding=1)
+    ch = o.shape[1] // 2
+    inv = (1.0 / (torch.sigmoid(o[:, ch:]) + inj.eps)).contiguous(memory_format=fmt)
+    # reverse of injector then of ActNorm+1x1: A (y * inv - shift) + c = A (y * inv) + (c - A shift)
+    shift = (fs.c.view(1, -1, 1, 1) - F.conv2d(o[:, :ch], fs.A)).contiguous(memory_format=fmt)
+    return StepCache(pre[:, inj.hidden:].contiguous(memory_format=fmt), inv, shift)
 
-class SamplerCache:
-    "The per-LR tensors of `FastSampler.condition`: `levels[l]` holds the step tensors of flow level l+1."
-    def __init__(self, levels, batch, hr_hw, dtype):
-        self.levels, self.batch, self.hr_hw, self.dtype = levels, batch, hr_hw, dtype
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for lv in self.levels for d in lv["steps"] for t in d.values()
-                   if isinstance(t, torch.Tensor)) + sum(lv["split_c"].numel() * lv["split_c"].element_size()
-                                                          for lv in self.levels if lv.get("split_c") is not None)
-    def __repr__(self): return f"SamplerCache(batch={self.batch}, hr={self.hr_hw}, {self.nbytes() / 2**20:.1f} MiB)"
+def _cache_level(lv: FoldedLevel, c: Tensor, fmt) -> LevelCache:
+    steps = []
+    for ch in lv.chunks:
+        big, off = F.conv2d(c, ch.w, ch.b, padding=1), 0
+        for fs in lv.steps[ch.first:ch.first + ch.count]:
+            steps.append(_cache_step(fs, big[:, off:off + fs.width], fmt)); off += fs.width
+        del big
+    sc = F.conv2d(c, lv.split.wc, padding=1) if lv.split is not None and lv.split.conditional else None
+    return LevelCache(tuple(steps), tuple(c.shape[2:]), sc)
+
+# %% ../nbs/14_sampling.ipynb #0dbfb9c3
+def _reverse_step(fs: FoldedStep, t: StepCache, h: Tensor) -> Tensor:
+    ya, yb = h[:, :fs.n_keep], h[:, fs.n_keep:]
+    a = _bc(F.conv2d(ya, fs.wz, padding=1), t.cond_pre, torch.add).relu_()
+    o = F.conv2d(F.conv2d(a, fs.w1, fs.b1).relu_(), fs.w2, fs.b2, padding=1)
+    half = o.shape[1] // 2
+    scale = torch.sigmoid(o[:, half:]).add_(fs.eps)
+    h = torch.cat([ya, (yb / scale).sub_(o[:, :half])], 1)
+    if t.inv_scale is not None: h = _bc(h, t.inv_scale, torch.mul)
+    return _bc(F.conv2d(h, fs.A), t.shift, torch.add)
+
+def _reverse_level(lv: FoldedLevel, lc: LevelCache, h: Tensor, eps: Tensor | None) -> Tensor:
+    "Reverse of one level (split merge, steps last-first, transitions), before the unsqueeze."
+    if lv.split is not None:
+        sp = lv.split
+        m = F.conv2d(h, sp.wz, None if sp.conditional else sp.b, padding=1)
+        if sp.conditional: m = _bc(m, lc.split_cond + sp.b.view(1, -1, 1, 1), torch.add)
+        h = torch.cat([h, torch.addcmul(m[:, :sp.n_out], torch.exp(m[:, sp.n_out:]), eps)], 1)
+    for fs, t in zip(reversed(lv.steps), reversed(lc.steps)): h = _reverse_step(fs, t, h)
+    if lv.transition is not None: h = F.conv2d(h, *lv.transition)
+    return h
 
 # %% ../nbs/14_sampling.ipynb #f421ad17
 class FastSampler:
     "Folded, cached reverse pass of an `SRFlow`: conditional work once per LR (`condition`), z-only work per sample (`decode`)."
     def __init__(self, model, dtype: torch.dtype = torch.float32, steps_per_conv: int = 8, channels_last: bool = True):
-        self.model, self.dtype, self.steps_per_conv, self.channels_last = model, dtype, steps_per_conv, channels_last
+        self._model = weakref.ref(model)   # the per-model registry must not keep models alive
+        self.dtype, self.steps_per_conv, self.channels_last = dtype, steps_per_conv, channels_last
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.device = next(model.parameters()).device
-        self.key = _param_key(model)
-        self._compiled = None
-        with torch.inference_mode(): self.levels = [self._fold_level(lv) for lv in model.flow.levels]
+        self.device, self.key, self._compiled = next(model.parameters()).device, _param_key(model), None
+        with torch.inference_mode(): self.levels = tuple(fold_level(lv, self._t, steps_per_conv) for lv in model.flow.levels)
+
+    @property
+    def model(self):
+        m = self._model()
+        if m is None: raise RuntimeError("the model of this FastSampler was deleted")
+        return m
 
     def _t(self, x):
         x = x.to(device=self.device, dtype=self.dtype)
         return x.contiguous(memory_format=self.fmt) if x.ndim == 4 else x.contiguous()
-
-    def _fold_level(self, lv) -> dict:
-        trans = None  # reverse of the transition steps, applied last-first
-        for step in reversed(list(lv.transitions)):
-            a = _reverse_affine(step)
-            trans = a if trans is None else _compose(a, trans)
-        steps = []
-        for k, step in enumerate(lv.steps):
-            cp, inj = step.coupling, step.injector
-            nk = cp.n_keep
-            w0, b0 = _fold_conv_actnorm(cp.net[0]); w1, b1 = _fold_conv_actnorm(cp.net[2]); w2, b2 = _fold_zeroconv(cp.net[4])
-            half = w2.shape[0] // 2
-            b2[half:] += 2.0  # sigmoid(h + 2)
-            aff = _reverse_affine(step)
-            if k == 0 and trans is not None: aff = _compose(trans, aff)
-            d = dict(nk=nk, eps=float(cp.eps), half=half, hid=w0.shape[0], inj=inj is not None,
-                     wz=self._t(w0[:, :nk]), wc=w0[:, nk:], bc=b0, w1=self._t(w1), b1=self._t(b1),
-                     w2=self._t(w2), b2=self._t(b2), A=self._t(aff[0])[:, :, None, None], c=aff[1])
-            if inj is not None:   # affine_injector=False models have none (Table 3 ablation)
-                iw0, ib0 = _fold_conv_actnorm(inj.net[0]); iw1, ib1 = _fold_conv_actnorm(inj.net[2]); iw2, ib2 = _fold_zeroconv(inj.net[4])
-                ib2[ib2.shape[0] // 2:] += 2.0
-                d.update(inj_eps=float(inj.eps), ihid=iw0.shape[0], iw0=iw0, ib0=ib0, iw1=self._t(iw1), ib1=self._t(ib1),
-                         iw2=self._t(iw2), ib2=self._t(ib2))
-            steps.append(d)
-        # one wide conv per chunk of steps over the shared cond: [injector conv0 | coupling cond-half conv0] per step
-        chunks = []
-        for i in range(0, len(steps), self.steps_per_conv):
-            ch = steps[i:i + self.steps_per_conv]
-            w = torch.cat([t for d in ch for t in ((d["iw0"], d["wc"]) if d["inj"] else (d["wc"],))])
-            b = torch.cat([t for d in ch for t in ((d["ib0"], d["bc"]) if d["inj"] else (d["bc"],))])
-            chunks.append((i, len(ch), self._t(w), self._t(b)))
-        for d in steps:
-            for name in ("iw0", "ib0", "wc", "bc"): d.pop(name, None)
-            d["c"] = self._t(d["c"])
-        out = dict(steps=steps, chunks=chunks, split=None, channels=lv.channels,
-                   trans=None if trans is None or steps else (self._t(trans[0])[:, :, None, None], self._t(trans[1])))
-        if lv.split is not None:
-            sp = lv.split
-            w, b = _fold_zeroconv(sp.conv)
-            out["split"] = dict(n_pass=sp.n_pass, n_out=sp.n_out, conditional=bool(sp.conditional),
-                                wz=self._t(w[:, :sp.n_pass]), wc=self._t(w[:, sp.n_pass:]), b=self._t(b))
-        return out
 
     def functions(self, compile: bool = False):
         "`(condition, decode)`: the eager methods, or with `compile=True` both wrapped in `torch.compile` (built once, lazily)."
@@ -132,121 +216,63 @@ class FastSampler:
 
     def is_stale(self) -> bool:
         "True when the model's parameters changed (in place or replaced) since the weights were folded."
-        return _param_key(self.model) != self.key
+        return self._model() is None or _param_key(self.model) != self.key
 
     @torch.inference_mode()
-    def condition(self, lr: torch.Tensor | None = None, cond: list[torch.Tensor] | None = None) -> SamplerCache:
+    def condition(self, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
         "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
-        if cond is None: cond = self.model.conditioning(lr.to(self.device))
-        if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
-        levels = []
-        for lv, c in zip(self.levels, cond):
-            c = c.to(self.dtype).contiguous(memory_format=self.fmt)
-            hw = tuple(c.shape[2:])
-            steps = [None] * len(lv["steps"])
-            for i0, n, w, b in lv["chunks"]:
-                big = F.conv2d(c, w, b, padding=1)
-                off = 0
-                for j in range(n):
-                    d = lv["steps"][i0 + j]
-                    if d["inj"]:
-                        h = F.relu(big[:, off:off + d["ihid"]]); off += d["ihid"]
-                        h = F.relu(F.conv2d(h, d["iw1"], d["ib1"]))
-                        o = F.conv2d(h, d["iw2"], d["ib2"], padding=1)
-                        ch = o.shape[1] // 2
-                        inv = (1.0 / (torch.sigmoid(o[:, ch:]) + d["inj_eps"])).contiguous(memory_format=self.fmt)
-                        # reverse of injector then of ActNorm+1x1: A (y * inv - shift) + c = A (y * inv) + (c - A shift)
-                        shift = (d["c"].view(1, -1, 1, 1) - F.conv2d(o[:, :ch], d["A"])).contiguous(memory_format=self.fmt)
-                    else:
-                        inv, shift = None, d["c"].view(1, -1, 1, 1)
-                    steps[i0 + j] = dict(cc=big[:, off:off + d["hid"]].contiguous(memory_format=self.fmt), inv=inv, shift=shift)
-                    off += d["hid"]
-                del big
-            split_c = None
-            if lv["split"] is not None and lv["split"]["conditional"]:
-                split_c = F.conv2d(c, lv["split"]["wc"], padding=1)
-            levels.append(dict(steps=steps, hw=hw, split_c=split_c))
-        b, h, w = cond[0].shape[0], cond[0].shape[2] * 2, cond[0].shape[3] * 2
-        return SamplerCache(levels, b, (h, w), self.dtype)
+        return _condition(self, lr, cond)
 
     @torch.inference_mode()
-    def decode(self, latents: list[torch.Tensor], cache: SamplerCache) -> torch.Tensor:
+    def decode(self, latents: list[Tensor], cache: SamplerCache) -> Tensor:
         "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
-        latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
-        h = latents.pop()
-        if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
-        for lv, lc in zip(reversed(self.levels), reversed(cache.levels)):
-            if tuple(h.shape[2:]) != lc["hw"]:
-                raise ValueError(f"latent size {tuple(h.shape[2:])} does not match the conditioning size {lc['hw']}")
-            sp = lv["split"]
-            if sp is not None:
-                if not latents: raise ValueError("not enough latents for this flow")
-                eps = latents.pop()
-                m = F.conv2d(h, sp["wz"], None if sp["conditional"] else sp["b"], padding=1)
-                if sp["conditional"]: m = _bc(m, lc["split_c"] + sp["b"].view(1, -1, 1, 1), torch.add)
-                h = torch.cat([h, torch.addcmul(m[:, :sp["n_out"]], torch.exp(m[:, sp["n_out"]:]), eps)], 1)
-            for d, t in zip(reversed(lv["steps"]), reversed(lc["steps"])):
-                nk = d["nk"]
-                ya, yb = h[:, :nk], h[:, nk:]
-                a = _bc(F.conv2d(ya, d["wz"], padding=1), t["cc"], torch.add).relu_()
-                a = F.conv2d(a, d["w1"], d["b1"]).relu_()
-                o = F.conv2d(a, d["w2"], d["b2"], padding=1)
-                scale = torch.sigmoid(o[:, d["half"]:]).add_(d["eps"])
-                yb = (yb / scale).sub_(o[:, :d["half"]])
-                h = torch.cat([ya, yb], 1)
-                if t["inv"] is not None: h = _bc(h, t["inv"], torch.mul)
-                h = _bc(F.conv2d(h, d["A"]), t["shift"], torch.add)
-            if lv["trans"] is not None: h = F.conv2d(h, lv["trans"][0], lv["trans"][1])
-            h = _unsqueeze(h)
-            if self.channels_last: h = h.contiguous(memory_format=self.fmt)
-        if latents: raise ValueError(f"{len(latents)} latents left over: the list does not fit this flow")
-        return h.contiguous()
+        return _decode(self, latents, cache)
 
 def _param_key(model) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
+# %% ../nbs/14_sampling.ipynb #7e0b8cf4
+def _condition(self: FastSampler, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
+    if cond is None: cond = self.model.conditioning(lr.to(self.device))
+    if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
+    levels = tuple(_cache_level(lv, c.to(self.dtype).contiguous(memory_format=self.fmt), self.fmt)
+                   for lv, c in zip(self.levels, cond))
+    return SamplerCache(levels, cond[0].shape[0], (cond[0].shape[2] * 2, cond[0].shape[3] * 2), self.dtype)
+
+def _decode(self: FastSampler, latents: list[Tensor], cache: SamplerCache) -> Tensor:
+    latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
+    h = latents.pop()
+    if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
+    for lv, lc in zip(reversed(self.levels), reversed(cache.levels)):
+        if tuple(h.shape[2:]) != lc.hw: raise ValueError(f"latent size {tuple(h.shape[2:])} does not match the conditioning size {lc.hw}")
+        if lv.split is not None and not latents: raise ValueError("not enough latents for this flow")
+        h = unsqueeze2d(_reverse_level(lv, lc, h, latents.pop() if lv.split is not None else None))
+        if self.channels_last: h = h.contiguous(memory_format=self.fmt)
+    if latents: raise ValueError(f"{len(latents)} latents left over: the list does not fit this flow")
+    return h.contiguous()
+
 # %% ../nbs/14_sampling.ipynb #19a2f81c
 _SAMPLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-def get_sampler(model, dtype: torch.dtype = torch.float32) -> FastSampler:
+def _engine_dtype(model) -> torch.dtype:
+    "float64 models sample in float64; every other model in float32 (autocast handles bf16/fp16)."
+    return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+
+def get_sampler(model, dtype: torch.dtype | None = None) -> FastSampler:
     "The cached `FastSampler` of `model` (rebuilt when the model's parameters, device or `dtype` changed)."
+    dtype = dtype or _engine_dtype(model)
     s = _SAMPLERS.get(model)
-    dev = next(model.parameters()).device
-    if s is None or s.dtype != dtype or s.device != dev or s.is_stale():
-        s = FastSampler(model, dtype)
-        _SAMPLERS[model] = s
+    if s is None or s.dtype != dtype or s.device != next(model.parameters()).device or s.is_stale():
+        s = _SAMPLERS[model] = FastSampler(model, dtype)
     return s
 
 # %% ../nbs/14_sampling.ipynb #44b9bf9c
 def sample_seed(seed: int, index: int) -> int:
     "The 63-bit seed of sample `index` of a run seeded with `seed`: `srflow_nb.core.mix_seed(seed, index)`."
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if index < 0: raise ValueError(f"sample index must be >= 0, got {index}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
+    if index < 0: raise InputError(f"sample index must be >= 0, got {index}")
     return mix_seed(seed, index)
-
-def _latent_levels(model) -> list[int]:
-    "The 1-based flow level each latent leaves from (split eps level 1 first, final z last)."
-    levels = [i for i, lv in enumerate(model.flow.levels, 1) if lv.split is not None]
-    return levels + [len(model.flow.levels)]
-
-def check_temperature(temperature, model) -> list[float]:
-    "One temperature per latent from a scalar, a per-latent list or a per-level list; errors on bad values."
-    n_lat, L = len(_latent_levels(model)), len(model.flow.levels)
-    if isinstance(temperature, torch.Tensor): temperature = temperature.tolist()
-    if isinstance(temperature, (list, tuple)):
-        vals = list(temperature)
-        if len(vals) == n_lat: pass
-        elif len(vals) == L: vals = [vals[l - 1] for l in _latent_levels(model)]
-        else: raise ValueError(f"temperature list must have one value per latent ({n_lat}) or per level ({L}), got {len(vals)}")
-    else: vals = [temperature] * n_lat
-    out = []
-    for v in vals:
-        try: f = float(v)
-        except (TypeError, ValueError): raise ValueError(f"temperature must be a number or a list of numbers, got {v!r}") from None
-        if not math.isfinite(f) or f < 0: raise ValueError(f"temperature must be finite and >= 0, got {v!r}")
-        out.append(f)
-    return out
 
 # %% ../nbs/14_sampling.ipynb #c7546098
 def lr_multiple(model) -> int:
@@ -296,18 +322,24 @@ def draw_unit_latents(model, hr_hw, batch: int, n: int, seed=None, first_index: 
 # %% ../nbs/14_sampling.ipynb #239eed2a
 def _model_device(model): return next(model.parameters()).device
 
-def _prepare(model, lr, device):
+def _prepare(model, lr, device, cond=None):
+    "(device, padded LR or None, cond or None, original LR (h, w), padded HR (H, W)) of a sampling call."
     dev = get_device(device) if device is not None else _model_device(model)
     if _model_device(model) != dev: model.to(dev)
-    lr = check_lr(lr, model)
-    lr_p, lr_hw = pad_to_multiple(lr, lr_multiple(model))
-    return dev, lr_p.to(dev, torch.float32), lr_hw
+    if cond is not None:
+        if len(cond) != len(model.flow.levels): raise ValueError(f"cond must have one tensor per level ({len(model.flow.levels)}), got {len(cond)}")
+        s, (ch, cw) = model.config.scale, cond[0].shape[2:]
+        return dev, None, [c.to(dev) for c in cond], (2 * ch // s, 2 * cw // s), (2 * ch, 2 * cw)
+    if lr is None: raise ValueError("pass lr or cond (the per-level conditioning from model.conditioning(lr))")
+    lr_p, lr_hw = pad_to_multiple(check_lr(lr, model), lr_multiple(model))
+    s = model.config.scale
+    return dev, lr_p.to(dev, _engine_dtype(model)), None, lr_hw, (lr_p.shape[2] * s, lr_p.shape[3] * s)
 
 def _autocast(precision, dev):
     if precision in (None, "fp32", "float32"): return torch.autocast(dev.type, enabled=False)
     dt = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(precision)
-    if dt is None: raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
-    if dt == torch.float16 and dev.type != "cuda": raise ValueError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+    if dt is None: raise InputError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    if dt == torch.float16 and dev.type != "cuda": raise InputError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
     return torch.autocast(dev.type, dtype=dt)
 
 def default_batch_size(dev) -> int:
@@ -317,57 +349,27 @@ def default_batch_size(dev) -> int:
 def _batch(batch_size, dev) -> int:
     return default_batch_size(dev) if batch_size is None else _check_n(batch_size, "batch_size")
 
-def _clamp01(sr: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1]. Samples whose reverse pass diverged (non-finite values: very high temperatures can push latents
-    where the inverse coupling divides by scales near its eps) become saturated pixels, with a warning naming the count."""
-    bad = ~torch.isfinite(sr)
-    if bad.any():
-        per = bad.flatten(2).any(-1) if sr.ndim >= 3 else bad
-        warnings.warn(f"{int(per.sum())} of {per.numel()} samples diverged (non-finite values; lower the temperature); "
-                      "their non-finite pixels are clamped to [0, 1]", RuntimeWarning, stacklevel=3)
-        sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
-    return sr.clamp(0, 1)
-
 def _check_n(n, name="n"):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise InputError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
 
-def _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile=False) -> torch.Tensor:
-    "Decode `(n, B, ...)` latents in chunks of `batch_size` samples -> (n, B, 3, H, W) float32 on `dev`."
+# %% ../nbs/14_sampling.ipynb #5d3052e3
+def _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile=False) -> Tensor:
+    "Decode `(n, B, ...)` latents in chunks of `batch_size` samples -> (n, B, C, H, W) float32 on `dev`."
     n, b = latents[-1].shape[:2]
     decode, out = sampler.functions(compile)[1], []
+    shape = (sampler.model.config.in_channels, *cache.hr_hw)
     with torch.inference_mode(), _autocast(precision, dev):
         for i in range(0, n, batch_size):
             chunk = [t[i:i + batch_size].flatten(0, 1).to(dev, non_blocking=True) for t in latents]
-            out.append(decode(chunk, cache).float().view(-1, b, *cache_hr_shape(cache, sampler)))
+            out.append(decode(chunk, cache).float().view(-1, b, *shape))
     return torch.cat(out)
 
-def cache_hr_shape(cache, sampler): return (sampler.model.config.in_channels, *cache.hr_hw)
-
-def sample(model, lr: torch.Tensor, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
-           latents: list[torch.Tensor] | None = None, region: torch.Tensor | None = None, device="auto",
-           batch_size: int | None = None, precision: str = "fp32", first_index: int = 0, return_latents: bool = False,
-           clamp: bool = False, compile: bool = False):
-    "`n` SR samples of each LR image: `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents `(n, B, ...)` each."
-    n = _check_n(n)
-    temps = check_temperature(temperature, model)
-    dev, lr_p, (h, w) = _prepare(model, lr, device)
-    batch_size = _batch(batch_size, dev)
-    s = model.config.scale
-    hr_hw = (lr_p.shape[2] * s, lr_p.shape[3] * s)
-    b = lr_p.shape[0]
-    if latents is None:
-        if region is not None: raise ValueError("region= needs the latents to keep fixed outside the region (latents=)")
-        unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
-        latents = [u * t for u, t in zip(unit, temps)]
-    else:
-        latents = _check_latents(model, latents, hr_hw, b)
-        if region is not None: latents = _resample_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
+def _run(model, lr_p, cond, latents, dev, batch_size, precision, compile) -> Tensor:
+    "Condition once (on `lr_p` or `cond`), decode every sample: the one engine call behind every entry point."
     sampler = get_sampler(model)
-    with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_p)
-    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile)[..., :h * s, :w * s]
-    if clamp: sr = _clamp01(sr)
-    return (sr, latents) if return_latents else sr
+    with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_p, cond)
+    return _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile)
 
 def _check_latents(model, latents, hr_hw, b):
     if not isinstance(latents, (list, tuple)): raise TypeError("latents must be a list of tensors (n, B, C, h, w)")
@@ -376,63 +378,38 @@ def _check_latents(model, latents, hr_hw, b):
     if got != want: raise ValueError(f"latent shapes (after the sample axis) {got} do not match {want} for this lr")
     return [t if t.ndim == 5 else t[None] for t in latents]
 
-# %% ../nbs/14_sampling.ipynb #a5e43149
-def temperature_sweep(model, lr: torch.Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
-                      device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
-                      clamp: bool = False, compile: bool = False) -> torch.Tensor:
-    "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
-    n = _check_n(n)
-    if not isinstance(temperatures, (list, tuple)) or not temperatures: raise ValueError("temperatures must be a non-empty list")
-    temps = [check_temperature(t, model) for t in temperatures]
-    dev, lr_p, (h, w) = _prepare(model, lr, device)
-    batch_size = _batch(batch_size, dev)
-    s, b = model.config.scale, lr_p.shape[0]
-    hr_hw = (lr_p.shape[2] * s, lr_p.shape[3] * s)
-    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
-    latents = [torch.cat([u * t[j] for t in temps]) for j, u in enumerate(unit)]  # (T*n, B, ...)
-    sampler = get_sampler(model)
-    with _autocast(precision, dev): cache = sampler.functions(compile)[0](lr_p)
-    sr = _decode_batched(sampler, cache, latents, batch_size, precision, dev, compile)[..., :h * s, :w * s]
-    if clamp: sr = _clamp01(sr)
-    return sr.view(len(temps), n, *sr.shape[1:])
+# %% ../nbs/14_sampling.ipynb #3b3688cb
+class MemoryBudgetError(InputError, MemoryError):
+    "A run whose memory estimate exceeds the budget: raised before any work, naming the estimate and the tile that fits."
 
-# %% ../nbs/14_sampling.ipynb #a232d4c6
-def region_to_latent_masks(model, region: torch.Tensor, hr_hw, orig_hr_hw=None) -> list[torch.Tensor]:
-    "Boolean masks `(B or 1, 1, h_l, w_l)` for every latent from an HR- or LR-coordinate region mask."
-    if not isinstance(region, torch.Tensor): region = torch.as_tensor(np.asarray(region))
-    if region.ndim == 2: region = region[None]
-    if region.ndim != 3: raise ValueError(f"region must be (H, W) or (B, H, W), got shape {tuple(region.shape)}")
-    s = model.config.scale
-    H, W = orig_hr_hw or hr_hw
-    rh, rw = region.shape[1:]
-    m = region.to(torch.float32)[:, None]
-    if (rh, rw) == (H, W): pass
-    elif (rh * s, rw * s) == (H, W): m = F.interpolate(m, scale_factor=s, mode="nearest")
-    else: raise ValueError(f"region size {rh}x{rw} matches neither the HR size {H}x{W} nor the LR size {H // s}x{W // s}")
-    m = F.pad(m, (0, hr_hw[1] - W, 0, hr_hw[0] - H))  # padded border: not in the region
-    out = []
-    for lvl, shape in zip(_latent_levels(model), model.latent_shapes(tuple(hr_hw))):
-        out.append(F.max_pool2d(m, 2 ** lvl) > 0)
-    return out
+class TileTooLargeError(MemoryBudgetError):
+    "A requested tile does not fit the memory budget (raised before any work is done)."
 
-def _resample_latents(model, latents, region, temps, seed, hr_hw, orig_hr_hw, first_index=0):
-    masks = region_to_latent_masks(model, region, hr_hw, orig_hr_hw)
-    n, b = latents[-1].shape[:2]
-    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index, device=latents[0].device)
-    return [torch.where(mk.to(z.device)[None], u * t, z) for z, u, t, mk in zip(latents, unit, temps, masks)]
+def available_memory(device="cpu") -> int:
+    "Bytes available now: free CUDA memory, or Linux `MemAvailable` (/proc/meminfo), else the physical memory."
+    dev = torch.device(device)
+    if dev.type == "cuda": return int(torch.cuda.mem_get_info(dev)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+    except OSError: pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
-def resample_region(model, lr: torch.Tensor, latents: list[torch.Tensor], mask: torch.Tensor, temperature=0.8,
-                    seed: int | torch.Generator | None = None, return_latents: bool = False, **kw):
-    "Redraw the latents inside `mask` (HR or LR coordinates), keep the rest fixed, decode: `(n, B, C, H, W)`."
-    return sample(model, lr, temperature=temperature, seed=seed, latents=latents, region=mask,
-                  return_latents=return_latents, **kw)
+MEMORY_SHARE = 0.7   # default budget: this share of the memory available when the run starts
+
+def memory_budget(max_memory: int | float | None = None, device="cpu") -> int:
+    "`max_memory` bytes when given (> 0), else `MEMORY_SHARE` of `available_memory(device)`."
+    if max_memory is None: return int(MEMORY_SHARE * available_memory(device))
+    if not isinstance(max_memory, (int, float)) or isinstance(max_memory, bool) or not max_memory > 0:
+        raise InputError(f"max_memory must be a number of bytes > 0, got {max_memory!r}")
+    return int(max_memory)
 
 # %% ../nbs/14_sampling.ipynb #e4d6fe35
 def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int | None = None, batch: int = 1,
                     overhead: float = 1.3, base: int = 350 * 2**20) -> dict:
     "Estimated peak bytes of `sample` for an LR of `lr_hw` (`n` samples, `batch` LR images): dict of parts and `total`."
-    c = model.config
-    m = lr_multiple(model)
+    c, m = model.config, lr_multiple(model)
     h, w = -(-lr_hw[0] // m) * m, -(-lr_hw[1] // m) * m
     f = 4  # bytes per float32
     P, H, W = h * w, h * c.scale, w * c.scale
@@ -442,10 +419,9 @@ def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int |
     nb = min(n, batch_size) * batch
     lv_px = [(H // 2 ** l) * (W // 2 ** l) for l in range(1, len(model.flow.levels) + 1)]
     chans = [lv.channels for lv in model.flow.levels]
-    hid, K = c.hidden_channels, c.K
+    hid, K, spc = c.hidden_channels, c.K, 8
     encoder = batch * f * (P * (c.nf * (len(c.stack_blocks) + 6) + 4 * c.gc) + 4 * P * c.nf * 2
                            + sum(px * c.cond_channels for px in lv_px))
-    spc = 8
     cache = batch * f * sum(px * (K * (hid + 2 * ch) + min(K, spc) * 2 * hid + 2 * hid + 2 * ch) for px, ch in zip(lv_px, chans))
     decode = nb * f * max(px * (3 * hid + 6 * ch) for px, ch in zip(lv_px, chans))
     samples = n * batch * f * 3 * H * W * 2  # latents (3 H W numbers per sample) + outputs
@@ -453,22 +429,7 @@ def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int |
     parts["total"] = int(base + overhead * sum(parts.values()))
     return parts
 
-# %% ../nbs/14_sampling.ipynb #f77bc4c7
-class TileTooLargeError(MemoryError):
-    "A requested tile does not fit the memory budget (raised before any work is done)."
-
-def _starts(length: int, tile: int, step: int) -> list[int]:
-    if length <= tile: return [0]
-    return list(range(0, length - tile, step)) + [length - tile]
-
-def _ramp(length: int, ov_before: int, ov_after: int) -> torch.Tensor:
-    "1D blending weight: 0 over the outer quarter of each overlap, then linear to 1 over its middle half."
-    d = torch.arange(length, dtype=torch.float64) + 0.5
-    w = torch.ones(length, dtype=torch.float64)
-    if ov_before: w = torch.minimum(w, ((d - ov_before / 4) / (ov_before / 2)).clamp(0, 1))
-    if ov_after: w = torch.minimum(w, ((length - d - ov_after / 4) / (ov_after / 2)).clamp(0, 1))
-    return w.float()
-
+# %% ../nbs/14_sampling.ipynb #45474335
 def largest_tile(model, max_memory: int, n: int = 1, batch_size: int | None = None, batch: int = 1, extra: int = 0) -> int:
     "The largest square LR tile (multiple of `lr_multiple`) whose `estimate_memory` + `extra` fits `max_memory` (0: none)."
     m = lr_multiple(model)
@@ -479,156 +440,322 @@ def largest_tile(model, max_memory: int, n: int = 1, batch_size: int | None = No
         else: hi = mid - 1
     return lo * m
 
-def super_resolve_tiled(model, lr: torch.Tensor, tile: int = 128, overlap: int = 16, n: int = 1, temperature=0.8,
-                        seed: int | torch.Generator | None = None, latents: list[torch.Tensor] | None = None,
+def _tiled_extra(model, lr_hw, n, batch) -> int:
+    "Bytes a tiled run keeps for the whole image: latents + canvas + weights (an upper bound)."
+    s = model.config.scale
+    return 4 * n * batch * model.config.in_channels * lr_hw[0] * s * lr_hw[1] * s * 3
+
+def _tile_hint(model, budget, n, batch_size, batch, lr_hw) -> str:
+    fit = largest_tile(model, budget, n, batch_size, batch, extra=_tiled_extra(model, lr_hw, n, batch))
+    if fit >= 2 * lr_multiple(model): return f"the largest tile that fits is {fit} (tile={fit} / --tile {fit})"
+    return "no tile fits: lower n or batch_size, or raise the budget"
+
+def check_memory(model, lr_hw, n: int = 1, batch_size: int | None = None, batch: int = 1,
+                 max_memory: int | None = None, device="cpu") -> int:
+    "The untiled estimate in bytes; `MemoryBudgetError` (with the tile that fits) when it exceeds `memory_budget`."
+    need, budget = estimate_memory(model, lr_hw, n, batch_size, batch)["total"], memory_budget(max_memory, device)
+    if need > budget:
+        raise MemoryBudgetError(f"an untiled run on an LR of {lr_hw[0]}x{lr_hw[1]} ({n} samples) needs about "
+                                f"{need / 2**30:.2f} GiB, over the budget of {budget / 2**30:.2f} GiB; "
+                                + _tile_hint(model, budget, n, batch_size, batch, lr_hw))
+    return need
+
+def plan_tile(model, lr_hw, n: int = 1, batch_size: int | None = None, batch: int = 1, max_memory=None,
+              device="cpu") -> int | None:
+    "`None` when an untiled run fits the budget, else the largest LR tile that fits; `MemoryBudgetError` if none does."
+    budget = memory_budget(max_memory, device)
+    if estimate_memory(model, lr_hw, n, batch_size, batch)["total"] <= budget: return None
+    fit = largest_tile(model, budget, n, batch_size, batch, extra=_tiled_extra(model, lr_hw, n, batch))
+    if fit < 2 * lr_multiple(model): check_memory(model, lr_hw, n, batch_size, batch, budget, device)  # raises, with the hint
+    return fit
+
+# %% ../nbs/14_sampling.ipynb #931d631c
+ON_NONFINITE = ("warn", "raise", "clamp")
+
+class NonFiniteSampleError(InputError):
+    "Samples whose reverse pass diverged (NaN/Inf values), named with their temperature and count."
+
+def nonfinite_samples(sr: Tensor) -> Tensor:
+    "Boolean mask over the leading axes of images `(..., C, H, W)`: True where an image has any NaN or Inf."
+    return ~torch.isfinite(sr).flatten(-3).all(-1)
+
+def check_finite(sr: Tensor, on_nonfinite: str = "warn", temperature=None) -> Tensor:
+    "Detect diverged samples (always): 'warn' (RuntimeWarning with the count), 'raise' (`NonFiniteSampleError`), 'clamp' (warn, then NaN -> 0, +-Inf -> 1/0)."
+    if on_nonfinite not in ON_NONFINITE: raise InputError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+    bad = nonfinite_samples(sr)
+    n_bad = int(bad.sum())
+    if n_bad == 0: return sr
+    msg = (f"{n_bad} of {bad.numel()} samples diverged (NaN/Inf values) at temperature {temperature}: lower the "
+           "temperature (the measured usable range of the bundled models is in the 14_sampling notebook)")
+    if on_nonfinite == "raise": raise NonFiniteSampleError(msg)
+    warnings.warn(msg + ("; their non-finite pixels were set to 0 (NaN) or 0/1 (-Inf/+Inf)" if on_nonfinite == "clamp" else ""),
+                  RuntimeWarning, stacklevel=3)
+    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0) if on_nonfinite == "clamp" else sr
+
+# %% ../nbs/14_sampling.ipynb #60f7f989
+def sample(model, lr: Tensor | None = None, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,
+           latents: list[Tensor] | None = None, region: Tensor | None = None, cond: list[Tensor] | None = None,
+           device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
+           return_latents: bool = False, clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn",
+           max_memory: int | None = None):
+    "`n` SR samples of each LR image (or of `cond`): `(n, B, C, s*H, s*W)`; with `return_latents=True` also the latents."
+    n, temps = _check_n(n), model.latent_temperatures(temperature)
+    dev, lr_p, cond, (h, w), hr_hw = _prepare(model, lr, device, cond)
+    batch_size, s = _batch(batch_size, dev), model.config.scale
+    b = (lr_p if cond is None else cond[0]).shape[0]
+    check_memory(model, (hr_hw[0] // s, hr_hw[1] // s), n, batch_size, b, max_memory, dev)
+    if latents is None:
+        if region is not None: raise ValueError("region= needs the latents to keep fixed outside the region (latents=)")
+        unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
+        latents = [u * t for u, t in zip(unit, temps)]
+    else:
+        latents = _check_latents(model, latents, hr_hw, b)
+        if region is not None: latents = _resample_region_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
+    sr = _run(model, lr_p, cond, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
+    sr = check_finite(sr, on_nonfinite, temperature)
+    if clamp: sr = sr.clamp(0, 1)
+    return (sr, latents) if return_latents else sr
+
+# %% ../nbs/14_sampling.ipynb #a5e43149
+def temperature_sweep(model, lr: Tensor, temperatures, n: int = 1, seed: int | torch.Generator | None = None,
+                      device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
+                      clamp: bool = False, compile: bool = False, on_nonfinite: str = "warn") -> Tensor:
+    "SR samples at each of `temperatures` from shared unit latents: `(T, n, B, C, s*H, s*W)`."
+    n = _check_n(n)
+    if not isinstance(temperatures, (list, tuple)) or not temperatures: raise InputError("temperatures must be a non-empty list")
+    temps = [model.latent_temperatures(t) for t in temperatures]
+    dev, lr_p, _, (h, w), hr_hw = _prepare(model, lr, device)
+    batch_size, s, b = _batch(batch_size, dev), model.config.scale, lr_p.shape[0]
+    check_memory(model, tuple(lr_p.shape[2:]), n * len(temps), batch_size, b, None, dev)
+    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index)
+    latents = [torch.cat([u * t[j] for t in temps]) for j, u in enumerate(unit)]  # (T*n, B, ...)
+    sr = _run(model, lr_p, None, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
+    sr = sr.view(len(temps), n, *sr.shape[1:])
+    sr = torch.stack([check_finite(x, on_nonfinite, t) for x, t in zip(sr, temperatures)])
+    return sr.clamp(0, 1) if clamp else sr
+
+# %% ../nbs/14_sampling.ipynb #a232d4c6
+def _region_hr_mask(model, region, hr_hw, orig_hr_hw) -> Tensor:
+    "A region in HR or LR coordinates -> boolean `(B or 1, H, W)` mask at the padded HR size (padding: outside)."
+    if not isinstance(region, torch.Tensor): region = torch.as_tensor(np.asarray(region))
+    if region.ndim == 2: region = region[None]
+    if region.ndim != 3: raise ValueError(f"region must be (H, W) or (B, H, W), got shape {tuple(region.shape)}")
+    s, (H, W), (rh, rw) = model.config.scale, orig_hr_hw, region.shape[1:]
+    m = region.to(torch.float32)[:, None]
+    if (rh * s, rw * s) == (H, W) and (rh, rw) != (H, W): m = F.interpolate(m, scale_factor=s, mode="nearest")
+    elif (rh, rw) != (H, W):
+        raise ValueError(f"region size {rh}x{rw} matches neither the HR size {H}x{W} nor the LR size {H // s}x{W // s}")
+    return F.pad(m, (0, hr_hw[1] - W, 0, hr_hw[0] - H))[:, 0] > 0
+
+def _resample_region_latents(model, latents, region, temps, seed, hr_hw, orig_hr_hw, first_index=0):
+    "`latent.resample_latents` (the one implementation) on `(n, B, ...)` latents with per-sample seeded draws."
+    mask = _region_hr_mask(model, region, hr_hw, orig_hr_hw)
+    n, b = latents[-1].shape[:2]
+    unit, _ = draw_unit_latents(model, hr_hw, b, n, seed, first_index, device=latents[0].device)
+    flat = lambda ts: [t.flatten(0, 1) for t in ts]
+    new = resample_latents(flat(latents), mask.repeat(n, 1, 1) if mask.shape[0] > 1 else mask,
+                           fresh=flat([u * t for u, t in zip(unit, temps)]))
+    return [t.view(n, b, *t.shape[1:]) for t in new]
+
+def resample_region(model, lr: Tensor, latents: list[Tensor], mask: Tensor, temperature=0.8,
+                    seed: int | torch.Generator | None = None, return_latents: bool = False, **kw):
+    "Redraw the latents inside `mask` (HR or LR coordinates), keep the rest fixed, decode: `(n, B, C, H, W)`."
+    return sample(model, lr, temperature=temperature, seed=seed, latents=latents, region=mask,
+                  return_latents=return_latents, **kw)
+
+# %% ../nbs/14_sampling.ipynb #f77bc4c7
+def _starts(length: int, tile: int, step: int) -> list[int]:
+    if length <= tile: return [0]
+    return list(range(0, length - tile, step)) + [length - tile]
+
+def _ramp(length: int, ov_before: int, ov_after: int) -> Tensor:
+    "1D blending weight: 0 over the outer quarter of each overlap, then linear to 1 over its middle half."
+    d = torch.arange(length, dtype=torch.float64) + 0.5
+    w = torch.ones(length, dtype=torch.float64)
+    if ov_before: w = torch.minimum(w, ((d - ov_before / 4) / (ov_before / 2)).clamp(0, 1))
+    if ov_after: w = torch.minimum(w, ((length - d - ov_after / 4) / (ov_after / 2)).clamp(0, 1))
+    return w.float()
+
+def _check_tile(model, tile, overlap, lr_hw, n, batch_size, b, max_memory, dev) -> tuple[int, int]:
+    "Validated `(tile, overlap)` (multiples of `lr_multiple`); `TileTooLargeError` when a tile exceeds the budget."
+    m = lr_multiple(model)
+    if not isinstance(tile, int) or tile < 2 * m: raise InputError(f"tile must be an int >= {2 * m} LR pixels, got {tile!r}")
+    if not isinstance(overlap, int) or overlap < 0 or overlap >= tile:
+        raise InputError(f"overlap must be an int in [0, tile), got {overlap!r} for tile {tile}")
+    tile, overlap = tile // m * m, -(-overlap // m) * m
+    th, tw = min(tile, lr_hw[0]), min(tile, lr_hw[1])
+    need = (estimate_memory(model, (th, tw), n, batch_size, b)["total"] - estimate_memory(model, (0, 0), n, batch_size, b)["samples"]
+            + _tiled_extra(model, lr_hw, n, b))
+    budget = memory_budget(max_memory, dev)
+    if need > budget:
+        raise TileTooLargeError(f"tile {th}x{tw} needs about {need / 2**30:.2f} GiB, over the budget of "
+                                f"{budget / 2**30:.2f} GiB; " + _tile_hint(model, budget, n, batch_size, b, lr_hw))
+    return tile, overlap
+
+# %% ../nbs/14_sampling.ipynb #193a0573
+def super_resolve_tiled(model, lr: Tensor, tile: int | None = 128, overlap: int = 16, n: int = 1, temperature=0.8,
+                        seed: int | torch.Generator | None = None, latents: list[Tensor] | None = None,
                         device="auto", batch_size: int | None = None, precision: str = "fp32", first_index: int = 0,
                         max_memory: int | None = None, progress: bool = False, clamp: bool = False,
-                        return_latents: bool = False, compile: bool = False):
-    "Sample like `sample` but tile by tile (`tile`, `overlap` in LR pixels) with seam-free blending: `(n, B, C, sH, sW)`."
-    n = _check_n(n)
-    temps = check_temperature(temperature, model)
-    m = lr_multiple(model)
-    if not isinstance(tile, int) or tile < 2 * m: raise ValueError(f"tile must be an int >= {2 * m} LR pixels, got {tile!r}")
-    if not isinstance(overlap, int) or overlap < 0 or overlap >= tile:
-        raise ValueError(f"overlap must be an int in [0, tile), got {overlap!r} for tile {tile}")
-    tile, overlap = tile // m * m, -(-overlap // m) * m
-    dev, lr_p, (h, w) = _prepare(model, lr, device)
-    batch_size = _batch(batch_size, dev)
-    s, b, C = model.config.scale, lr_p.shape[0], model.config.in_channels
-    lh, lw = lr_p.shape[2:]
+                        return_latents: bool = False, compile: bool = False, on_nonfinite: str = "warn"):
+    "Sample like `sample` tile by tile (`tile`, `overlap` in LR pixels; `tile=None`: the largest that fits) with seam-free blending."
+    n, temps = _check_n(n), model.latent_temperatures(temperature)
+    dev, lr_p, _, (h, w), (H, W) = _prepare(model, lr, device)
+    batch_size, s, b, C = _batch(batch_size, dev), model.config.scale, lr_p.shape[0], model.config.in_channels
+    (lh, lw) = lr_p.shape[2:]
+    if tile is None: tile = plan_tile(model, (lh, lw), n, batch_size, b, max_memory, dev) or max(lh, lw)
+    tile, overlap = _check_tile(model, tile, overlap, (lh, lw), n, batch_size, b, max_memory, dev)
     th, tw = min(tile, lh), min(tile, lw)
-    H, W = lh * s, lw * s
-    global_bytes = 4 * n * b * C * H * W * 3  # latents + canvas + weights (upper bound)
-    if max_memory is not None:
-        need = estimate_memory(model, (th, tw), n, batch_size, b)["total"] - estimate_memory(model, (0, 0), n, batch_size, b)["samples"]
-        need += global_bytes
-        if need > max_memory:
-            fit = largest_tile(model, max_memory, n, batch_size, b, extra=global_bytes)
-            hint = f"the largest tile that fits is {fit}" if fit >= 2 * m else "no tile fits: lower n or batch_size, or raise the budget"
-            raise TileTooLargeError(f"tile {th}x{tw} needs about {need / 2**30:.2f} GiB, over the budget of "
-                                    f"{max_memory / 2**30:.2f} GiB; {hint}")
     if latents is None:
         unit, _ = draw_unit_latents(model, (H, W), b, n, seed, first_index)
         latents = [u.mul_(t) for u, t in zip(unit, temps)]
     else: latents = _check_latents(model, latents, (H, W), b)
-    lvls = _latent_levels(model)
-    sampler = get_sampler(model)
-    condition = sampler.functions(compile)[0]
-    out = torch.zeros(n, b, C, H, W)
-    wsum = torch.zeros(H, W)
-    ys, xs = _starts(lh, th, th - overlap), _starts(lw, tw, tw - overlap)
-    boxes = [(y, x) for y in ys for x in xs]
-    it = boxes
+    out, wsum = torch.zeros(n, b, C, H, W), torch.zeros(H, W)
+    boxes = [(y, x) for y in _starts(lh, th, th - overlap) for x in _starts(lw, tw, tw - overlap)]
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(boxes, desc="tiles")
-    for y0, x0 in it:
-        lr_t = lr_p[..., y0:y0 + th, x0:x0 + tw]
-        with _autocast(precision, dev): cache = condition(lr_t)
-        lat_t = []
-        for z, l in zip(latents, lvls):
-            f = s / 2 ** l
-            lat_t.append(z[..., int(y0 * f):int((y0 + th) * f), int(x0 * f):int((x0 + tw) * f)])
-        sr_t = _decode_batched(sampler, cache, lat_t, batch_size, precision, dev, compile).cpu()
-        del cache
-        wy = _ramp(th * s, overlap * s if y0 > 0 else 0, overlap * s if y0 + th < lh else 0)
-        wx = _ramp(tw * s, overlap * s if x0 > 0 else 0, overlap * s if x0 + tw < lw else 0)
-        wt = wy[:, None] * wx[None]
+        boxes = tqdm(boxes, desc="tiles", leave=False)
+    for y0, x0 in boxes:
+        lat_t = [z[..., int(y0 * s / 2 ** l):int((y0 + th) * s / 2 ** l), int(x0 * s / 2 ** l):int((x0 + tw) * s / 2 ** l)]
+                 for z, l in zip(latents, model.flow.latent_levels())]
+        sr_t = _run(model, lr_p[..., y0:y0 + th, x0:x0 + tw], None, lat_t, dev, batch_size, precision, compile).cpu()
+        wt = (_ramp(th * s, overlap * s if y0 > 0 else 0, overlap * s if y0 + th < lh else 0)[:, None]
+              * _ramp(tw * s, overlap * s if x0 > 0 else 0, overlap * s if x0 + tw < lw else 0)[None])
         Y, X = slice(y0 * s, (y0 + th) * s), slice(x0 * s, (x0 + tw) * s)
         out[..., Y, X] += sr_t * wt
         wsum[Y, X] += wt
-    out /= wsum
-    out = out[..., :h * s, :w * s]
-    if clamp: out = _clamp01(out)
+    out = check_finite((out / wsum)[..., :h * s, :w * s], on_nonfinite, temperature)
+    if clamp: out = out.clamp(0, 1)
     return (out, latents) if return_latents else out
 
 # %% ../nbs/14_sampling.ipynb #95e023c9
-def _list_inputs(paths) -> list[Path]:
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir(): files += image_files(p)
-        else: files.append(p)  # missing files are reported per file
-    return files
-
-def _read_image(path: Path) -> torch.Tensor:
-    "(3, H, W) float32 in [0, 1] by the data module's image policy (`ImageError`, a `ValueError`, naming the file)."
+def _read_image(path: Path) -> Tensor:
+    "(3, H, W) float32 in [0, 1] by the data module's image policy (its `ImageError` names the file)."
     return torch.from_numpy(np.ascontiguousarray(load_image(path, dtype=np.float32))).permute(2, 0, 1)
 
-def _write_image(path: Path, img: torch.Tensor):
+def _write_image(path: Path, img: Tensor):
     return save_image(path, img.clamp(0, 1))
 
+def _input_images(paths) -> list[tuple[Path, Tensor]]:
+    "Every input image (files, and the images directly inside folders), read; one `InputError` naming every bad one."
+    files, bad = [], []
+    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if p.is_dir(): files += image_files(p)
+        elif p.is_file(): files.append(p)
+        else: bad.append(f"{p}: no such file or folder")
+    out = []
+    for f in files:
+        try: out.append((f, _read_image(f)))
+        except (OSError, ValueError) as e: bad.append(f"{f}: cannot read the image ({str(e).replace(str(f), '').strip(': ') or type(e).__name__})")
+    if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
+    if not out: raise InputError(f"no input images found in {', '.join(map(str, paths))} (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return out
+
+def _output_dir(output) -> Path:
+    "The output folder, created; `InputError` when it is a file, cannot be created or is not writable."
+    out = Path(output)
+    if out.exists() and not out.is_dir(): raise InputError(f"output {out}: exists and is not a folder")
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise InputError(f"output {out}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK): raise InputError(f"output {out}: the folder is not writable")
+    return out
+
+# %% ../nbs/14_sampling.ipynb #9749903d
 def load_sampling_model(checkpoint: str | None = None, device="auto"):
     "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
     from srflow_nb import checkpoints as ck
     if checkpoint is None:
         try: model = ck.load_pretrained("demo-4x")
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"no default checkpoint is available ({e}); pass --checkpoint PATH_OR_NAME") from None
+        except FileNotFoundError as e: raise InputError(f"no default checkpoint is available ({e}); pass --checkpoint PATH_OR_NAME") from None
     elif Path(checkpoint).suffix.lower() in (".pth", ".pt") and Path(checkpoint).exists(): model = ck.load_official(checkpoint)
     else: model = ck.load_pretrained(checkpoint)
-    if not hasattr(model, "flow"): raise ValueError(f"{checkpoint}: is not an SRFlow model (got {type(model).__name__})")
+    if not hasattr(model, "flow"): raise InputError(f"{checkpoint}: is not an SRFlow model (got {type(model).__name__})")
     return model.eval().to(get_device(device))
 
-def _parse_temperatures(text: str) -> list:
-    "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level temperature list."
-    text = text.strip()
-    if text.startswith("["): return [[float(v) for v in text.strip("[]").split(",") if v.strip()]]
-    return [float(v) for v in text.split(",") if v.strip()]
+def parse_temperatures(text) -> list:
+    "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."
+    if isinstance(text, (int, float)) and not isinstance(text, bool): return [float(text)]
+    if isinstance(text, (list, tuple)): return list(text)
+    text, nested = str(text).strip(), str(text).strip().startswith("[")
+    vals = []
+    for v in (text.strip("[]") if nested else text).split(","):
+        if not v.strip(): continue
+        try: vals.append(float(v))
+        except ValueError: raise InputError(f"--temperature: {v.strip()!r} is not a number (use e.g. 0.8, 0,0.5,0.9 or [0.9,0.8,0.7])") from None
+    if not vals: raise InputError("--temperature is empty")
+    if any(not math.isfinite(v) or v < 0 for v in vals): raise InputError(f"--temperature: values must be finite and >= 0, got {text}")
+    return [vals] if nested else vals
 
-def sample_cli(argv: list[str] | None = None) -> int:
-    "`srflow sample in.png [more files or folders] --scale 4 --temperature 0.8 --n 10 --seed 7 -o out/`; returns the exit status."
-    p = argparse.ArgumentParser(prog="srflow sample", description="Draw SRFlow super-resolution samples of LR images.")
-    p.add_argument("inputs", nargs="+", help="LR image files and/or folders of images")
-    p.add_argument("-o", "--output", default="srflow_samples", help="output folder (created)")
-    p.add_argument("--scale", type=int, default=4, help="expected model scale (checked against the checkpoint)")
-    p.add_argument("--temperature", default="0.8", help="'0.8', a sweep '0,0.4,0.8', or a per-level list '[0.9,0.8,0.7]'")
-    p.add_argument("--n", type=int, default=1, help="samples per image and temperature")
-    p.add_argument("--seed", type=int, default=0, help="run seed; sample i uses sample_seed(seed, i)")
-    p.add_argument("--first-index", type=int, default=0, help="index of the first sample (to regenerate one alone)")
-    p.add_argument("--checkpoint", default=None, help="srflow_nb model file, official .pth, or pretrained name (default demo-4x)")
-    p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (tiled inference)")
-    p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels")
-    p.add_argument("--max-memory", type=float, default=None, help="memory budget in GiB: error if a tile cannot fit")
-    p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: 2 on CPU, 8 on CUDA)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the engine (pays off for long runs of one size, e.g. tiles)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        temps = _parse_temperatures(a.temperature)
-        if not temps: raise ValueError("--temperature is empty")
-        _check_n(a.n, "--n")
-        model = load_sampling_model(a.checkpoint, a.device)
-        for t in temps: check_temperature(t, model)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"srflow sample: error: {e}", file=sys.stderr); return 2
-    if model.config.scale != a.scale:
-        print(f"srflow sample: error: the checkpoint is a {model.config.scale}x model but --scale is {a.scale}", file=sys.stderr)
-        return 2
+def _tag(t) -> str: return "x".join(f"{v:.2f}" for v in t) if isinstance(t, list) else f"{t:.2f}"
+
+def _plan(model, lr, tile, overlap, n, batch_size, budget, dev) -> int | None:
+    "The tile for one image (None: untiled), checked against the budget before any work."
+    m = lr_multiple(model)
+    lr_hw = tuple(-(-v // m) * m for v in lr.shape[1:])
+    if tile is None: return plan_tile(model, lr_hw, n, batch_size, 1, budget, dev)
+    return _check_tile(model, int(tile), min(overlap, int(tile) - 1), lr_hw, n, batch_size, 1, budget, dev)[0]
+
+# %% ../nbs/14_sampling.ipynb #8f569d16
+def sample_files(
+    inputs: Param("LR image files and/or folders of images", str, nargs="+"),
+    output: str = "srflow_samples",  # output folder (created)
+    checkpoint: str = None,  # srflow_nb model file, official .pth, or pretrained name (default: demo-4x)
+    temperature: str = "0.8",  # latent std: 0.8, a sweep 0,0.4,0.8, or one value per level [0.9,0.8,0.7]
+    n: int = 1,  # samples per image and temperature
+    seed: int = 0,  # run seed: sample i uses sample_seed(seed, i)
+    first_index: int = 0,  # index of the first sample (regenerate sample i alone with --first_index i --n 1)
+    scale: int = None,  # expected model scale, checked against the checkpoint
+    tile: int = None,  # LR tile size; default: untiled when it fits the memory budget, else the largest tile that fits
+    overlap: int = 16,  # tile overlap in LR pixels
+    max_memory: float = None,  # memory budget in GiB (default: 70% of the memory available at the start)
+    batch_size: int = None,  # samples decoded at once (default: 2 on CPU, 8 on CUDA)
+    precision: str = "fp32",  # fp32, bf16, or fp16 (CUDA only)
+    compile: bool = False,  # torch.compile the engine (pays off for long runs at one size, e.g. many tiles)
+    device: str = "auto",  # cpu, cuda, cuda:1 or auto
+    keep_nonfinite: bool = False,  # also write diverged (NaN/Inf) samples, clamped, instead of failing
+    quiet: bool = False,  # no progress bars
+) -> list[Path]:
+    "Draw SRFlow samples of LR images into `output` as `<stem>_t<temperature>_<i>.png`; returns the written files."
+    temps = parse_temperatures(temperature)
+    n, first_index = _check_n(n, "--n"), int(first_index)
+    if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
+    sample_seed(seed, 0)
+    budget = None if max_memory is None else memory_budget(float(max_memory) * 2**30)
+    images, out_dir = _input_images(inputs), _output_dir(output)
+    model = load_sampling_model(checkpoint, device)
+    if scale is not None and model.config.scale != scale:
+        raise InputError(f"--scale {scale}: the checkpoint is a {model.config.scale}x model")
+    for t in temps: model.latent_temperatures(t)
     dev = _model_device(model)
-    out_dir = Path(a.output); out_dir.mkdir(parents=True, exist_ok=True)
-    files = _list_inputs(a.inputs)
-    if not files: print("srflow sample: error: no input images found", file=sys.stderr); return 2
+    _autocast(precision, dev)
+    plans = [_plan(model, lr, tile, overlap, n, batch_size, budget, dev) for _, lr in images]  # refuse before any work
+    return _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
+                          precision, compile, keep_nonfinite, quiet)
+
+# %% ../nbs/14_sampling.ipynb #ce5bfcba
+def _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
+                   precision, compile, keep_nonfinite, quiet) -> list[Path]:
+    "Sample every image at every temperature, writing finished images as they go; diverged samples are not written."
     from tqdm.auto import tqdm
-    failures = []
-    for f in tqdm(files, desc="images", disable=a.quiet):
-        try:
-            lr = _read_image(f)[None]
-            if dev.type == "cuda": lr = lr.pin_memory()
-            lr = lr.to(dev, non_blocking=True)
-            for t in temps:
-                kw = dict(n=a.n, temperature=t, seed=a.seed, device=dev, batch_size=a.batch_size,
-                          precision=a.precision, first_index=a.first_index, clamp=True, compile=a.compile)
-                if a.tile: sr = super_resolve_tiled(model, lr, tile=a.tile, overlap=a.overlap,
-                                                    max_memory=None if a.max_memory is None else int(a.max_memory * 2**30), **kw)
-                else: sr = sample(model, lr, **kw)
-                tag = "x".join(f"{v:.2f}" for v in t) if isinstance(t, list) else f"{t:.2f}"
-                for i in range(a.n): _write_image(out_dir / f"{f.stem}_t{tag}_{a.first_index + i:03d}.png", sr[i, 0].cpu())
-        except Exception as e:  # per-file failure: report and continue with the next file
-            failures.append((f, f"{type(e).__name__}: {e}"))
-            if not a.quiet: tqdm.write(f"failed: {f}: {type(e).__name__}: {e}")
-    done = len(files) - len(failures)
-    print(f"srflow sample: {done}/{len(files)} images done, {len(failures)} failed -> {out_dir}")
-    for f, msg in failures: print(f"  {f}: {msg}", file=sys.stderr)
-    return 1 if failures else 0
+    written, diverged = [], []
+    for (f, lr), tile in zip(tqdm(images, desc="images", disable=quiet), plans):
+        for t in temps:
+            kw = dict(n=n, temperature=t, seed=seed, device=None, batch_size=batch_size, precision=precision,
+                      first_index=first_index, compile=compile, max_memory=budget)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # diverged samples are counted and reported below
+                sr = (super_resolve_tiled(model, lr[None], tile=tile, overlap=min(overlap, tile - 1), progress=not quiet, **kw)
+                      if tile else sample(model, lr[None], **kw))
+            bad = nonfinite_samples(sr)[:, 0]
+            sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
+            for i in range(n):
+                path = out_dir / f"{f.stem}_t{_tag(t)}_{first_index + i:03d}.png"
+                if bad[i]: diverged.append(path.name)
+                if bad[i] and not keep_nonfinite: continue
+                _write_image(path, sr[i, 0].cpu()); written.append(path)
+    if diverged and not keep_nonfinite:
+        raise NonFiniteSampleError(f"{len(diverged)} sample(s) diverged (NaN/Inf) and were not written ({', '.join(diverged[:3])}"
+                                   f"{', ...' if len(diverged) > 3 else ''}): lower the temperature, or pass --keep_nonfinite")
+    if diverged: warnings.warn(f"{len(diverged)} diverged sample(s) written with NaN -> 0 and Inf clamped: {', '.join(diverged[:3])}",
+                               RuntimeWarning, stacklevel=2)
+    return written

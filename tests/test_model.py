@@ -45,7 +45,7 @@ def test_round_trip_paper_configs(preset):
     cfg = getattr(SRFlowConfig, preset)()
     with torch.random.fork_rng():
         torch.manual_seed(0); m = SRFlow(cfg).eval()
-    m.initialize(*tiny_inputs(4, (32, 32), scale=cfg.scale, seed=2))  # enough pixels per channel at the deepest level
+    with torch.inference_mode(): m.initialize(*tiny_inputs(4, (32, 32), scale=cfg.scale, seed=2))  # enough pixels per channel at the deepest level
     hr, lr = tiny_inputs(1, (32, 32), scale=cfg.scale, seed=1)
     perturb_zero_params(m, 0.01, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -58,7 +58,15 @@ def test_round_trip_paper_configs(preset):
 
 
 def test_whole_model_logdet_float64():
+    "Exact float64 Jacobian of the whole model, with non-orthogonal 1x1 convolutions (an orthogonal W has log|det| 0,"
+    "so a wrong 1x1 log-det, e.g. halved, would go unnoticed with the default initialisation)."
     m = tiny_model().eval()
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for mod in m.modules():
+            if hasattr(mod, "inverse_weight"): mod.weight.add_(0.2 * torch.randn(mod.weight.shape, generator=g))
+    dets = [torch.linalg.slogdet(mod.weight)[1].abs().item() for mod in m.modules() if hasattr(mod, "inverse_weight")]
+    assert min(dets) > 1e-3   # every 1x1 log-det matters
     hr, lr = tiny_inputs(1, (8, 8), seed=3)
     assert check_logdet(lambda v, c: m.double().encode(v, c), hr, lr) <= 1e-6
 
