@@ -10,9 +10,8 @@ from pathlib import Path
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['COMMANDS', 'EXPECTED_ERRORS', 'usage', 'resolve', 'argv_style', 'parser', 'normalize_args', 'is_expected',
-           'error_line', 'run', 'main', 'check_output', 'check_output_folder', 'info', 'data_build_demo',
-           'fetch_metric_assets']
+__all__ = ['COMMANDS', 'EXPECTED_ERRORS', 'usage', 'resolve', 'parser', 'normalize_args', 'is_expected', 'error_line', 'run',
+           'main', 'check_output', 'check_output_folder', 'info', 'data_build_demo', 'fetch_metric_assets']
 
 # %% ../nbs/19_cli.ipynb #5827a74c
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,10 +36,6 @@ def resolve(command: str):
     "The function registered for `command` (imported now)."
     mod, fn = COMMANDS[command][0].split(":")
     return getattr(importlib.import_module(mod), fn)
-
-def argv_style(fn) -> bool:
-    "True for an old-style command `f(argv)` that parses its own arguments."
-    return list(inspect.signature(fn).parameters)[:1] == ["argv"]
 
 # %% ../nbs/19_cli.ipynb #5c7e334e
 def parser(command: str, fn=None):
@@ -81,7 +76,6 @@ def run(command: str, argv: list[str]) -> int:
     "Parse `argv` for `command`, call its function and turn expected errors into one line; the exit code."
     fn = resolve(command)
     try:
-        if argv_style(fn): return int(fn(list(argv)) or 0)
         p = parser(command, fn)
         kw = vars(p.parse_args(normalize_args(list(argv), p)))
         kw.pop("pdb", None); kw.pop("xtra", None)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from srflow_nb.cli import COMMANDS, argv_style, main, parser, resolve
+from srflow_nb.cli import COMMANDS, main, parser, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "data" / "results"
@@ -66,11 +66,10 @@ def test_every_command_exists_and_has_help(command, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert f"srflow {command}" in out or "usage:" in out
-    if not argv_style(fn):                                           # generated from the signature: every parameter is an option
-        import inspect
-        opts = {o for a in parser(command)._actions for o in a.option_strings} | {a.dest for a in parser(command)._actions}
-        for name in inspect.signature(fn).parameters:
-            assert name in opts or f"--{name}" in opts or f"--no-{name}" in opts, (command, name)
+    import inspect                                                    # generated from the signature: every parameter is an option
+    opts = {o for a in parser(command)._actions for o in a.option_strings} | {a.dest for a in parser(command)._actions}
+    for name in inspect.signature(fn).parameters:
+        assert name in opts or f"--{name}" in opts or f"--no-{name}" in opts, (command, name)
 
 
 def test_import_is_light():
