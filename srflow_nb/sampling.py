@@ -663,14 +663,10 @@ def _output_dir(output) -> Path:
 # %% ../nbs/14_sampling.ipynb #9749903d
 def load_sampling_model(checkpoint: str | None = None, device="auto"):
     "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
-    from srflow_nb import checkpoints as ck
-    if checkpoint is None:
-        try: model = ck.load_pretrained("demo-4x")
-        except FileNotFoundError as e: raise InputError(f"no default checkpoint is available ({e}); pass --checkpoint PATH_OR_NAME") from None
-    elif Path(checkpoint).suffix.lower() in (".pth", ".pt") and Path(checkpoint).exists(): model = ck.load_official(checkpoint)
-    else: model = ck.load_pretrained(checkpoint)
+    from srflow_nb.checkpoints import load_model_any
+    model = load_model_any("demo-4x" if checkpoint is None else checkpoint, device)
     if not hasattr(model, "flow"): raise InputError(f"{checkpoint}: is not an SRFlow model (got {type(model).__name__})")
-    return model.eval().to(get_device(device))
+    return model
 
 def parse_temperatures(text) -> list:
     "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."
