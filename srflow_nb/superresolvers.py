@@ -69,17 +69,21 @@ class RRDBSR:
 
 # %% ../nbs/09_superresolvers.ipynb #e44bb0ca
 class SRFlowSR:
-    "An SRFlow model as a super-resolver: `n` samples at `temperature` through `srflow_nb.sampling.sample`."
+    """An SRFlow model as a super-resolver: `n` samples at `temperature` through `srflow_nb.sampling.sample`.
+    Diverged samples (non-finite values, at temperatures above the model's usable range) are always reported with a
+    warning; by default (`on_nonfinite='clamp'`) they are kept as saturated images, so an evaluation counts them as the
+    failures they are instead of dropping them; `'raise'` stops instead."""
     stochastic = True
     default_temperature = 0.8
-    def __init__(self, model, name: str = "srflow", batch_size: int | None = None):
+    def __init__(self, model, name: str = "srflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
         if not hasattr(getattr(model, "config", None), "scale"): raise InputError(f"SRFlowSR needs an SRFlow model, got {type(model).__name__}")
         self.model, self.name, self.scale, self.batch_size = model, name, int(model.config.scale), batch_size
+        self.on_nonfinite = on_nonfinite
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         from srflow_nb import sampling
         t = self.default_temperature if temperature is None else temperature
         return sampling.sample(self.model, check_lr(lr), n=_check_n(n), temperature=t, seed=seed, device=lr.device,
-                               batch_size=self.batch_size, clamp=True)
+                               batch_size=self.batch_size, clamp=True, on_nonfinite=self.on_nonfinite)
     def __repr__(self): return f"SRFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #ec98f307
