@@ -19,8 +19,9 @@ from .core import get_device
 from .resize import downscale, imresize
 
 # %% auto #0
-__all__ = ['to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips', 'lr_psnr', 'diversity', 'fit_ggd',
-           'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque', 'piqe']
+__all__ = ['TID2013_METRICS', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips', 'lr_psnr',
+           'diversity', 'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque',
+           'piqe', 'flat_fraction', 'tid2013_agreement']
 
 # %% ../nbs/11_metrics.ipynb #e6fa78c7
 def _quantize(x: np.ndarray, quantize) -> np.ndarray:
@@ -340,3 +341,29 @@ def piqe(x, quantize="round"):
     from pypiqe import piqe as _piqe
     ims, single = to_images(x, "x", quantize)
     return _out([float(_piqe(rgb_to_gray(im, quantize))[0]) for im in ims], single)
+
+# %% ../nbs/11_metrics.ipynb #9c295941
+def flat_fraction(gray: np.ndarray, size: int = 7) -> float:
+    "Share of pixels of a grey image whose `size` x `size` neighbourhood (edge-replicated) is perfectly flat."
+    from scipy.ndimage import maximum_filter, minimum_filter
+    return float(np.mean(maximum_filter(gray, size, mode="nearest") == minimum_filter(gray, size, mode="nearest")))
+
+TID2013_METRICS = ("lpips", "psnr", "ssim", "niqe", "brisque", "brisque_flat_tol", "piqe", "flat_fraction")
+
+def tid2013_agreement(root=None, digits: int = 6):
+    """This module's values on the five TID2013 reference pairs (`root`: the `tid2013` asset folder, fetched if None),
+    long format `image, metric, value` rounded to `digits` significant digits: LPIPS-alex, PSNR (RGB), SSIM
+    (`gray=True`) of reference vs distorted; NIQE, BRISQUE (also with `flat_tol=1e-8`), PIQE and `flat_fraction` of
+    the distorted image."""
+    import pandas as pd
+    from PIL import Image
+    from srflow_nb.assets import TID2013_NAMES
+    root = fetch_asset("tid2013") if root is None else root
+    rows = []
+    for n in TID2013_NAMES:
+        a, b = (np.asarray(Image.open(f"{root}/{s}/{n}.bmp").convert("RGB")) for s in ("ref_dir", "dist_dir"))
+        vals = dict(lpips=lpips(a, b), psnr=psnr(a, b), ssim=ssim(a, b, gray=True), niqe=niqe(b), brisque=brisque(b),
+                    brisque_flat_tol=brisque(b, flat_tol=1e-8), piqe=piqe(b),
+                    flat_fraction=flat_fraction(rgb_to_gray(b.astype(np.float64))))
+        rows += [dict(image=n, metric=k, value=float(f"{vals[k]:.{digits}g}")) for k in TID2013_METRICS]
+    return pd.DataFrame(rows)

@@ -99,3 +99,27 @@ def test_public_api_names():
 def test_converted_lpips_asset_is_the_recorded_one():
     p = A.fetch_asset("lpips_alex")
     assert A.sha256_file(p) == A.ASSETS["lpips_alex"]["sha256"]
+
+
+RESULT_CSV = Path(__file__).parents[1] / "data" / "results" / "11_metrics" / "reference_agreement.csv"
+
+
+def test_committed_agreement_file_matches_a_fresh_computation():
+    # nbs/11_metrics.ipynb renders its reference table and the BRISQUE I19 numbers from this file (written by its slow cell)
+    import pandas as pd
+    committed = pd.read_csv(RESULT_CSV)
+    fresh = M.tid2013_agreement(A.fetch_asset("tid2013"))
+    assert list(committed[["image", "metric"]].itertuples(index=False)) == list(fresh[["image", "metric"]].itertuples(index=False))
+    np.testing.assert_allclose(committed["value"], fresh["value"], rtol=1e-4, atol=1e-6)
+    # and the committed measurements agree with the published values as the tests above require
+    got = committed.set_index(["image", "metric"])["value"]
+    np.testing.assert_allclose([got[n, "lpips"] for n in NAMES], REF["lpips"], atol=1e-3)
+    assert got["I19", "brisque"] < REF["brisque"][4] < got["I19", "brisque_flat_tol"]
+
+
+def test_flat_fraction():
+    assert M.flat_fraction(np.full((20, 30), 7.0)) == 1.0
+    noise = np.random.default_rng(0).integers(0, 256, (20, 30)).astype(np.float64)
+    assert M.flat_fraction(noise) == 0.0
+    half = np.zeros((20, 30)); half[:, 15:] = np.arange(15)   # left half flat, right half a ramp
+    assert 0.3 < M.flat_fraction(half) < 0.5
