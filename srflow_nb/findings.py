@@ -15,11 +15,11 @@ from . import plots
 from .core import atomic_write, code_state   # code_state: re-exported for the reproduction notebooks
 
 # %% auto #0
-__all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'TABLE3_ROWS', 'FIG9_SWEEPS',
-           'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend', 'same_order', 'better',
-           'findings', 'perception_distortion_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
-           'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table', 'check_findings',
-           'findings_markdown']
+__all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
+           'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend',
+           'same_order', 'better', 'findings', 'perception_distortion_findings', 'esrgan_findings', 'oracle_gain',
+           'select_by', 'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings',
+           'markdown_table', 'check_findings', 'findings_markdown']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -48,18 +48,20 @@ def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, rows: Mapping[str, str
     return pd.DataFrame(out)
 
 # %% ../nbs/19b_findings.ipynb #e6eac77c
+BASELINE_LABELS = {"bicubic": "Bicubic", "rrdb": "RRDB", "esrgan": "ESRGAN"}   # evaluate method name -> Table 2 row
+
 def _label(method, t) -> str:
-    if t is None or (isinstance(t, float) and math.isnan(t)): return {"bicubic": "Bicubic", "rrdb": "RRDB"}.get(method, method)
+    if t is None or (isinstance(t, float) and math.isnan(t)): return BASELINE_LABELS.get(method, method)
     return f"SRFlow τ={t:g}" if method == "srflow" else f"{method} τ={t:g}"
 
 def table2(df: pd.DataFrame, temperatures: Sequence[float] = (0.0, 0.9), metrics: Sequence[str] = TABLE2_METRICS) -> pd.DataFrame:
-    "Mean metrics per method: baselines, then SRFlow at `temperatures` (those present), indexed by 'Bicubic', 'RRDB', 'SRFlow τ=...'."
+    "Mean metrics per method: baselines, then SRFlow at `temperatures` (those present), indexed by 'Bicubic', 'RRDB', 'ESRGAN' (those present), 'SRFlow τ=...'."
     metrics = [m for m in metrics if m in df.columns]
     mm = plots.method_means(df, metrics)
     keep = mm.temperature.isna() | mm.temperature.apply(lambda t: any(np.isclose(t, x) for x in temperatures))
     mm = mm[keep].copy()
-    order = {"bicubic": 0, "rrdb": 1}
-    mm["_o"] = [order.get(m, 2) for m in mm.method]
+    order = {m: i for i, m in enumerate(BASELINE_LABELS)}
+    mm["_o"] = [order.get(m, len(order)) for m in mm.method]
     mm = mm.sort_values(["_o", "temperature"])
     mm.index = [_label(m, t) for m, t in zip(mm.method, mm.temperature)]
     mm.index.name = "method"
@@ -130,6 +132,22 @@ def perception_distortion_findings(df: pd.DataFrame, psnr_margin: float = 0.5, q
             verdict(f"LPIPS at τ={chi.temperature:g} below RRDB", chi.lpips < rr.lpips, f"{chi.lpips:.4f} vs {rr.lpips:.4f}", quiet),
             verdict("higher τ trades PSNR for LPIPS", bool(chi.psnr < c0.psnr and chi.lpips < c0.lpips),
                     f"τ={c0.temperature:g}: ({c0.psnr:.2f}, {c0.lpips:.4f}) -> τ={chi.temperature:g}: ({chi.psnr:.2f}, {chi.lpips:.4f})", quiet)]
+
+# %% ../nbs/19b_findings.ipynb #c67f34f0
+def esrgan_findings(df: pd.DataFrame, temperature: float = 0.9, lpips_margin: float = 0.01, quiet: bool = False) -> list[dict]:
+    "Table 2's SRFlow-vs-ESRGAN verdicts (see above) of an `evaluate` table with 'esrgan' and 'rrdb' baselines and SRFlow at `temperature`."
+    ms = ("psnr", "lpips", "lr_psnr")
+    s, g = ({m: _mean(df, k, t, m) for m in ms} for k, t in (("srflow", temperature), ("esrgan", None)))
+    r, P = _mean(df, "rrdb", None, "lpips"), PAPER_TABLE2_4X
+    ps, pg, t = P.loc["SRFlow τ=0.9"], P.loc["ESRGAN"], f"τ={temperature:g}"
+    return [verdict(f"SRFlow {t} PSNR > ESRGAN PSNR", s["psnr"] > g["psnr"],
+                    f"{s['psnr']:.2f} vs {g['psnr']:.2f} dB (paper {ps.psnr:.2f} vs {pg.psnr:.2f})", quiet),
+            verdict(f"SRFlow {t} LR-PSNR > ESRGAN LR-PSNR", s["lr_psnr"] > g["lr_psnr"],
+                    f"{s['lr_psnr']:.2f} vs {g['lr_psnr']:.2f} dB (paper {ps.lr_psnr:.2f} vs {pg.lr_psnr:.2f})", quiet),
+            verdict(f"SRFlow {t} LPIPS <= ESRGAN LPIPS + {lpips_margin:g}", s["lpips"] <= g["lpips"] + lpips_margin,
+                    f"{s['lpips']:.4f} vs {g['lpips']:.4f} (paper {ps.lpips:.3f} vs {pg.lpips:.3f})", quiet),
+            verdict("ESRGAN LPIPS < RRDB LPIPS", g["lpips"] < r, f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet)]
+
 
 # %% ../nbs/19b_findings.ipynb #a1635cc8
 def _samples(df, method, temperature):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from srflow_nb import plots
-from srflow_nb.findings import (TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, findings,
+from srflow_nb.findings import (TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings, findings,
                                 perception_distortion_findings, restoration_sweep_finding, same_order, select_by,
                                 table5_findings, trend)
 
@@ -40,6 +40,17 @@ def test_table2_findings_fail(fake):
     bad.loc[s, "diversity"] = 4 - 2 * bad.loc[s, "temperature"]             # falls over τ > 0 ...
     bad.loc[s & np.isclose(bad.temperature, 0.0), "diversity"] = 0.0         # ... though every τ > 0 beats τ=0
     assert holds(findings(bad, 0.8, quiet=True)) == [False] * 5
+
+
+def test_esrgan_findings_fail(fake):
+    gan = fake[fake.method == "rrdb"].assign(method="esrgan", psnr=lambda d: d.psnr - 3, lpips=0.19, lr_psnr=39.0)
+    assert holds(esrgan_findings(pd.concat([fake, gan]), 0.8, quiet=True)) == [True] * 4
+    strong = gan.assign(psnr=30.0, lr_psnr=55.0, lpips=0.10)                # ESRGAN beats SRFlow on every metric
+    assert holds(esrgan_findings(pd.concat([fake, strong]), 0.8, quiet=True)) == [False, False, False, True]
+    assert not esrgan_findings(pd.concat([fake, gan.assign(lpips=0.35)]), 0.8, quiet=True)[3]["holds"]   # GAN worse than the RRDB
+    assert esrgan_findings(pd.concat([fake, gan.assign(lpips=0.175)]), 0.8, quiet=True)[2]["holds"]      # within the 0.01 margin
+    assert not esrgan_findings(pd.concat([fake, gan.assign(lpips=0.17)]), 0.8, lpips_margin=0.005, quiet=True)[2]["holds"]
+    assert holds(esrgan_findings(fake, 0.8, quiet=True)) == [False] * 4     # no ESRGAN rows: NaN never passes
 
 
 def test_perception_distortion_findings_fail(fake):
@@ -92,7 +103,10 @@ def test_check_findings_refuses_a_flip(tmp_path, fake):
 # ---- the committed findings.csv files against the committed results they summarise
 
 def _recompute(nb: str, d: Path) -> list[dict]:
-    if nb in ("20_repro.table2", "21_repro.temperature"):
+    if nb == "20_repro.table2":
+        ev = pd.read_csv(d / "evaluation.csv")
+        return findings(ev, 0.9, quiet=True) + esrgan_findings(ev, 0.9, quiet=True)
+    if nb == "21_repro.temperature":
         return findings(pd.read_csv(d / "evaluation.csv"), 0.9, quiet=True)
     if nb == "22_repro.perception_distortion":
         return perception_distortion_findings(pd.read_csv(d / "evaluation.csv"), quiet=True)

@@ -76,3 +76,18 @@ def test_status_training_numbers_against_metrics():
     from srflow_nb.datasets import demo_images
     n = len(demo_images("train"))
     assert f"on the {n} demo training images" in text
+
+
+def test_model_card_esrgan_section_from_files():
+    "MODEL_CARD.md's demo-4x-esrgan section is what `tools/export_demo.py` renders from the bundled files and table2.csv."
+    spec = importlib.util.spec_from_file_location("export_demo", ROOT / "tools" / "export_demo.py")
+    ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
+    from srflow_nb.datasets import demo_images
+    pre = ROOT / "srflow_nb/assets/pretrained"
+    section = ex.esrgan_card(pre, len(demo_images("train")), ROOT / ex.TABLE2_CSV)
+    assert section and section.replace(str(ROOT) + "/", "") in (pre / "MODEL_CARD.md").read_text(), "run `python tools/export_demo.py --card_only`"
+    last = pd.read_csv(pre / "demo-4x-esrgan.metrics.csv").iloc[-1]
+    assert f"| {int(last.step)} | {last.cpu_time_s / 3600:.2f} |" in section            # steps and CPU-hours: the training log's last row
+    t2 = pd.read_csv(ROOT / ex.TABLE2_CSV, index_col=0).loc["ESRGAN"]
+    assert f"| ESRGAN | {t2.psnr:.2f} | {t2.ssim:.4f} | {t2.lpips:.4f} | {t2.lr_psnr:.2f} |" in section
+    assert int(last.step) == json.loads((pre / "demo-4x-esrgan.config.json").read_text())["iterations"]   # the bundled run finished

@@ -3,6 +3,9 @@
     python tools/export_demo.py --rrdb runs/demo-4x-rrdb/best.pt --flow runs/demo-4x/best.pt --out srflow_nb/assets/pretrained
     python tools/export_demo.py --card_only      # re-write MODEL_CARD.md from demo_eval.json and the *.val.csv logs
 
+The card's `demo-4x-esrgan` section (bundled by `tools/train_esrgan.sh export` + its run's config/metrics/val files copied as
+demo-4x-esrgan.*) is written from those files and the Table 2 analog's table2.csv (`esrgan_card`).
+
 Evaluates bicubic, the RRDB and SRFlow (temperatures 0 and 0.9, fixed seed) on the demo dataset's held-out test split
 (PSNR, SSIM, LPIPS, LR-PSNR, RGB, no border crop) and writes demo_4x_rrdb.safetensors, demo_4x.safetensors (conv kernels
 in fp16 when the fp32 file would exceed 25 MB), demo_eval.json, the training logs/configs next to them, and MODEL_CARD.md,
@@ -85,6 +88,60 @@ def card(out: Path, res: dict, facts: dict, n_test: int, n_train: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+ESRGAN = "demo-4x-esrgan"
+TABLE2_CSV = Path("data/results/20_repro.table2/quick/table2.csv")   # held-out results of the Table 2 analog (nbs/20_repro.table2)
+RECIPE = ("iterations", "batch_size", "patch_size", "learning_rate", "milestones", "amp")
+
+
+def esrgan_card(out: Path, n_train: int, table2_csv: Path = TABLE2_CSV) -> str:
+    "The `demo-4x-esrgan` section of MODEL_CARD.md: every number from its files in `out` (config, model_config, metrics, val), "
+    "`esrgan.esrgan_paper`/`ESRGAN_OPTIONS`/`official_rrdb_shapes` (the paper's recipe) and `table2_csv`; '' when the model is not bundled."
+    from srflow_nb.esrgan import ESRGAN_OPTIONS, esrgan_paper
+    files = {k: out / f"{ESRGAN}.{k}" for k in ("config.json", "model_config.json", "metrics.csv", "val.csv")}
+    weights = out / PRETRAINED[ESRGAN]
+    if not weights.exists() or not all(f.exists() for f in files.values()): return ""
+    cfg, mc = json.loads(files["config.json"].read_text()), json.loads(files["model_config.json"].read_text())
+    last, val = pd.read_csv(files["metrics.csv"]).iloc[-1], pd.read_csv(files["val.csv"])
+    paper, opts = esrgan_paper().to_dict(), {**ESRGAN_OPTIONS, **cfg["options"]}
+    popts = {**ESRGAN_OPTIONS, **paper["options"]}
+    lines = [f"## `{ESRGAN}`: the ESRGAN baseline", "",
+             f"The ESRGAN generator (`srflow_nb.esrgan`), fine-tuned from `demo-4x-rrdb` with `bash tools/train_esrgan.sh` (the shared "
+             f"trainer, two optimizers) on the same **train** split ({n_train} images): relativistic average GAN + perceptual + L1 "
+             f"(weights {opts['gan_weight']:g} / {opts['perceptual_weight']:g} / {opts['pixel_weight']:g}), validated every "
+             f"{cfg['val_every']} steps on the **val** split.", "",
+             "| model | file | steps | CPU hours | skipped steps | size |", "|---|---|---|---|---|---|",
+             f"| `{ESRGAN}` | `{weights.name}` | {int(last.step)} | {last.cpu_time_s / 3600:.2f} | {int(pd.read_csv(files['metrics.csv']).skipped.sum())} "
+             f"| {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
+             "Deviations from the ESRGAN paper's recipe (`srflow_nb.esrgan.esrgan_paper`) and generator (official RRDBNet):", "",
+             "| setting | ESRGAN paper | here |", "|---|---|---|"]
+    for k in RECIPE:
+        if paper[k] != cfg[k]: lines.append(f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |")
+    for k in ("feature_net", "disc_features"):
+        if popts[k] != opts[k]: lines.append(f"| {k} | {popts[k]} | {opts[k]} |")
+    for k, v in dict(nf=64, nb=23, gc=32).items():    # official RRDBNet (RRDB_ESRGAN_x4.pth): `esrgan.official_rrdb_shapes` defaults
+        if mc.get(k) != v: lines.append(f"| generator {k} | {v} | {mc.get(k)} |")
+    lines += ["", "The perceptual term uses AlexNet conv5 features (the LPIPS backbone, whose weights the project ships) because VGG19 "
+              "weights cannot be downloaded here; LPIPS measures with the same AlexNet, so the LPIPS of this model is flattered by its "
+              "loss: read its LPIPS beside PSNR/LR-PSNR and the no-reference metrics. The VGG19 path (`feature_net='vgg19'`, "
+              "`vgg19_weights=...`) is the paper's recipe for users who have the weights.", ""]
+    v = val.set_index("step")
+    lines.append(f"Validation (`{files['val.csv'].name}`, {len(val)} validations): bundled step {int(last.step)}; "
+                 f"LPIPS {v.esrgan_lpips.iloc[0]:.4f} at step {int(v.index[0])} -> {v.esrgan_lpips.iloc[-1]:.4f} at step {int(v.index[-1])} "
+                 f"(best {v.esrgan_lpips.min():.4f} at step {int(v.esrgan_lpips.idxmin())}), PSNR {v.esrgan_psnr.iloc[-1]:.2f} dB, "
+                 f"LR-PSNR {v.esrgan_lr_psnr.iloc[-1]:.2f} dB at the last one (bicubic {v.bicubic_psnr.iloc[-1]:.2f} dB / {v.bicubic_lpips.iloc[-1]:.4f}).")
+    if Path(table2_csv).exists():
+        t2 = pd.read_csv(table2_csv, index_col=0)
+        if "ESRGAN" in t2.index:
+            lines += ["", f"Held-out **test** split (`{table2_csv}`, written by `nbs/20_repro.table2.ipynb`):", "",
+                      "| method | PSNR | SSIM | LPIPS | LR-PSNR |", "|---|---|---|---|---|"]
+            for m in [r for r in ("RRDB", "ESRGAN", "SRFlow τ=0.9") if r in t2.index]:
+                r = t2.loc[m]; lines.append(f"| {m} | {r.psnr:.2f} | {r.ssim:.4f} | {r.lpips:.4f} | {r.lr_psnr:.2f} |")
+    lines += ["", f"Usage: `load_pretrained('{ESRGAN}')` (an `RRDBEncoder`, `.sr(lr)`), `load_superresolver('esrgan')`; "
+              "`esrgan.interpolation_curve` between it and `demo-4x-rrdb` gives the network-interpolation curve.", "",
+              f"Training config: `{json.dumps(cfg)}`", f"  model: `{json.dumps(mc)}`"]
+    return "\n".join(lines) + "\n"
+
+
 def write_card(out: Path, n_train: int):
     "Re-write MODEL_CARD.md from demo_eval.json and the val CSVs, keeping the hand-written notes section."
     ev = json.loads((out / "demo_eval.json").read_text())
@@ -94,6 +151,8 @@ def write_card(out: Path, n_train: int):
     n_test = ev.get("n_test") or len([p for p in test.iterdir() if p.suffix.lower() == ".png"])   # older demo_eval.json: count the split
     run = [l for l in old.splitlines() if l.startswith("Run info: ")]   # older demo_eval.json: keep the export's own line
     text = card(out, ev["test"], ev["facts"], n_test, n_train) + "\n" + (f"Run info: `{json.dumps(ev['run_info'])}`" if "run_info" in ev else run[0]) + "\n"
+    gan = esrgan_card(out, n_train)
+    if gan: text += "\n" + gan
     if notes: text += "\n" + notes
     atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
     return text

@@ -3,6 +3,7 @@
 Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced here from result files:
 - `results-table`: data/results/20_repro.table2/quick/table2.csv (+ its run.json), beside the paper's Table 2;
 - `findings`: every data/results/*/quick/findings.csv (hold / does not hold, with the measured detail);
+- `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/assets/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
 - `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_amx.json and ..._threads2_compile.json.
 
@@ -43,8 +44,8 @@ def results_table() -> str:
     d = RESULTS / "20_repro.table2" / "quick"
     t2 = pd.read_csv(d / "table2.csv", index_col=0)
     run = json.loads((d / "run.json").read_text())
-    names = {"Bicubic": "bicubic", "RRDB": f"RRDB (`{run['rrdb']}`)"}
-    paper = {"Bicubic": "Bicubic", "RRDB": "RRDB", "SRFlow τ=0.9": "SRFlow τ=0.9"}
+    names = {"Bicubic": "bicubic", "RRDB": f"RRDB (`{run['rrdb']}`)", "ESRGAN": f"ESRGAN (`{run.get('esrgan', '?')}`)"}
+    paper = {"Bicubic": "Bicubic", "RRDB": "RRDB", "ESRGAN": "ESRGAN", "SRFlow τ=0.9": "SRFlow τ=0.9"}
     cols = list(DIGITS)
     lines = [f"{len(run['images'])} held-out test images at full size, 4x, RGB, no border crop, 8-bit rounding, bicubic = "
              f"MATLAB kernel, {run['n_samples']} samples per temperature; computed by `nbs/20_repro.table2.ipynb` "
@@ -109,7 +110,41 @@ def speed_table() -> str:
         f"bf16 accuracy against fp32: `nbs/14_sampling.ipynb`."])
 
 
-BLOCKS = {"results-table": results_table, "findings": findings_table, "equivalence": equivalence, "speed-table": speed_table}
+PRETRAINED = ROOT / "srflow_nb" / "assets" / "pretrained"
+
+
+def _unnest(detail: str) -> str:
+    "'a vs b (paper c vs d)' -> 'a vs b; paper c vs d' (for a detail quoted inside parentheses)."
+    return detail.replace(" (paper", "; paper")[:-1] if " (paper" in detail and detail.endswith(")") else detail
+
+
+def esrgan_note() -> str:
+    "How the bundled ESRGAN was trained (its training log) and which of its Table 2 verdicts fail (20_repro.table2's findings.csv)."
+    last = pd.read_csv(PRETRAINED / "demo-4x-esrgan.metrics.csv").iloc[-1]
+    cfg = json.loads((PRETRAINED / "demo-4x-esrgan.config.json").read_text())
+    f = pd.read_csv(RESULTS / "20_repro.table2" / "quick" / "findings.csv")
+    gan = f[f.finding.str.contains("ESRGAN")]
+    fail = gan[~gan.holds.astype(bool)]
+    text = (f"ESRGAN (`demo-4x-esrgan`, `nbs/04a_esrgan.ipynb`) is a CPU fine-tune of `demo-4x-rrdb`: {int(last.step)} GAN steps, "
+            f"{last.cpu_time_s / 3600:.2f} CPU-hours, batch {cfg['batch_size']} of {cfg['patch_size']}-px patches, a "
+            f"{cfg['options'].get('disc_features', 64)}-channel discriminator and AlexNet perceptual features in place of VGG19 "
+            f"(`srflow_nb/assets/pretrained/MODEL_CARD.md`; `demo-4x-esrgan.metrics.csv`). Of its {len(gan)} Table 2 verdicts, "
+            f"{len(gan) - len(fail)} hold")
+    if len(fail):
+        from srflow_nb.findings import PAPER_TABLE2_4X as P
+        t2 = pd.read_csv(RESULTS / "20_repro.table2" / "quick" / "table2.csv", index_col=0)
+        drop, pdrop = t2.loc["RRDB", "psnr"] - t2.loc["ESRGAN", "psnr"], P.loc["RRDB", "psnr"] - P.loc["ESRGAN", "psnr"]
+        text += ("; " + "; ".join(f"*{r.finding}* does not ({_unnest(r.detail)})" for r in fail.itertuples()) +
+                 ". The likely reasons: its perceptual loss is computed on the same AlexNet features LPIPS measures with, which "
+                 "flatters its LPIPS; and a short CPU fine-tune of a small generator moves it less far from the RRDB than the paper's "
+                 f"400k-step VGG19 ESRGAN: its PSNR falls {drop:.2f} dB below the RRDB's, the paper's {pdrop:.2f} dB.")
+    else:
+        text += "."
+    return text
+
+
+BLOCKS = {"results-table": results_table, "findings": findings_table, "esrgan": esrgan_note, "equivalence": equivalence,
+          "speed-table": speed_table}
 
 
 def _pattern(name: str) -> str:
