@@ -34,11 +34,6 @@ def _f(v, k):
     return "-" if pd.isna(v) else f"{v:.{k}f}"
 
 
-def _sha(sha: str) -> str:
-    "A short sha that keeps the '-dirty' mark of a run from uncommitted code."
-    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
-
-
 def results_table() -> str:
     from srflow_nb.findings import PAPER_TABLE2_4X
     d = RESULTS / "20_repro.table2" / "quick"
@@ -49,8 +44,8 @@ def results_table() -> str:
     cols = list(DIGITS)
     lines = [f"{len(run['images'])} held-out test images at full size, 4x, RGB, no border crop, 8-bit rounding, bicubic = "
              f"MATLAB kernel, {run['n_samples']} samples per temperature; computed by `nbs/20_repro.table2.ipynb` "
-             f"(`data/results/20_repro.table2/quick/table2.csv`; its `run.json`: git {_sha(run['git_sha'])}, {run['device']}, "
-             f"threads: {run['threads']}). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
+             f"(`data/results/20_repro.table2/quick/table2.csv`, on {run['device']}; its `run.json` records the git commit, machine and "
+             f"seeds; the commit is not copied here, since every CI run re-measures and re-records it). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
              "",
              "| method | PSNR | SSIM | LPIPS | LR-PSNR | NIQE | BRISQUE | PIQE | paper PSNR / LPIPS / LR-PSNR |",
              "|---|---|---|---|---|---|---|---|---|"]

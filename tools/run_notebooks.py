@@ -110,7 +110,7 @@ def run_notebook(path: Path, root: Path = ROOT, timeout: int = 1800) -> dict:
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=False, record_timing=False)
+                            store_widget_state=True, record_timing=False)   # False breaks on Output widgets (KeyError on their comm id)
     t0, n_run = time.time(), 0
     with client.setup_kernel(env=env):
         for i, cell in enumerate(nb.cells):
@@ -123,6 +123,7 @@ def run_notebook(path: Path, root: Path = ROOT, timeout: int = 1800) -> dict:
     if after != before:
         raise RuntimeError(f"{path.name}: running it changed tracked files under {INPUT_DIRS} (outside quick/ and partial/); "
                            "a notebook must not rewrite its own inputs")
+    nb.metadata.pop("widgets", None)          # live widget state: meaningless without the kernel (outputs keep the static fallback)
     nb.metadata[STAMP_KEY] = {"inputs_sha256": stamp_of(nb, after), "mode": "quick",
                               "command": "python tools/run_notebooks.py " + str(path.relative_to(root))}
     nbformat.write(nb, path)
