@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     for k in sorted(COMMANDS, key=lambda k: -len(k.split())):
         if argv[:len(k.split())] == k.split(): return run(k, argv[len(k.split()):])
     group = [k for k in COMMANDS if k.split()[0] == argv[0]]
-    if group: print(f"srflow {argv[0]}: one of: {', '.join(group)}", file=sys.stderr); return 2
+    if group:                                      # a command group (`srflow data`): its sub-commands
+        text = "\n".join(f"  srflow {k}  {COMMANDS[k][1]}" for k in group)
+        if argv[1:2] in (["-h"], ["--help"]): print(f"usage: srflow {argv[0]} <command> [options]\n\ncommands:\n{text}"); return 0
+        print(f"srflow {argv[0]}: one of: {', '.join(group)}", file=sys.stderr); return 2
     print(f"srflow: error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
     return 2
 

@@ -58,6 +58,15 @@ def test_help_lists_exactly_the_registry(capsys):
     assert listed == list(COMMANDS)
 
 
+@pytest.mark.parametrize("group", sorted({k.split()[0] for k in COMMANDS if len(k.split()) > 1}))
+def test_every_command_group_answers_help(group, capsys):
+    "`srflow data --help` (a group of sub-commands) lists its commands and exits 0; bare `srflow data` is a usage error."
+    assert main([group, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"srflow {k}" in out for k in COMMANDS if k.split()[0] == group)
+    assert main([group]) == 2
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_exists_and_has_help(command, capsys):
     fn = resolve(command)                                             # importable: never "not available"
