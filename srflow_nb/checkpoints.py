@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_checkpoints.ipynb #a5c1de01
 from __future__ import annotations
-import json, os, pickle, re, warnings
+import importlib, json, os, pickle, re, warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,10 +16,10 @@ from .encoder import RRDBEncoder
 from .model import SRFlow, SRFlowConfig
 
 # %% auto #0
-__all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'official_key_map', 'official_state_dict', 'CheckpointError',
-           'torch_load', 'infer_official_config', 'load_official', 'load_official_rrdb', 'read_official_key_list',
-           'save_model', 'load_model', 'pretrained_dir', 'load_pretrained', 'load_checkpoint', 'list_checkpoints',
-           'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any']
+__all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'FILE_LOADERS', 'official_key_map', 'official_state_dict',
+           'CheckpointError', 'torch_load', 'infer_official_config', 'load_official', 'load_official_rrdb',
+           'read_official_key_list', 'save_model', 'load_model', 'pretrained_dir', 'load_pretrained', 'load_checkpoint',
+           'list_checkpoints', 'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any']
 
 # %% ../nbs/06_checkpoints.ipynb #942a00df
 OFFICIAL_STACK_BLOCKS = {23: (1, 8, 15, 22), 8: (1, 3, 5, 7), 4: (0, 1, 2, 3)}
@@ -237,24 +237,39 @@ def load_model(path) -> SRFlow | RRDBEncoder:
     return model.eval()
 
 PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors",
-              "demo-4x-esrgan": "demo_4x_esrgan.safetensors"}   # the ESRGAN generator (an RRDBEncoder), once `esrgan.export_esrgan` wrote it
+              "demo-4x-esrgan": "demo_4x_esrgan.safetensors",            # the ESRGAN generator (an RRDBEncoder)
+              "demo-4x-hcflow": "demo_4x_hcflow.safetensors",            # HCFlow SR (`hcflow.export_hcflow`)
+              "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors",
+              "demo-4x-sr3": "demo_4x_sr3.safetensors"}                  # each one once its campaign is exported
+FILE_LOADERS = {"hcflow": "srflow_nb.hcflow:load_hcflow", "sr3": "srflow_nb.sr3:load_sr3"}   # other families' own-format files, by metadata kind
+
+def _safetensors_model(path: Path) -> nn.Module:
+    "`load_model`, or the family loader in `FILE_LOADERS` for the file's metadata kind."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f: kind = (f.metadata() or {}).get("kind")
+    except Exception: kind = None                      # unreadable: load_model names the problem
+    if kind in FILE_LOADERS:
+        mod, fn = FILE_LOADERS[kind].split(":")
+        return getattr(importlib.import_module(mod), fn)(path)
+    return load_model(path)
 
 def pretrained_dir() -> Path:
     "The folder of the bundled pretrained models: `srflow_nb/assets/pretrained/`."
     import srflow_nb
     return Path(srflow_nb.__file__).resolve().parent / "assets" / "pretrained"
 
-def load_pretrained(name_or_path) -> SRFlow | RRDBEncoder:
-    "A bundled model by name ('demo-4x': SRFlow, 'demo-4x-rrdb': RRDB baseline, 'demo-4x-esrgan': ESRGAN generator), or a `save_model` file path."
+def load_pretrained(name_or_path) -> nn.Module:
+    "A bundled model by name (see `PRETRAINED`: SRFlow 'demo-4x', RRDB 'demo-4x-rrdb', ESRGAN, HCFlow, SR3), or an own-format file path."
     p = Path(name_or_path)
     if str(name_or_path) not in PRETRAINED:
-        if p.exists(): return load_model(p)
+        if p.exists(): return _safetensors_model(p)
         raise FileNotFoundError(f"{name_or_path!r} is neither a known pretrained name {sorted(PRETRAINED)} nor an existing file")
     p = pretrained_dir() / PRETRAINED[str(name_or_path)]
     if not p.exists():
         have = sorted(n for n, f in PRETRAINED.items() if (pretrained_dir() / f).exists())
         raise FileNotFoundError(f"pretrained model {name_or_path!r} not found at {p}; available: {have or 'none (not trained yet)'}")
-    return load_model(p)
+    return _safetensors_model(p)
 
 # %% ../nbs/06_checkpoints.ipynb #d414d214
 _CKPT_RE = re.compile(r"^step_(\d{8,})\.pt$")
@@ -327,17 +342,6 @@ def _official_model(path, sd) -> nn.Module:
     if any(k.startswith("flowUpsamplerNet.") for k in sd): return load_official(sd)
     if "conv_first.weight" in sd or "RRDB.conv_first.weight" in sd: return load_official_rrdb(sd)
     raise CheckpointError(f"{path}: holds neither SRFlow (flowUpsamplerNet.*) nor RRDB (conv_first.*) weights ({_fmt(sd, 3)})")
-
-def _safetensors_model(path: Path) -> nn.Module:
-    "`load_model`, or `hcflow.load_hcflow` for a file whose metadata kind is 'hcflow'."
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f: kind = (f.metadata() or {}).get("kind")
-    except Exception: kind = None                      # unreadable: load_model names the problem
-    if kind == "hcflow":
-        from srflow_nb.hcflow import load_hcflow
-        return load_hcflow(path)
-    return load_model(path)
 
 def _load_any(s: str) -> nn.Module:
     if s in PRETRAINED: return load_pretrained(s)
