@@ -320,22 +320,9 @@ def save_checkpoint(path, state: dict) -> Path:
 
 # %% ../nbs/06_checkpoints.ipynb #fb730c65
 def _trainer_model(path, ck) -> nn.Module:
-    "The model of a trainer checkpoint, by its task: SRFlow (flow), RRDB (rrdb), ESRGAN generator, HCFlow or SR3."
-    stage, mc = ck["config"].get("stage"), ck.get("model_config") or {}
-    if stage == "esrgan":
-        from srflow_nb.esrgan import esrgan_generator
-        return esrgan_generator(ck)
-    if mc.get("model") == "hcflow":
-        from srflow_nb.hcflow import hcflow_from_checkpoint
-        return hcflow_from_checkpoint(ck)
-    if mc.get("kind") == "sr3":
-        from srflow_nb.sr3 import load_sr3
-        return load_sr3(path)
-    if stage not in ("flow", "rrdb") or not mc:
-        raise CheckpointError(f"{path}: a trainer checkpoint of task {stage!r} without a known model_config; load it with its task's module")
-    model = SRFlow(SRFlowConfig.from_dict(mc))
-    model.load_state_dict(ck["modules"]["model"])
-    return model if stage == "flow" else model.encoder
+    "The model of a trainer checkpoint, rebuilt by its task (`train.model_from_checkpoint`): SRFlow, RRDB, ESRGAN generator, HCFlow, SR3, ..."
+    from srflow_nb.train import model_from_checkpoint
+    return model_from_checkpoint(ck, name=path)
 
 def _official_model(path, sd) -> nn.Module:
     sd = _strip_module(_unwrap(sd))
