@@ -65,7 +65,7 @@ for name, mc, over in CANDIDATES:
                      iterations=preset.iterations, cpu_hours_for_preset_iterations=s * preset.iterations / 3600,
                      load_average_before=load0, load_average_after=os.getloadavg()[0]))
     print(json.dumps({k: rows[-1][k] for k in ("name", "params", "cpu_s_per_step_median", "wall_s_per_step_median", "cpu_hours_for_preset_iterations", "load_average_after")}), flush=True)
-res = dict(**run_info(), threads=threads, cpu_count=os.cpu_count(), preset=preset.to_dict(), preset_model=D.to_dict(), rows=rows)
+res = dict(run_info()); res.update(threads=threads, cpu_count=os.cpu_count(), preset=preset.to_dict(), preset_model=D.to_dict(), rows=rows)
 out = Path(os.environ.get("SPEED_OUT", "data/results/sr3/train_speed.json")); out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(res, indent=1, default=str) + "\n")
 print("[sr3] wrote", out)
