@@ -349,6 +349,12 @@ class HCFlowLRCache:
     deep_prior: tuple[torch.Tensor, torch.Tensor]   # (mean, log-std) of the deepest high-frequency latent
     first_conv: dict[int, torch.Tensor]        # level -> conv_first(upsampled deep features) + bias, at that level's size
 
+    def tile(self, k: int) -> HCFlowLRCache:
+        "The cache of `k` copies of the LR batch stacked along the batch (`k` samples of every image decoded at once)."
+        if k == 1: return self
+        t = lambda x: x.repeat(k, *([1] * (x.ndim - 1)))
+        return HCFlowLRCache(t(self.lr), t(self.deep_feats), tuple(map(t, self.deep_prior)), {l: t(v) for l, v in self.first_conv.items()})
+
 @patch
 def features_from_first(self: ConditionalFlow, f0: torch.Tensor) -> torch.Tensor:
     "`features` after `conv_first` (given its output `f0`)."
@@ -448,12 +454,23 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
     return -(logdet - math.log(q) * hw + lr_logp) / (math.log(2.0) * hw)
 
 @patch
-def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    "(n, B, C, H, W) SR samples in [0, 1]: one LR feature pass (`lr_cache`), then `n` latent-dependent passes."
+def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8, generator: torch.Generator | None = None,
+           cache: HCFlowLRCache | None = None, batch_size: int | None = None, on_nonfinite: str = "warn") -> torch.Tensor:
+    """(n, B, C, H, W) SR samples in [0, 1]: the LR-only work once (`cache`, made by `flow.lr_cache(lr)` if None), then the
+    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: all `n`). Diverged samples
+    are detected as SRFlow's (`sampling.check_finite`: 'warn', 'raise' or 'clamp')."""
+    from srflow_nb.sampling import check_finite
     self._check(lr, "lr", 1)
-    cache = self.flow.lr_cache(lr)
-    return torch.stack([self.flow.decode_cached(cache, self.sample_eps(lr, temperature, generator)).clamp(0, 1) for _ in range(n)])
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
+    if cache is None: cache = self.flow.lr_cache(lr)
+    elif cache.lr.shape != lr.shape: raise InputError(f"HCFlow.sample: the cache is of an lr {tuple(cache.lr.shape)}, not {tuple(lr.shape)}")
+    eps = [self.sample_eps(lr, temperature, generator) for _ in range(n)]
+    k, out = min(n, batch_size or n), []
+    for i in range(0, n, k):
+        chunk = eps[i:i + k]
+        out.append(self.flow.decode_cached(cache.tile(len(chunk)), [torch.cat(e) for e in zip(*chunk)]))
+    sr = torch.cat(out).view(n, lr.shape[0], *out[0].shape[1:])
+    return check_finite(sr, on_nonfinite, temperature).clamp(0, 1)
 
 @patch
 def downscale(self: HCFlow, hr: torch.Tensor) -> torch.Tensor:
