@@ -592,3 +592,74 @@ def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
     assert len(err.splitlines()) == 1 and expect in err, err
     if case == "overwrite": assert (tmp / "out/im0_lr.png").read_bytes() == b"old" and len(list((tmp / "out").iterdir())) == 1
     else: assert not (tmp / "out").exists()                       # refused before writing anything
+
+
+# ---------------------------------------------------------------- bundling: export + model card
+def _export_demo():
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("export_demo", root / "tools" / "export_demo.py")
+    ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
+    return ex
+
+
+def _fake_run(path, kind):
+    "A run folder as `train_hcflow` leaves it (tiny model): checkpoints, best.pt, config/model_config/metrics/val files."
+    import pandas as pd
+    from srflow_nb.checkpoints import save_checkpoint
+    from srflow_nb.hcflow import hcflow_demo_rescaling, hcflow_demo_sr
+    m = tiny(kind)
+    cfg = (hcflow_demo_rescaling if kind == "rescaling" else hcflow_demo_sr)(out_dir=str(path)).to_dict()
+    mc = {"model": "hcflow", "L": m.config.L, **json.loads(json.dumps(m.config.to_dict()))}
+    path.mkdir()
+    for step, file in ((1000, "best.pt"), (2000, "checkpoints/step_00002000.pt")):
+        save_checkpoint(path / file, dict(modules={"model": m.state_dict()}, optimizers={}, config=cfg, model_config=mc, step=step, cpu_time=0.9 * step))
+    (path / "config.json").write_text(json.dumps(cfg)); (path / "model_config.json").write_text(json.dumps(mc))
+    pd.DataFrame(dict(step=[1000, 2000], loss=[1.0, 0.5], skipped=[0, 3], cpu_time_s=[900.0, 1800.0])).to_csv(path / "metrics.csv", index=False)
+    val = (dict(step=[1000, 2000], lr_psnr_vs_bicubic=[30.5, 31.25], bicubic_psnr=[25.0, 25.0], t0_psnr=[27.125, 26.5], t1_psnr=[24.0, 24.5])
+           if kind == "rescaling" else
+           dict(step=[1000, 2000], bicubic_psnr=[25.0, 25.0], t0_psnr=[23.375, 22.5], t0_lr_psnr=[40.0, 41.0], **{"t0.9_psnr": [21.0, 21.5], "t0.9_lr_psnr": [35.0, 36.0]}))
+    pd.DataFrame(val).to_csv(path / "val.csv", index=False)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_bundle_and_card(tmp_path, kind):
+    "`export_demo.bundle_hcflow` (what `tools/train_hcflow.sh export` runs): model + run files under the bundled name; the card reads them."
+    from srflow_nb.hcflow import load_hcflow
+    ex = _export_demo()
+    name = "demo-4x-hcflow-rescaling" if kind == "rescaling" else "demo-4x-hcflow"
+    m = _fake_run(tmp_path / "run", kind)
+    out = tmp_path / "bundle"
+    assert ex.hcflow_card(out, 17) == ""                                       # nothing bundled: no section
+    dest = ex.bundle_hcflow(tmp_path / "run", out)                              # the name from the model kind; best.pt by default
+    assert dest.name == ex.PRETRAINED[name]
+    assert all(torch.equal(a, b) for a, b in zip(load_hcflow(dest).state_dict().values(), m.state_dict().values()))
+    for f in ex.HCFLOW_FILES: assert (out / f"{name}.{f}").read_bytes() == (tmp_path / "run" / f).read_bytes()
+    card = ex.hcflow_card(out, 17)
+    assert card.startswith(f"## `{name}`") and card.count("## `") == 1
+    assert f"| `{name}` | `{dest.name}` | {sum(p.numel() for p in m.parameters()):,} | 1000 | 0.25 | 2000 | 0.50 | 3 |" in card   # best.pt's step/CPU-h, run's
+    assert "is **not** the best on the val split: t0_psnr" not in card and "bundled step 1000 (not the last validated step) is the best" in card
+    assert "| iterations | " + str(500_000 if kind == "rescaling" else 300_000) + " | " in card and "| training data |" in card
+    if kind == "rescaling": assert "HR PSNR 27.12 dB at step 1000 -> 26.50 dB at step 2000 (best 27.12 dB at step 1000" in card and "31.25 dB" in card
+    else: assert "23.38 dB at step 1000 -> 22.50 dB at step 2000 (best 23.38 dB at step 1000)" in card and "temperature 0.9 21.50 dB" in card
+    # another checkpoint by request; a wrong name for the kind, a run without val.csv: refused
+    ex.bundle_hcflow(tmp_path / "run", out, name, tmp_path / "run/checkpoints/step_00002000.pt")
+    assert "| 2000 | 0.50 | 2000 | 0.50 |" in ex.hcflow_card(out, 17) and "(the last validated step) is **not** the best" in ex.hcflow_card(out, 17)
+    other = "demo-4x-hcflow" if kind == "rescaling" else "demo-4x-hcflow-rescaling"
+    with pytest.raises(SystemExit, match="is not the bundled"): ex.bundle_hcflow(tmp_path / "run", out, other)
+    (tmp_path / "run/val.csv").unlink()
+    with pytest.raises(SystemExit, match="lacks val.csv"): ex.bundle_hcflow(tmp_path / "run", out)
+
+
+def test_model_card_hcflow_sections_from_files():
+    "MODEL_CARD.md's HCFlow sections are what `tools/export_demo.py` renders from the bundled files (none before the campaigns are bundled)."
+    from pathlib import Path
+    from srflow_nb.datasets import demo_images
+    ex, root = _export_demo(), Path(__file__).resolve().parents[1]
+    pre = root / "srflow_nb/assets/pretrained"
+    card = ex.hcflow_card(pre, len(demo_images("train")))
+    text = (pre / "MODEL_CARD.md").read_text()
+    if not card: assert "## `demo-4x-hcflow" not in text; return
+    assert card.replace(str(root) + "/", "") in text, "run `python tools/export_demo.py --card_only`"
