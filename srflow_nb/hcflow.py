@@ -806,14 +806,16 @@ def load_rescaling_model(checkpoint: str = "demo-4x-hcflow-rescaling", device="a
                          "rescaling model, e.g. demo-4x-hcflow-rescaling")
     if kind != "rescaling":
         raise InputError(f"--checkpoint {checkpoint}: an HCFlow {kind} model; rescale needs a rescaling model "
-                         "(e.g. demo-4x-hcflow-rescaling); super-resolve with `srflow sample`")
+                         "(e.g. demo-4x-hcflow-rescaling)")
     return model
 
 def rescale_roundtrip(model: HCFlow, hr: torch.Tensor, temperature: float = 0.0,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "(8-bit LR, HR rebuilt from it): `downscale(hr)` stored as 8 bits (`images.quantize8`), then `upscale` at `temperature`."
     from srflow_nb.images import quantize8
-    lr8 = quantize8(model.downscale(hr), keep_dtype=True)
+    lr = model.downscale(hr)
+    if not torch.isfinite(lr).all(): raise InputError("the model's output has NaN/Inf values (a diverged model?)")
+    lr8 = quantize8(lr, keep_dtype=True)
     return lr8, model.upscale(lr8, temperature, generator)
 
 # %% ../nbs/07_hcflow.ipynb #500b7715
@@ -871,10 +873,13 @@ def rescale_files(
         g = torch.Generator(dev).manual_seed(mix_seed(seed, i))
         with torch.inference_mode():
             x = x.to(dev)
-            if mode == "up": imgs = [model.upscale(x, temperature, g)]
-            else:
-                lr8, back = rescale_roundtrip(model, x, temperature, g)
-                imgs = [lr8] if mode == "down" else [lr8, back]
+            try:
+                if mode == "up": imgs = [model.upscale(x, temperature, g)]
+                else:
+                    lr8, back = rescale_roundtrip(model, x, temperature, g)
+                    imgs = [lr8] if mode == "down" else [lr8, back]
+            except InputError as e: raise InputError(f"{f}: {e}") from None
+        if not all(torch.isfinite(img).all() for img in imgs): raise InputError(f"{f}: the model's output has NaN/Inf values (a diverged model?)")
         written += [save_image(o, img.cpu()) for o, img in zip(outs, imgs)]
         if mode == "roundtrip":
             rows.append(dict(image=f.name, hr_psnr=float(psnr(back[0].cpu(), x[0].cpu())), lr_psnr_vs_bicubic=float(psnr(lr8[0].cpu(), downscale(x[0].cpu(), s))),

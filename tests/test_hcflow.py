@@ -567,6 +567,7 @@ def test_rescale_cli_modes(rescale_setup, capsys):
     ("same_name", "same output im0_lr.png"),
     ("temperature", "--temperature must be a number >= 0"),
     ("not_hcflow", "not an HCFlow model"),
+    ("nonfinite", "output has NaN/Inf values"),
 ])
 def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
     import shutil
@@ -581,7 +582,11 @@ def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
             "overwrite": ["down", str(tmp / "hr"), "--checkpoint", resc],
             "same_name": ["down", str(tmp / "hr"), str(tmp / "hr2"), "--checkpoint", resc],
             "temperature": ["up", str(tmp / "hr"), "--checkpoint", resc, "--temperature", "-1"],
-            "not_hcflow": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "srflow.safetensors")]}[case]
+            "not_hcflow": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "srflow.safetensors")],
+            "nonfinite": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "nan.safetensors")]}[case]
+    broken = tiny("rescaling")
+    with torch.no_grad(): broken.flow.layers[1].affine.f.conv5.bias.fill_(float("nan"))   # a diverged model: no silent NaN/black image
+    _save(broken, tmp / "nan.safetensors")
     save_image(tmp / "odd.png", torch.rand(3, 18, 24, generator=torch.Generator().manual_seed(0)))
     shutil.copytree(tmp / "hr", tmp / "hr2")
     if case == "overwrite": (tmp / "out").mkdir(); (tmp / "out/im0_lr.png").write_bytes(b"old")
@@ -591,7 +596,8 @@ def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
     if case == "overwrite": assert (tmp / "out/im0_lr.png").read_bytes() == b"old" and len(list((tmp / "out").iterdir())) == 1
-    else: assert not (tmp / "out").exists()                       # refused before writing anything
+    elif case != "nonfinite": assert not (tmp / "out").exists()   # refused before writing anything
+    else: assert not list((tmp / "out").iterdir())
 
 
 # ---------------------------------------------------------------- bundling: export + model card
