@@ -94,7 +94,7 @@ class ESRGANSR(RRDBSR):
 
 class HCFlowSR:
     """An HCFlow model as a super-resolver: `n` samples at `temperature` through `HCFlow.sample`, `batch_size` at a time
-    (None: all `n`). The LR-only work is cached for the last LR (reused while the LR and the weights are unchanged).
+    (None: `sampling.default_batch_size` of the LR's device, as for SRFlow). The LR-only work is cached for the last LR (reused while the LR and the weights are unchanged).
     Diverged samples are always reported; `on_nonfinite` as `SRFlowSR` ('clamp': kept saturated, 'raise': stop)."""
     stochastic = True
     default_temperature = 0.8
@@ -112,10 +112,11 @@ class HCFlowSR:
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         t = self.default_temperature if temperature is None else temperature
         g = seed if isinstance(seed, torch.Generator) else torch.Generator(device=lr.device).manual_seed(int(seed))
+        from srflow_nb.sampling import default_batch_size
         with torch.inference_mode():
             lr = check_lr(lr)
             return self.model.sample(lr, n=_check_n(n), temperature=t, generator=g, cache=self.lr_cache(lr),
-                                     batch_size=self.batch_size, on_nonfinite=self.on_nonfinite)
+                                     batch_size=self.batch_size or default_batch_size(lr.device), on_nonfinite=self.on_nonfinite)
     def __repr__(self): return f"HCFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #a56ad469
