@@ -213,7 +213,7 @@ class SR3Config:
         return cls(**{**dict(channels=32, channel_mults=(1, 2, 2, 4), res_blocks=2, attn_levels=(3,), groups=8), **kw})
     @classmethod
     def demo(cls, **kw) -> SR3Config:
-        "The bundled demo model (trained in ~2 CPU-hours): 32 channels, (1, 2, 2), 1 block, attention at level 2 (1/4 of the HR size)."
+        "The CPU demo campaign's model (`sr3_demo`): 32 channels, (1, 2, 2), 1 block, attention at level 2 (1/4 of the HR size)."
         return cls(**{**dict(channels=32, channel_mults=(1, 2, 2), res_blocks=1, attn_levels=(2,), groups=8), **kw})
     @classmethod
     def tiny(cls, **kw) -> SR3Config:
@@ -408,7 +408,7 @@ def sr3_paper(**kw) -> TrainConfig:
                                  options=dict(warmup=10_000, val_steps=100)), **kw})
 
 def sr3_demo(**kw) -> TrainConfig:
-    "CPU demo campaign for `SR3Config.demo` (~2 CPU-h on one thread): 24k steps of batch 8 on 48x48 HR patches, Adam 2e-4 (halved at 80 %), bf16."
+    "CPU demo campaign for `SR3Config.demo` (one thread, a few CPU-hours: `tools/train_sr3.sh speed`): batch 8 of 48x48 HR patches, Adam 2e-4 halved at 80 %, bf16."
     return TrainConfig(**{**dict(stage="sr3", iterations=24_000, batch_size=8, patch_size=48, scale=4, learning_rate=2e-4,
                                  betas=(0.9, 0.999), milestones=(0.8,), gamma=0.5, amp="bf16", threads=1, log_every=50,
                                  ckpt_every_steps=1000, ckpt_every_s=300.0, val_every=2000, best_metric="sr3_psnr",
