@@ -255,9 +255,9 @@ def _safetensors_model(path: Path) -> nn.Module:
     return load_model(path)
 
 def pretrained_dir() -> Path:
-    "The folder of the bundled pretrained models: `srflow_nb/assets/pretrained/`."
+    "The folder of the bundled pretrained models: `srflow_nb/pretrained/`."
     import srflow_nb
-    return Path(srflow_nb.__file__).resolve().parent / "assets" / "pretrained"
+    return Path(srflow_nb.__file__).resolve().parent / "pretrained"
 
 def load_pretrained(name_or_path) -> nn.Module:
     "A bundled model by name (see `PRETRAINED`: SRFlow 'demo-4x', RRDB 'demo-4x-rrdb', ESRGAN, HCFlow, SR3), or an own-format file path."
