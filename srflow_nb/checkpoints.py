@@ -106,6 +106,7 @@ def _read_state_dict(src) -> tuple[dict, dict]:
 def _strip_module(sd: dict) -> dict:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
 
+# %% ../nbs/06_checkpoints.ipynb #5d2e9b47
 def _layer_kinds(sd: dict) -> dict[int, str]:
     kinds = {}
     for k in sd:
@@ -117,6 +118,7 @@ def _layer_kinds(sd: dict) -> dict[int, str]:
         kinds[n] = kind
     return kinds
 
+# %% ../nbs/06_checkpoints.ipynb #c8b05f12
 def infer_official_config(sd: dict, stack_blocks: tuple[int, ...] | None = None) -> SRFlowConfig:
     "Infer an `SRFlowConfig` from the keys and shapes of an official SRFlow state dict."
     sd = _strip_module(sd)
