@@ -106,6 +106,7 @@ def _read_state_dict(src) -> tuple[dict, dict]:
 def _strip_module(sd: dict) -> dict:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
 
+# %% ../nbs/06_checkpoints.ipynb #5d2e9b47
 def _layer_kinds(sd: dict) -> dict[int, str]:
     kinds = {}
     for k in sd:
@@ -117,6 +118,7 @@ def _layer_kinds(sd: dict) -> dict[int, str]:
         kinds[n] = kind
     return kinds
 
+# %% ../nbs/06_checkpoints.ipynb #c8b05f12
 def infer_official_config(sd: dict, stack_blocks: tuple[int, ...] | None = None) -> SRFlowConfig:
     "Infer an `SRFlowConfig` from the keys and shapes of an official SRFlow state dict."
     sd = _strip_module(sd)
@@ -255,9 +257,9 @@ def _safetensors_model(path: Path) -> nn.Module:
     return load_model(path)
 
 def pretrained_dir() -> Path:
-    "The folder of the bundled pretrained models: `srflow_nb/assets/pretrained/`."
+    "The folder of the bundled pretrained models: `srflow_nb/pretrained/`."
     import srflow_nb
-    return Path(srflow_nb.__file__).resolve().parent / "assets" / "pretrained"
+    return Path(srflow_nb.__file__).resolve().parent / "pretrained"
 
 def load_pretrained(name_or_path) -> nn.Module:
     "A bundled model by name (see `PRETRAINED`: SRFlow 'demo-4x', RRDB 'demo-4x-rrdb', ESRGAN, HCFlow, SR3), or an own-format file path."

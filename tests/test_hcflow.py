@@ -664,7 +664,7 @@ def test_model_card_hcflow_sections_from_files():
     from pathlib import Path
     from srflow_nb.datasets import demo_images
     ex, root = _export_demo(), Path(__file__).resolve().parents[1]
-    pre = root / "srflow_nb/assets/pretrained"
+    pre = root / "srflow_nb/pretrained"
     card = ex.hcflow_card(pre, len(demo_images("train")))
     text = (pre / "MODEL_CARD.md").read_text()
     if not card: assert "## `demo-4x-hcflow" not in text; return

@@ -187,7 +187,7 @@ def _export_demo():
 def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_path):
     "The card's selection sentences are what the val CSVs say (here: demo-4x's bundled step is not the best validated one)."
     import pandas as pd
-    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "assets" / "pretrained"
+    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "pretrained"
     text, facts = (out / "MODEL_CARD.md").read_text(), json.loads((out / "demo_eval.json").read_text())["facts"]
     for name, f in facts.items():
         assert ex.selection(name, out / f"{name}.val.csv", f["step"], ex.BEST_METRIC[name]) in text, name
