@@ -806,11 +806,14 @@ def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, se
     images, out_dir = _input_images(inputs), _output_dir(output)
     sr_model, dev = load_superresolver(f"{family}:{checkpoint}" if checkpoint else family, device), get_device(device)
     if scale is not None and sr_model.scale != scale: raise InputError(f"--scale {scale}: the {family} model is {sr_model.scale}x")
+    if hasattr(sr_model, "on_nonfinite"): sr_model.on_nonfinite = "warn"   # diverged samples come back as they are: counted below
     written, diverged = [], []
     for f, lr in tqdm(images, desc=f"images ({family})", disable=quiet):
         for t in temps:
             for i in range(first_index, first_index + n):
-                sr = sr_model.sample(lr[None].to(dev), n=1, temperature=t, steps=steps, seed=sample_seed(seed, i))[0, 0].cpu()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)    # diverged samples are counted and reported below
+                    sr = sr_model.sample(lr[None].to(dev), n=1, temperature=t, steps=steps, seed=sample_seed(seed, i))[0, 0].cpu()
                 tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}",
                        "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
                 path, bad = out_dir / f"{f.stem}_{family}{tag}.png", not bool(torch.isfinite(sr).all())
