@@ -459,15 +459,16 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
 def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8, generator: torch.Generator | None = None,
            cache: HCFlowLRCache | None = None, batch_size: int | None = None, on_nonfinite: str = "warn") -> torch.Tensor:
     """(n, B, C, H, W) SR samples in [0, 1]: the LR-only work once (`cache`, made by `flow.lr_cache(lr)` if None), then the
-    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: all `n`). Diverged samples
-    are detected as SRFlow's (`sampling.check_finite`: 'warn', 'raise' or 'clamp')."""
-    from srflow_nb.sampling import check_finite
+    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: `sampling.default_batch_size`
+    of the LR's device, as SRFlow's engine). Diverged samples are detected as SRFlow's (`sampling.check_finite`: 'warn',
+    'raise' or 'clamp')."""
+    from srflow_nb.sampling import check_finite, default_batch_size
     self._check(lr, "lr", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
     if cache is None: cache = self.flow.lr_cache(lr)
     elif cache.lr.shape != lr.shape: raise InputError(f"HCFlow.sample: the cache is of an lr {tuple(cache.lr.shape)}, not {tuple(lr.shape)}")
     eps = [self.sample_eps(lr, temperature, generator) for _ in range(n)]
-    k, out = min(n, batch_size or n), []
+    k, out = min(n, batch_size or default_batch_size(lr.device)), []
     for i in range(0, n, k):
         chunk = eps[i:i + k]
         out.append(self.flow.decode_cached(cache.tile(len(chunk)), [torch.cat(e) for e in zip(*chunk)]))
