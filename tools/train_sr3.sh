@@ -5,7 +5,7 @@
 #
 #   bash tools/train_sr3.sh              # the campaign, into $RUNS/demo-4x-sr3
 #   nohup bash tools/train_sr3.sh > runs/sr3.log 2>&1 &
-#   bash tools/train_sr3.sh export       # newest checkpoint of $RUNS/demo-4x-sr3 -> srflow_nb/assets/pretrained/demo_4x_sr3.safetensors
+#   bash tools/train_sr3.sh export       # newest checkpoint of $RUNS/demo-4x-sr3 -> srflow_nb/pretrained/demo_4x_sr3.safetensors
 #                                        # + the run's config/model_config/metrics/val files as demo-4x-sr3.* (EXPORT: another file)
 #   bash tools/train_sr3.sh speed        # CPU s/step of candidate configurations (SPEED_STEPS timed steps each, after 3 warm-up
 #                                        # steps) -> data/results/sr3/train_speed.json (git sha, configs, load, CPU-h of each)
@@ -75,7 +75,7 @@ fi
 
 if [ "$STEP" = export ]; then
   OUT=$RUNS/demo-4x-sr3
-  DEST=srflow_nb/assets/pretrained
+  DEST=srflow_nb/pretrained
   EXPORT=${EXPORT:-$DEST/demo_4x_sr3.safetensors}
   python - "$OUT" "$EXPORT" <<'PY'
 import sys
