@@ -154,6 +154,7 @@ FAST = {   # README command -> options appended so that CI runs it in seconds (l
     "demo": ["--images", "small", "--temperatures", "0,0.9", "--no-progress"],
     "data build-demo": ["--verify_only"],
     "assets": ["--verify_only"],
+    "rescale": [],                  # + the bundled rescaling model, else a tiny one (`_rescale_checkpoint`)
 }
 
 
@@ -170,7 +171,8 @@ def test_readme_command_runs(line, work):
         from srflow_nb.assets import ASSETS, cache_dir
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine")
-    r = srflow(*args, *FAST.get(key, []), cwd=work)
+    extra = _rescale_checkpoint(work) if key == "rescale" else []
+    r = srflow(*args, *FAST.get(key, []), *extra, cwd=work)
     assert r.returncode == 0, (line, r.stderr[-3000:])
 
 
