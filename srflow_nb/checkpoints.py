@@ -19,7 +19,8 @@ from .model import SRFlow, SRFlowConfig
 __all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'FILE_LOADERS', 'official_key_map', 'official_state_dict',
            'CheckpointError', 'torch_load', 'infer_official_config', 'load_official', 'load_official_rrdb',
            'read_official_key_list', 'save_model', 'load_model', 'pretrained_dir', 'load_pretrained', 'load_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any']
+           'list_checkpoints', 'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any',
+           'export_model']
 
 # %% ../nbs/06_checkpoints.ipynb #942a00df
 OFFICIAL_STACK_BLOCKS = {23: (1, 8, 15, 22), 8: (1, 3, 5, 7), 4: (0, 1, 2, 3)}
@@ -215,15 +216,22 @@ def read_official_key_list(path) -> "OrderedDict[str, tuple[int, ...]]":
 # %% ../nbs/06_checkpoints.ipynb #eaea6496
 FORMAT = "srflow_nb"
 
+def _kind_config(model: nn.Module) -> tuple[str, dict]:
+    "The file kind and JSON-able configuration `load_model` rebuilds an `SRFlow` or `RRDBEncoder` from."
+    if isinstance(model, SRFlow): return "srflow", model.config.to_dict()
+    if isinstance(model, RRDBEncoder): return "rrdb", dict(model.hparams)
+    raise TypeError(f"save_model takes an SRFlow or RRDBEncoder, got {type(model).__name__}")
+
+def _write_model(model: nn.Module, path, kind: str, config: dict, **extra: str) -> Path:
+    "A module's weights as safetensors; metadata: format, kind, config (JSON) and the `extra` strings; atomic write."
+    from safetensors.torch import save_file
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **extra}
+    return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+
 def save_model(model: SRFlow | RRDBEncoder, path) -> Path:
     "Save an `SRFlow` or `RRDBEncoder` as safetensors with its configuration in the metadata (atomic write)."
-    from safetensors.torch import save_file
-    if isinstance(model, SRFlow): kind, cfg = "srflow", model.config.to_dict()
-    elif isinstance(model, RRDBEncoder): kind, cfg = "rrdb", dict(model.hparams)
-    else: raise TypeError(f"save_model takes an SRFlow or RRDBEncoder, got {type(model).__name__}")
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "kind": kind, "config": json.dumps(cfg, sort_keys=True)}
-    return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+    return _write_model(model, path, *_kind_config(model))
 
 def load_model(path) -> SRFlow | RRDBEncoder:
     "Load a file written by `save_model` (eval mode)."
@@ -240,7 +248,7 @@ def load_model(path) -> SRFlow | RRDBEncoder:
 
 PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors",
               "demo-4x-esrgan": "demo_4x_esrgan.safetensors",            # the ESRGAN generator (an RRDBEncoder)
-              "demo-4x-hcflow": "demo_4x_hcflow.safetensors",            # HCFlow SR (`hcflow.export_hcflow`)
+              "demo-4x-hcflow": "demo_4x_hcflow.safetensors",            # HCFlow SR (`export_model` of a run)
               "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors",
               "demo-4x-sr3": "demo_4x_sr3.safetensors"}                  # each one once its campaign is exported
 FILE_LOADERS = {"hcflow": "srflow_nb.hcflow:load_hcflow", "sr3": "srflow_nb.sr3:load_sr3"}   # other families' own-format files, by metadata kind
@@ -350,3 +358,16 @@ def load_model_any(name_or_path, device="cpu") -> nn.Module:
         msg = (str(e.args[0]) if e.args else type(e).__name__).splitlines()[0]
         raise CheckpointError(msg if s in msg else f"{s}: {msg}") from e
     return model.to(get_device(device)).eval()
+
+# %% ../nbs/06_checkpoints.ipynb #9144eda1
+def export_model(checkpoint, path) -> Path:
+    """Write the model of a trainer checkpoint (a path or a loaded dict, any task in `train.TASKS`) as an own-format
+    safetensors file that `load_model_any` reads; the metadata add the run's step, training config, CPU time and last validation."""
+    from srflow_nb.train import model_from_checkpoint
+    name = "trainer checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    ck = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    model, stage = model_from_checkpoint(ck, name), ck["config"].get("stage")
+    if (bad := first_nonfinite(model.state_dict())): raise CheckpointError(f"{name}: non-finite values in {bad}; not exported")
+    kind, cfg = (stage, model.config.to_dict()) if stage in FILE_LOADERS else _kind_config(model)
+    return _write_model(model, path, kind, cfg, step=str(ck["step"]), train_config=json.dumps(ck["config"]),
+                        cpu_time_s=f"{ck.get('cpu_time', 0.0):.0f}", val=json.dumps((ck.get("val_history") or [{}])[-1]))

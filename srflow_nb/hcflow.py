@@ -27,8 +27,8 @@ __all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HaarDownsamplin
            'HCFlowNet', 'HCFlowLRCache', 'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config',
            'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper',
            'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask',
-           'train_hcflow', 'hcflow_from_checkpoint', 'export_hcflow', 'load_hcflow', 'load_rescaling_model',
-           'rescale_roundtrip', 'rescale_files']
+           'train_hcflow', 'hcflow_from_checkpoint', 'load_hcflow', 'load_rescaling_model', 'rescale_roundtrip',
+           'rescale_files']
 
 # %% ../nbs/07_hcflow.ipynb #e8cacce3
 class HaarDownsampling(FlowLayer):
@@ -757,22 +757,8 @@ def hcflow_from_checkpoint(checkpoint) -> HCFlow:
     "The `HCFlow` (eval mode) of an HCFlow trainer checkpoint (a path or a loaded dict)."
     return HCFlowTask.from_checkpoint(checkpoint)
 
-def export_hcflow(checkpoint, path) -> Path:
-    "Write the model of an HCFlow trainer checkpoint as a safetensors file (`load_hcflow` reads it), with its configs in the metadata."
-    from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT, first_nonfinite, load_checkpoint
-    from srflow_nb.core import atomic_write
-    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    model = hcflow_from_checkpoint(ck)
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if (bad := first_nonfinite(sd)): raise ValueError(f"export_hcflow: non-finite tensor {bad} in {checkpoint}")
-    meta = {"format": FORMAT, "kind": "hcflow", "config": json.dumps(model.config.to_dict(), sort_keys=True), "step": str(ck["step"]),
-            "train_config": json.dumps(ck["config"]), "cpu_time_s": f"{ck.get('cpu_time', 0.0):.0f}",
-            "val": json.dumps((ck.get("val_history") or [{}])[-1])}
-    return atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
-
 def load_hcflow(path) -> HCFlow:
-    "An `HCFlow` (eval mode) from a file written by `export_hcflow`."
+    "An `HCFlow` (eval mode) from an own-format file of kind `hcflow` (`checkpoints.export_model` of an HCFlow run)."
     from safetensors import safe_open
     from safetensors.torch import load_file
     path = Path(path)
@@ -785,7 +771,7 @@ def load_hcflow(path) -> HCFlow:
 
 # %% ../nbs/07_hcflow.ipynb #d94239de
 def load_rescaling_model(checkpoint: str = "demo-4x-hcflow-rescaling", device="auto") -> HCFlow:
-    "An HCFlow rescaling model (eval mode, on `device`): a bundled name, an `export_hcflow` file or a trainer checkpoint."
+    "An HCFlow rescaling model (eval mode, on `device`): a bundled name, an exported file (`checkpoints.export_model`) or a trainer checkpoint."
     from srflow_nb.checkpoints import load_model_any
     model = load_model_any(checkpoint, device)
     kind = getattr(getattr(model, "config", None), "kind", None)

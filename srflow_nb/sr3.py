@@ -21,7 +21,7 @@ from .train import TrainConfig, TrainTask, learning_rate_at
 __all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
            'noise_level_embedding', 'ResBlock', 'SelfAttention', 'SR3UNet', 'SR3Config', 'ancestral_sample',
            'marginal_drift', 'SR3', 'sample_rows', 'overfit_tiny', 'bf16_error', 'sr3_options', 'sr3_paper', 'sr3_demo',
-           'SR3Task', 'export_sr3', 'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
+           'SR3Task', 'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
 
 # %% ../nbs/08_sr3.ipynb #090473ea
 def beta_schedule(kind: str, n: int, start: float, end: float) -> torch.Tensor:
@@ -481,22 +481,8 @@ def _validate(self: SR3Task, val_data) -> tuple[dict, list]:
 SR3Task.validate = _validate
 
 # %% ../nbs/08_sr3.ipynb #63947f1d
-def export_sr3(checkpoint, path) -> Path:
-    "Write the `SR3` of an SR3 trainer checkpoint (path or loaded dict) as an own-format safetensors file (`load_sr3` reads it)."
-    from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT, first_nonfinite, load_checkpoint
-    from srflow_nb.core import atomic_write
-    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    model = SR3Task.from_checkpoint(ck, None if isinstance(checkpoint, dict) else checkpoint)
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if (bad := first_nonfinite(sd)): raise ValueError(f"export_sr3: non-finite tensor {bad} in {checkpoint}")
-    meta = {"format": FORMAT, "kind": "sr3", "config": json.dumps(model.config.to_dict(), sort_keys=True), "step": str(ck["step"]),
-            "train_config": json.dumps(ck["config"]), "cpu_time_s": f"{ck.get('cpu_time', 0.0):.0f}",
-            "val": json.dumps((ck.get("val_history") or [{}])[-1])}
-    return atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
-
 def load_sr3(path, device="cpu") -> SR3:
-    "An `SR3` (eval mode, on `device`) from a file written by `export_sr3` or from an SR3 trainer checkpoint."
+    "An `SR3` (eval mode, on `device`) from an own-format file of kind `sr3` (`checkpoints.export_model` of an SR3 run) or from an SR3 trainer checkpoint."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such SR3 model file or checkpoint")
     if path.suffix != ".safetensors": return SR3Task.from_checkpoint(path).to(device)

@@ -163,7 +163,7 @@ def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:
     return ESRGANSR(_load(checkpoint or "demo-4x-esrgan", device))
 
 def hcflow_from(checkpoint: str | None = None, device="auto", **kw) -> HCFlowSR:
-    "`hcflow[:checkpoint]` (default `demo-4x-hcflow`): an HCFlow trainer checkpoint or an `hcflow.export_hcflow` file; `kw` to `HCFlowSR`."
+    "`hcflow[:checkpoint]` (default `demo-4x-hcflow`): an HCFlow trainer checkpoint or a file written by `checkpoints.export_model`; `kw` to `HCFlowSR`."
     if not checkpoint:
         from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
         if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists():

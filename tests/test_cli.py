@@ -296,9 +296,9 @@ def test_bugs_keep_their_traceback(monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_families(tmp_path_factory):
-    "Tiny random-weight HCFlow (an `export_hcflow` file) and SR3 (a trainer checkpoint) models: their bundles do not exist yet."
-    from srflow_nb.checkpoints import save_checkpoint
-    from srflow_nb.hcflow import HCFlow, HCFlowConfig, export_hcflow
+    "Tiny random-weight HCFlow (an exported file) and SR3 (a trainer checkpoint) models: their bundles do not exist yet."
+    from srflow_nb.checkpoints import export_model, save_checkpoint
+    from srflow_nb.hcflow import HCFlow, HCFlowConfig
     from srflow_nb.sr3 import SR3, SR3Config
     d = tmp_path_factory.mktemp("families")
     torch.manual_seed(0)
@@ -307,7 +307,7 @@ def tiny_families(tmp_path_factory):
                   model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()})
     s3_run = dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
                   model_config={"kind": "sr3", **s3.config.to_dict()})
-    return {"hcflow": export_hcflow(hc_run, d / "hcflow_tiny.safetensors"), "sr3": save_checkpoint(d / "sr3_tiny.pt", s3_run)}
+    return {"hcflow": export_model(hc_run, d / "hcflow_tiny.safetensors"), "sr3": save_checkpoint(d / "sr3_tiny.pt", s3_run)}
 
 
 FAMILIES = {   # --model -> (extra options, files written for in.png with --n 2 where the family samples)

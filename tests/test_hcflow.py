@@ -280,8 +280,9 @@ def test_quantize8_ste():
 # ---------------------------------------------------------------- fast sampling (LR-only work cached)
 from dataclasses import replace as _replace
 
-from srflow_nb.hcflow import (HCFlowNet, HCFlowTask, _clip_finite, export_hcflow, hcflow_options, hcflow_paper_rescaling,
+from srflow_nb.hcflow import (HCFlowNet, HCFlowTask, _clip_finite, hcflow_options, hcflow_paper_rescaling,
                               hcflow_paper_sr, load_hcflow)
+from srflow_nb.checkpoints import export_model
 from srflow_nb.train import PatchCache, Trainer, Updater
 
 
@@ -469,7 +470,7 @@ def test_exact_resume_through_the_trainer(tmp_path, kind):
     assert b.resumed_from.name == "step_00000002.pt"
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
-    back = load_hcflow(export_hcflow(sorted((tmp_path / "b/checkpoints").glob("step_*.pt"))[-1], tmp_path / "m.safetensors"))
+    back = load_hcflow(export_model(sorted((tmp_path / "b/checkpoints").glob("step_*.pt"))[-1], tmp_path / "m.safetensors"))
     assert all(torch.equal(p, q) for p, q in zip(back.state_dict().values(), b.model.state_dict().values()))
 
 

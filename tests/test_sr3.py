@@ -219,12 +219,12 @@ def _tiny_run(tmp_path, iterations=2):
 
 
 def test_export_and_load_both_file_kinds(tmp_path):
-    "export_sr3 -> own-format safetensors (kind 'sr3'); load_sr3, load_model_any and sr3_from read it and the trainer checkpoint."
+    "export_model -> own-format safetensors (kind 'sr3'); load_sr3, load_model_any and sr3_from read it and the trainer checkpoint."
     from safetensors import safe_open
-    from srflow_nb.checkpoints import FORMAT, load_model_any
+    from srflow_nb.checkpoints import FORMAT, export_model, load_model_any
     tr = _tiny_run(tmp_path)
     ck = tmp_path / "run/checkpoints/step_00000002.pt"
-    f = sr3.export_sr3(ck, tmp_path / "demo_4x_sr3.safetensors")
+    f = export_model(ck, tmp_path / "demo_4x_sr3.safetensors")
     with safe_open(str(f), "pt") as h: meta = h.metadata()
     assert (meta["format"], meta["kind"], meta["step"]) == (FORMAT, "sr3", "2")
     assert SR3Config.from_dict(json.loads(meta["config"])) == SR3Config.tiny()
@@ -234,7 +234,7 @@ def test_export_and_load_both_file_kinds(tmp_path):
         assert all(torch.equal(m.state_dict()[k], v) for k, v in ref.items())
     bad = torch.load(ck, weights_only=True); bad["config"]["stage"] = "hcflow"; torch.save(bad, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3.load_sr3(tmp_path / "other.pt")
-    with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3.export_sr3(tmp_path / "other.pt", tmp_path / "x.safetensors")
+    with pytest.raises(InputError, match="other.pt: model_config model None is not 'hcflow'"): export_model(tmp_path / "other.pt", tmp_path / "x.safetensors")
     from srflow_nb.checkpoints import pretrained_dir
     with pytest.raises(InputError, match="not an SR3 model file"): sr3.load_sr3(pretrained_dir() / "demo_4x_rrdb.safetensors")
 
@@ -244,7 +244,7 @@ def test_sr3_from_defaults_to_the_bundled_model(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "pretrained_dir", lambda: tmp_path)
     with pytest.raises(InputError, match="demo-4x-sr3 is not bundled yet"): sr3.sr3_from()
     _tiny_run(tmp_path)
-    sr3.export_sr3(tmp_path / "run/checkpoints/step_00000002.pt", tmp_path / C.PRETRAINED["demo-4x-sr3"])
+    C.export_model(tmp_path / "run/checkpoints/step_00000002.pt", tmp_path / C.PRETRAINED["demo-4x-sr3"])
     for s in (sr3.sr3_from(device="cpu"), sr3.sr3_from("demo-4x-sr3", device="cpu")):
         assert s.model.config == SR3Config.tiny() and s.scale == 4
     assert isinstance(C.load_pretrained("demo-4x-sr3"), SR3)

@@ -151,8 +151,8 @@ HCFLOW_FILES = ("config.json", "model_config.json", "metrics.csv", "val.csv")
 
 def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Path | None = None) -> Path:
     "Export an HCFlow run (`checkpoint`, default its best.pt, else the newest) as the bundled `name` and copy its files as `name`.*."
-    from srflow_nb.checkpoints import list_checkpoints
-    from srflow_nb.hcflow import export_hcflow, load_hcflow
+    from srflow_nb.checkpoints import export_model, list_checkpoints
+    from srflow_nb.hcflow import load_hcflow
     run, out = Path(run), Path(out)
     ck = Path(checkpoint) if checkpoint else run / "best.pt" if (run / "best.pt").exists() else (list_checkpoints(run / "checkpoints") or [None])[-1]
     if ck is None or not ck.exists(): sys.exit(f"[hcflow] no checkpoint in {run} (best.pt or checkpoints/step_*.pt): train first")
@@ -162,7 +162,7 @@ def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Pat
     name = name or next(n for n, k in HCFLOW.items() if k == kind)
     if HCFLOW.get(name) != kind: sys.exit(f"[hcflow] {run} holds an HCFlow {kind} model; {name!r} is not the bundled {kind} name ({sorted(HCFLOW)})")
     out.mkdir(parents=True, exist_ok=True)
-    dest = export_hcflow(ck, out / PRETRAINED[name])
+    dest = export_model(ck, out / PRETRAINED[name])
     load_hcflow(dest)                                                  # the bundled file loads
     for f in HCFLOW_FILES: shutil.copy(run / f, out / f"{name}.{f}")
     print(f"[hcflow] {name}: {ck} -> {dest} ({dest.stat().st_size / 2 ** 20:.1f} MB) and {name}.{{{','.join(HCFLOW_FILES)}}}")

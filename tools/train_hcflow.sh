@@ -42,10 +42,9 @@ elif [ "$STEP" = export ]; then
   if [ -n "${EXPORT:-}" ]; then   # the model file alone, where EXPORT says
     python - "$OUT" "$EXPORT" "${CKPT:-}" <<'PY'
 import sys
-from srflow_nb.hcflow import export_hcflow
-from srflow_nb.checkpoints import list_checkpoints
+from srflow_nb.checkpoints import export_model, list_checkpoints
 ck = sys.argv[3] or list_checkpoints(f"{sys.argv[1]}/checkpoints")[-1]
-print("[hcflow] exported", ck, "->", export_hcflow(ck, sys.argv[2]))
+print("[hcflow] exported", ck, "->", export_model(ck, sys.argv[2]))
 PY
   else                            # the bundle: model + the run's config/model_config/metrics/val as $PRESET.*, and the card
     python tools/export_demo.py --hcflow "$OUT" --hcflow_name "$PRESET" --out "${BUNDLE:-srflow_nb/pretrained}" \

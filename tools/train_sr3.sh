@@ -79,11 +79,10 @@ if [ "$STEP" = export ]; then
   EXPORT=${EXPORT:-$DEST/demo_4x_sr3.safetensors}
   python - "$OUT" "$EXPORT" <<'PY'
 import sys
-from srflow_nb.checkpoints import list_checkpoints
-from srflow_nb.sr3 import export_sr3
+from srflow_nb.checkpoints import export_model, list_checkpoints
 cks = list_checkpoints(f"{sys.argv[1]}/checkpoints")
 if not cks: sys.exit(f"[sr3] export: no checkpoint in {sys.argv[1]}/checkpoints")
-print("[sr3] exported", cks[-1], "->", export_sr3(cks[-1], sys.argv[2]))
+print("[sr3] exported", cks[-1], "->", export_model(cks[-1], sys.argv[2]))
 PY
   if [ "$EXPORT" = "$DEST/demo_4x_sr3.safetensors" ]; then
     for f in config.json model_config.json metrics.csv val.csv; do cp "$OUT/$f" "$DEST/demo-4x-sr3.$f"; done
