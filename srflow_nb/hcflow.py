@@ -797,14 +797,8 @@ RESCALE_MODES = ("down", "up", "roundtrip")
 
 def _rescale_plan(mode, inputs, out: Path) -> list[tuple[Path, list[Path]]]:
     "(input, outputs) per image, checked: inputs exist, unique output names, nothing overwritten."
-    from srflow_nb.images import image_files
-    files, bad = [], []
-    for p in map(Path, [inputs] if isinstance(inputs, (str, Path)) else inputs):
-        if p.is_dir(): files += image_files(p)
-        elif p.is_file(): files.append(p)
-        else: bad.append(f"{p}: no such file or folder")
-    if bad: raise InputError("; ".join(bad))
-    if not files: raise InputError(f"no input images in {', '.join(map(str, inputs))}")
+    from srflow_nb.images import input_files
+    files = input_files(inputs)
     suffixes = {"down": ["lr"], "up": ["hr"], "roundtrip": ["lr", "hr"]}[mode]
     plan = [(f, [out / f"{f.stem}_{s}.png" for s in suffixes]) for f in files]
     names = [o.name for _, outs in plan for o in outs]

@@ -15,7 +15,7 @@ from .core import InputError, atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'ImageError', 'load_image', 'decode_image', 'image_size', 'write_png16', 'quantize8', 'to_tensor',
-           'to_uint8', 'save_image', 'image_files']
+           'to_uint8', 'save_image', 'image_files', 'input_files']
 
 # %% ../nbs/10_images.ipynb #8750cee4
 class ImageError(InputError):
@@ -161,3 +161,18 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+
+# %% ../nbs/10_images.ipynb #e804c454
+def input_files(paths: str | os.PathLike | list, problems: list | None = None) -> list[Path]:
+    "The image files `paths` (files and folders of images) name: sorted, each once; missing paths raise one `InputError` or go to `problems`."
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files, bad = {}, []
+    for p in map(Path, paths):
+        if p.is_dir(): found = image_files(p)
+        elif p.is_file(): found = [p]
+        else: bad.append(f"{p}: no such file or folder"); continue
+        for f in found: files.setdefault(f.resolve(), f)
+    if bad and problems is None: raise InputError("; ".join(bad))
+    if problems is not None: problems += bad
+    if not files and not bad: raise InputError(f"no input images found in {', '.join(map(str, paths))} (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return sorted(files.values())

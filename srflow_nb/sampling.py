@@ -15,7 +15,7 @@ from torch import Tensor
 from fastcore.script import Param
 
 from .core import InputError, atomic_write, get_device, mix_seed
-from .images import IMAGE_SUFFIXES, image_files, load_image, save_image
+from .images import input_files, load_image, save_image
 from .layers import unsqueeze2d
 from .latent import resample_latents
 
@@ -638,18 +638,12 @@ def _write_image(path: Path, img: Tensor):
     return save_image(path, img.clamp(0, 1))
 
 def _input_images(paths) -> list[tuple[Path, Tensor]]:
-    "Every input image (files, and the images directly inside folders), read; one `InputError` naming every bad one."
-    files, bad = [], []
-    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
-        if p.is_dir(): files += image_files(p)
-        elif p.is_file(): files.append(p)
-        else: bad.append(f"{p}: no such file or folder")
-    out = []
-    for f in files:
+    "Every input image (`images.input_files`: files, and the images directly inside folders), read; one `InputError` naming every bad one."
+    bad, out = [], []
+    for f in input_files(paths, bad):
         try: out.append((f, _read_image(f)))
         except (OSError, ValueError) as e: bad.append(f"{f}: cannot read the image ({str(e).replace(str(f), '').strip(': ') or type(e).__name__})")
     if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
-    if not out: raise InputError(f"no input images found in {', '.join(map(str, paths))} (suffixes {', '.join(IMAGE_SUFFIXES)})")
     return out
 
 def _output_dir(output) -> Path:
