@@ -14,7 +14,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['check_inverse', 'check_logdet', 'perturb_zero_params', 'tiny_inputs', 'tiny_model', 'fixture_dir', 'official_fixture',
-           'ToyFlow']
+           'trainer_checkpoint', 'ToyFlow']
 
 # %% ../nbs/01_testing.ipynb #2edde933
 def _call(layer, x, cond, reverse):
@@ -116,6 +116,12 @@ def official_fixture(name: str = "official_4x_tiny") -> tuple[dict, dict]:
     d = fixture_dir(name)
     if not (d / "fixture.safetensors").exists(): raise FileNotFoundError(f"fixture not found in {d}")
     return load_file(d / "official_state_dict.safetensors"), load_file(d / "fixture.safetensors")
+
+# %% ../nbs/01_testing.ipynb #a6ab3e22
+def trainer_checkpoint(task, step: int = 1) -> dict:
+    "The trainer checkpoint (a dict) of a `train.TrainTask`'s current weights: what `train.model_from_checkpoint` and `checkpoints.export_model` read."
+    return dict(modules={n: m.state_dict() for n, m in task.modules.items()}, optimizers={n: o.state_dict() for n, o in task.optimizers.items()},
+                step=step, config=task.cfg.to_dict(), model_config=task.model_config())
 
 # %% ../nbs/01_testing.ipynb #357a9324
 class ToyFlow(torch.nn.Module):

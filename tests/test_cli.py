@@ -107,14 +107,11 @@ SMOKE = {   # command -> (args run in the work folder, files it must write)
 
 def _rescale_checkpoint(work) -> list[str]:
     "The bundled rescaling model when it is installed, else a tiny random-weight one: the command runs either way."
-    from srflow_nb.checkpoints import FORMAT, PRETRAINED, pretrained_dir
+    from srflow_nb.checkpoints import PRETRAINED, export_model, pretrained_dir
     if (pretrained_dir() / PRETRAINED["demo-4x-hcflow-rescaling"]).exists(): return []
-    from safetensors.torch import save_file
-    from srflow_nb.hcflow import HCFlow, HCFlowConfig
-    torch.manual_seed(0)
-    m = HCFlow(HCFlowConfig.rescaling_tiny_4x())
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(work / "resc_tiny.safetensors"),
-              metadata={"format": FORMAT, "kind": "hcflow", "config": json.dumps(m.config.to_dict())})
+    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_rescaling
+    from srflow_nb.testing import trainer_checkpoint
+    export_model(trainer_checkpoint(HCFlowTask.create(hcflow_demo_rescaling(), "rescaling_tiny_4x")), work / "resc_tiny.safetensors")
     return ["--checkpoint", "resc_tiny.safetensors"]
 
 
@@ -298,15 +295,12 @@ def test_bugs_keep_their_traceback(monkeypatch, capsys):
 def tiny_families(tmp_path_factory):
     "Tiny random-weight HCFlow (an exported file) and SR3 (a trainer checkpoint) models: their bundles do not exist yet."
     from srflow_nb.checkpoints import export_model, save_checkpoint
-    from srflow_nb.hcflow import HCFlow, HCFlowConfig
-    from srflow_nb.sr3 import SR3, SR3Config
+    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_sr
+    from srflow_nb.sr3 import SR3Task, sr3_demo
+    from srflow_nb.testing import trainer_checkpoint
     d = tmp_path_factory.mktemp("families")
-    torch.manual_seed(0)
-    hc, s3 = HCFlow(HCFlowConfig.sr_tiny_4x()), SR3(SR3Config.tiny())
-    hc_run = dict(modules={"model": hc.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
-                  model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()})
-    s3_run = dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
-                  model_config={"kind": "sr3", **s3.config.to_dict()})
+    hc_run = trainer_checkpoint(HCFlowTask.create(hcflow_demo_sr(), "sr_tiny_4x"))
+    s3_run = trainer_checkpoint(SR3Task.create(sr3_demo(), "tiny"))
     return {"hcflow": export_model(hc_run, d / "hcflow_tiny.safetensors"), "sr3": save_checkpoint(d / "sr3_tiny.pt", s3_run)}
 
 

@@ -548,13 +548,15 @@ def test_hcflow_superresolver_default_is_the_bundle():
 
 
 # ---------------------------------------------------------------- srflow rescale
+def _run_of(model) -> dict:
+    "A trainer checkpoint of an HCFlow run holding `model`."
+    from srflow_nb.testing import trainer_checkpoint
+    return trainer_checkpoint(HCFlowTask(model, (hcflow_paper_rescaling if model.config.kind == "rescaling" else hcflow_paper_sr)()))
+
+
 def _save(model, path):
-    "A model file as `export_hcflow` writes it (metadata kind and config)."
-    from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"format": FORMAT, "kind": "hcflow", "config": json.dumps(model.config.to_dict())})
-    return str(path)
+    "`model` as the file `export_model` makes of a run of it."
+    return str(export_model(_run_of(model), path))
 
 
 @pytest.fixture
@@ -620,10 +622,10 @@ def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
             "same_name": ["down", str(tmp / "hr"), str(tmp / "hr2"), "--checkpoint", resc],
             "temperature": ["up", str(tmp / "hr"), "--checkpoint", resc, "--temperature", "-1"],
             "not_hcflow": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "srflow.safetensors")],
-            "nonfinite": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "nan.safetensors")]}[case]
+            "nonfinite": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "nan.pt")]}[case]
     broken = tiny("rescaling")
     with torch.no_grad(): broken.flow.layers[1].affine.f.conv5.bias.fill_(float("nan"))   # a diverged model: no silent NaN/black image
-    _save(broken, tmp / "nan.safetensors")
+    torch.save(_run_of(broken), tmp / "nan.pt")                    # export_model refuses it; a run's checkpoint loads
     save_image(tmp / "odd.png", torch.rand(3, 18, 24, generator=torch.Generator().manual_seed(0)))
     shutil.copytree(tmp / "hr", tmp / "hr2")
     if case == "overwrite": (tmp / "out").mkdir(); (tmp / "out/im0_lr.png").write_bytes(b"old")
