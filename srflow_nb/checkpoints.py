@@ -180,6 +180,7 @@ def _load_mapped(module: nn.Module, sd: dict, key_map: dict, strict: bool = True
     module.load_state_dict(new, strict=False)
     return missing, extra
 
+# %% ../nbs/06_checkpoints.ipynb #ca53215e
 def load_official(path_or_state_dict, config: SRFlowConfig | None = None, strict: bool = True,
                   stack_blocks: tuple[int, ...] | None = None) -> SRFlow:
     "An `SRFlow` (eval mode, ActNorms initialised) from an official-format checkpoint; config inferred if None."
@@ -246,6 +247,7 @@ def load_model(path) -> SRFlow | RRDBEncoder:
     _load_mapped(model, sd, {k: k for k in model.state_dict()}, True, str(path))
     return model.eval()
 
+# %% ../nbs/06_checkpoints.ipynb #8654428c
 PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors",
               "demo-4x-esrgan": "demo_4x_esrgan.safetensors",            # the ESRGAN generator (an RRDBEncoder)
               "demo-4x-hcflow": "demo_4x_hcflow.safetensors",            # HCFlow SR (`export_model` of a run)
@@ -314,6 +316,7 @@ def latest_checkpoint(ckpt_dir) -> tuple[Path, dict] | None:
             warnings.warn(f"{e}; moved it to {bad.name} and trying the previous checkpoint")
     return None
 
+# %% ../nbs/06_checkpoints.ipynb #4e5ff631
 def first_nonfinite(tree, name: str = "") -> str | None:
     "Name of the first floating tensor holding NaN/Inf in a nested dict/list of tensors, or None."
     if isinstance(tree, torch.Tensor): return name if tree.is_floating_point() and not torch.isfinite(tree).all() else None
