@@ -102,7 +102,7 @@ def _write_run_record(out_csv: Path, info: dict, resumed: bool):
 
 def _groups(main, method: str, bases: dict, temps: list, n_samples: int) -> list[tuple]:
     "(method, super-resolver, temperature or None, samples) of every group: baselines once, then `main` by its knob."
-    out = [(b, sr, None, 1) for b, sr in bases.items()]
+    out = [(b, sr, None, n_samples if sr.stochastic else 1) for b, sr in bases.items()]
     if main is None: return out
     k = knob(main)
     if k == "temperature": return out + [(method, main, t, n_samples) for t in temps]
