@@ -61,6 +61,8 @@ def baselines(model, rrdb=None) -> dict:
     "{'bicubic': BicubicSR, 'rrdb': RRDBSR}: `rrdb` defaults to the SRFlow model's encoder head."
     return {"bicubic": BicubicSR(model.config.scale), "rrdb": RRDBSR(rrdb if rrdb is not None else model.encoder)}
 
+
+# %% ../nbs/19a_demo.ipynb #bd35c083
 _FAMILY_LABELS = {"esrgan": "ESRGAN", "hcflow": "HCFlow", "sr3": "SR3", "srflow": "SRFlow", "rrdb": "RRDB", "bicubic": "Bicubic"}
 
 class AtSetting:
@@ -79,6 +81,8 @@ class AtSetting:
         return self.sr.sample(lr, n, temperature=self.temperature, steps=self.steps, seed=seed)
     def __repr__(self): return f"AtSetting({self.sr!r}, {self.label!r})"
 
+
+# %% ../nbs/19a_demo.ipynb #80ca4f8a
 def more_baselines(compare: str | None, scale: int, device="cpu", temperature: float | None = None, steps: int | None = None) -> dict:
     "{name: super-resolver} beside bicubic and RRDB: `compare` = comma-separated `NAME[:checkpoint]` ('' none); None: ESRGAN when bundled at `scale`."
     from srflow_nb.superresolvers import available, load_superresolver
@@ -202,12 +206,8 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     t_cmp = 0.9 if 0.9 in temps else temps[-1]                                   # Table 2's temperature: SRFlow's and HCFlow's
     more = more_baselines(compare, s, dev, temperature=t_cmp, steps=steps)         # ESRGAN (bundled), HCFlow, SR3 ...
     base, labels = {**baselines(model, rrdb_m), **more}, {k: compared_label(k, sr) for k, sr in more.items()}
-    def save_samples(name, method, t, sr):
-        for i in range(sr.shape[0]):
-            tag = f"t{t:g}_s{i}" if t is not None else method if sr.shape[0] == 1 else f"{method}_s{i}"
-            save_image(out / "samples" / f"{name}_{tag}.png", sr[i])
     df = evaluate(SRFlowSR(model), ds, s, temps, n, metrics=list(TABLE2_METRICS), out_csv=out / "evaluation.csv", seed=seed,
-                  baselines=base, device=dev, progress=progress, on_sample=save_samples)
+                  baselines=base, device=dev, progress=progress, on_sample=_sample_saver(out / "samples"))
     t2 = table2(df, temperatures=[t for t in (0.0, 0.9) if t in temps] or temps[-1:])
     t2 = t2.rename(index={BASELINE_LABELS.get(k, k): v for k, v in labels.items()})
     atomic_write(out / "table2.csv", lambda p: t2.to_csv(p, float_format="%.4f"))
@@ -226,6 +226,14 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     return dict(table2=t2, evaluation=df, findings=fd, out=out)
 
 # %% ../nbs/19a_demo.ipynb #0098dec9
+def _sample_saver(folder: Path) -> Callable:
+    "`evaluate`'s on_sample for the demo: `<image>_t<τ>_s<i>.png` (SRFlow), `<image>_<method>.png` or `<image>_<method>_s<i>.png`."
+    def save(name, method, t, sr):
+        for i in range(sr.shape[0]):
+            tag = f"t{t:g}_s{i}" if t is not None else method if sr.shape[0] == 1 else f"{method}_s{i}"
+            save_image(folder / f"{name}_{tag}.png", sr[i])
+    return save
+
 def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path, labels: Mapping[str, str] | None = None):
     "The temperature sweep, perception-distortion and comparison figures of the demo job."
     plots.save_fig(plots.temperature_curves(df, title="SRFlow temperature sweep (demo-scale; Figs 12-14 analog)"), figs / "temperature.png")
@@ -242,6 +250,8 @@ def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path, labels: Map
                                [["LR", *names, "HR"], [f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))]], suptitle=it["name"])
     plots.save_fig(fig, figs / "comparison.png")
 
+
+# %% ../nbs/19a_demo.ipynb #f1bee95d
 def demo(
     out: str = "demo_out",        # output folder (-o)
     quick: bool = False,          # 2 cropped images, 3 temperatures, 2 samples: a smoke run

@@ -100,14 +100,6 @@ def _write_run_record(out_csv: Path, info: dict, resumed: bool):
         info["previous_runs"] = prev.pop("previous_runs", []) + [prev]
     atomic_write(side, lambda p: p.write_text(json.dumps(info, indent=1)))
 
-def _groups(main, method: str, bases: dict, temps: list, n_samples: int) -> list[tuple]:
-    "(method, super-resolver, temperature or None, samples) of every group: baselines once, then `main` by its knob."
-    out = [(b, sr, None, n_samples if sr.stochastic else 1) for b, sr in bases.items()]
-    if main is None: return out
-    k = knob(main)
-    if k == "temperature": return out + [(method, main, t, n_samples) for t in temps]
-    return out + [(method, main, None, n_samples if k == "steps" else 1)]
-
 def _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, name, warned) -> dict:
     "Metric name -> (n,) values of one group `sr (n, 3, H, W)`; a metric that cannot run on the image is NaN (warned once)."
     vals = {}
@@ -119,6 +111,23 @@ def _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, na
     if "diversity" in metrics: vals["diversity"] = np.full(n, M.diversity(sr[:, None], quantize=quantize)[0] if n > 1 else np.nan)
     return vals
 
+# %% ../nbs/12_evaluate.ipynb #7f205cac
+def _groups(main, method: str, bases: dict, temps: list, n_samples: int) -> list[tuple]:
+    "(method, super-resolver, temperature or None, samples) of every group: baselines once, then `main` by its knob."
+    out = [(b, sr, None, n_samples if sr.stochastic else 1) for b, sr in bases.items()]
+    if main is None: return out
+    k = knob(main)
+    if k == "temperature": return out + [(method, main, t, n_samples) for t in temps]
+    return out + [(method, main, None, n_samples if k == "steps" else 1)]
+
+def _check_args(main, method, metrics, n_samples, scale, steps):
+    bad = [m for m in metrics if m not in METRICS]
+    if bad: raise InputError(f"unknown metrics {bad}; available: {list(METRICS)}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1: raise InputError(f"n_samples must be a positive int, got {n_samples!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1: raise InputError(f"scale must be a positive int, got {scale!r}")
+    if steps is not None and (main is None or knob(main) != "steps"): raise InputError(f"steps={steps}: {method} has no sampling steps")
+
+
 # %% ../nbs/12_evaluate.ipynb #966351c0
 def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[float] = (0.8,), n_samples: int = 1,
              metrics: Sequence[str] = DEFAULT_METRICS, out_csv: str | Path | None = None, seed: int = 0,
@@ -127,11 +136,7 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
              on_sample: Callable | None = None, steps: int | None = None) -> pd.DataFrame:
     "Evaluate a super-resolver (and `baselines`) on `dataset`: one row per (image, method, temperature, sample); CSV + `<stem>.run.json` when `out_csv`."
     main = None if model_or_fn is None else as_superresolver(model_or_fn, method)
-    bad = [m for m in metrics if m not in METRICS]
-    if bad: raise InputError(f"unknown metrics {bad}; available: {list(METRICS)}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1: raise InputError(f"n_samples must be a positive int, got {n_samples!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1: raise InputError(f"scale must be a positive int, got {scale!r}")
-    if steps is not None and (main is None or knob(main) != "steps"): raise InputError(f"steps={steps}: {method} has no sampling steps")
+    _check_args(main, method, metrics, n_samples, scale, steps)
     bases = {k: as_superresolver(v, k, scale, stochastic=False) for k, v in (baselines or {}).items()}
     if method in bases: raise InputError(f"baseline name {method!r} collides with the sampler's method name")
     dev = get_device(device)
@@ -188,6 +193,8 @@ def _check_knob(sr, temperatures, steps):
     if temperatures is not None and k != "temperature": raise InputError(f"--temperatures: {sr.name} has no temperature ({why})")
     if steps is not None and k != "steps": raise InputError(f"--steps: {sr.name} has no sampling steps ({why})")
 
+
+# %% ../nbs/12_evaluate.ipynb #564d14f1
 def evaluate_folder(
     images: str,                                  # folder of HR images; their LR inputs are MATLAB-bicubic downscales
     out: str = "evaluation.csv",                  # CSV (one row per image, method, temperature, sample) + `<stem>.run.json`
