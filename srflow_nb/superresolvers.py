@@ -100,6 +100,9 @@ class HCFlowSR:
     default_temperature = 0.8
     def __init__(self, model, name: str = "hcflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
         if not callable(getattr(model, "sample_eps", None)): raise InputError(f"HCFlowSR needs an HCFlow model, got {type(model).__name__}")
+        if getattr(model.config, "kind", "sr") != "sr":   # it upscales its own downscaled LR, not a bicubic one
+            raise InputError(f"{name}: an HCFlow {model.config.kind} model is not a super-resolver of bicubic LR images; "
+                             "use srflow rescale for it, or an HCFlow SR model (demo-4x-hcflow)")
         self.model, self.name, self.scale = model, name, int(model.scale)
         self.batch_size, self.on_nonfinite, self._cached = batch_size, on_nonfinite, None
     def lr_cache(self, lr: torch.Tensor):

@@ -22,11 +22,14 @@ def files(tmp_path_factory):
                              model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()}), d / "hcflow_tiny.safetensors")
     s3f = export_sr3(dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
                           model_config={"kind": "sr3", **s3.config.to_dict()}), d / "sr3_tiny.safetensors")
+    rs = HCFlow(HCFlowConfig.rescaling_tiny_4x())
+    rsf = export_hcflow(dict(modules={"model": rs.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
+                             model_config={"model": "hcflow", "L": rs.config.L, **rs.config.to_dict()}), d / "hcflow_rescaling_tiny.safetensors")
     g = torch.Generator().manual_seed(1)
     save_image(d / "in.png", torch.rand(3, 8, 8, generator=g))
     (d / "hr").mkdir()
     for k in ("a", "b"): save_image(d / "hr" / f"{k}.png", torch.rand(3, 32, 32, generator=g))
-    return dict(dir=d, hcflow=str(hcf), sr3=str(s3f), lr=str(d / "in.png"), hr=str(d / "hr"))
+    return dict(dir=d, hcflow=str(hcf), sr3=str(s3f), rescaling=str(rsf), lr=str(d / "in.png"), hr=str(d / "hr"))
 
 
 @pytest.fixture
@@ -66,6 +69,7 @@ def test_sample_sr3_steps_reach_the_model(files, tmp_path, monkeypatch):
     (["--model", "HC:{hcflow}", "--steps", "3"], "--steps: hcflow has no sampling steps"),
     (["--model", "SR3:{sr3}", "--temperature", "0.5"], "--temperature: sr3 has no temperature"),
     (["--model", "HC:{hcflow}", "--tile", "16"], "--tile is an srflow option"),
+    (["--model", "HC:{rescaling}"], "an HCFlow rescaling model is not a super-resolver"),   # use srflow rescale
 ])
 def test_sample_refuses_options_in_one_line(files, tmp_path, capsys, args, msg):
     args = [a.replace("HC:", "hcflow:").replace("SR3:", "sr3:").format(**files) for a in args]
