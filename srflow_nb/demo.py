@@ -19,7 +19,7 @@ from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
 from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, verdict
 from .checkpoints import load_model_any
-from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, knob
+from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, knob, max_steps
 from . import plots, sampling
 
 # %% auto #0
@@ -96,6 +96,7 @@ def more_baselines(compare: str | None, scale: int, device="cpu", temperature: f
             sr = load_superresolver(spec, device)
             if sr.name in ("srflow", "bicubic", "rrdb", *out): raise InputError(f"--compare {spec}: {sr.name} is already compared")
             if sr.scale != scale: raise InputError(f"--compare {spec}: a {sr.scale}x model, the SRFlow model is {scale}x")
+            if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {spec} has a {T}-step schedule")
             out[sr.name] = AtSetting(sr, temperature, steps) if sr.stochastic else sr
     if steps is not None and not any(getattr(sr, "knob", None) == "steps" for sr in out.values()):
         raise InputError(f"--steps {steps}: no compared model has sampling steps (--compare sr3[:<file>])")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import InputError, atomic_write, get_device, name_seed, run_info
 from . import metrics as M
 from .resize import downscale
-from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver
+from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
 
 # %% auto #0
 __all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize',
@@ -192,6 +192,7 @@ def _check_knob(sr, temperatures, steps):
     why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperatures"}[k]
     if temperatures is not None and k != "temperature": raise InputError(f"--temperatures: {sr.name} has no temperature ({why})")
     if steps is not None and k != "steps": raise InputError(f"--steps: {sr.name} has no sampling steps ({why})")
+    if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {sr.name}'s schedule has {T} steps; give 1..{T}")
 
 
 # %% ../nbs/12_evaluate.ipynb #564d14f1

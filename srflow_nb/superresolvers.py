@@ -15,7 +15,7 @@ from .core import InputError, get_device
 # %% auto #0
 __all__ = ['REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR',
            'HCFlowSR', 'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model',
-           'load_superresolver', 'knob', 'available', 'FunctionSR', 'as_superresolver']
+           'load_superresolver', 'knob', 'max_steps', 'available', 'FunctionSR', 'as_superresolver']
 
 # %% ../nbs/09_superresolvers.ipynb #b7533efb
 @runtime_checkable
@@ -204,6 +204,11 @@ def knob(sr) -> str | None:
     k = getattr(sr, "knob", KNOBS.get(getattr(sr, "name", None), "temperature"))
     if k not in ("temperature", "steps"): raise InputError(f"{sr!r}: knob must be 'temperature' or 'steps', got {k!r}")
     return k
+
+def max_steps(sr) -> int | None:
+    "The longest `steps` a steps model takes (its full inference schedule, e.g. SR3's `sample_gammas`); None if unknown or not a steps model."
+    gammas = getattr(getattr(sr, "model", None), "sample_gammas", None)
+    return len(gammas) if knob(sr) == "steps" and gammas is not None else None
 
 def available(**given: str | None) -> dict[str, str]:
     "{family: spec for `load_superresolver`} of what loads now: bicubic, each family whose `BUNDLED` model exists, `given` (family=checkpoint)."

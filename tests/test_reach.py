@@ -105,10 +105,12 @@ def test_evaluate_hcflow_and_sr3_write_srflow_columns(files, tmp_path, engine, m
 
 def test_evaluate_refuses_the_wrong_knob(files, tmp_path, capsys):
     for args, msg in ((["--model", f"sr3:{files['sr3']}", "--temperatures", "0.5"], "--temperatures: sr3 has no temperature"),
-                      (["--model", f"hcflow:{files['hcflow']}", "--steps", "2"], "--steps: hcflow has no sampling steps")):
+                      (["--model", f"hcflow:{files['hcflow']}", "--steps", "2"], "--steps: hcflow has no sampling steps"),
+                      (["--model", f"sr3:{files['sr3']}", "--steps", "100000"], "--steps 100000: sr3's schedule has")):
         assert main(["evaluate", files["hr"], "--out", str(tmp_path / "e.csv"), *args, "--no-progress"]) == 1
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
+    assert not (tmp_path / "e.run.json").exists()                           # refused before anything is written
 
 
 def test_demo_compare_hcflow_uses_the_cached_engine(files, tmp_path, engine):
