@@ -6,7 +6,8 @@ import srflow_nb.checkpoints as C
 from srflow_nb.datasets import demo_images
 from srflow_nb.explorer import Explorer
 from srflow_nb.hcflow import HCFlowNet
-from srflow_nb.sr3 import SR3, SR3Config, export_sr3
+from srflow_nb.checkpoints import export_model
+from srflow_nb.sr3 import SR3, SR3Config
 from srflow_nb.superresolvers import available
 from srflow_nb.testing import tiny_model
 
@@ -47,8 +48,8 @@ def test_sr3_from_an_explicit_checkpoint_gets_a_steps_slider(tmp_path, monkeypat
     "`available(sr3=<file>)` adds SR3 before it is bundled; its steps slider drives `SR3.sample(steps=)`; the temperature is off."
     torch.manual_seed(0)
     s3 = SR3(SR3Config.tiny())
-    f = export_sr3(dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
-                        model_config={"kind": "sr3", **s3.config.to_dict()}), tmp_path / "sr3.safetensors")
+    f = export_model(dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
+                          model_config={"kind": "sr3", **s3.config.to_dict()}), tmp_path / "sr3.safetensors")
     models = available(sr3=str(f))
     assert models["sr3"] == f"sr3:{f}"
     ex = _explorer(models=models)

@@ -7,9 +7,10 @@ import torch
 
 from srflow_nb.cli import main
 from srflow_nb.evaluate import DEFAULT_METRICS
-from srflow_nb.hcflow import HCFlow, HCFlowConfig, HCFlowNet, export_hcflow
+from srflow_nb.checkpoints import export_model
+from srflow_nb.hcflow import HCFlow, HCFlowConfig, HCFlowNet
 from srflow_nb.images import save_image
-from srflow_nb.sr3 import SR3, SR3Config, export_sr3
+from srflow_nb.sr3 import SR3, SR3Config
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +19,13 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("reach")
     torch.manual_seed(0)
     hc, s3 = HCFlow(HCFlowConfig.sr_tiny_4x()), SR3(SR3Config.tiny())
-    hcf = export_hcflow(dict(modules={"model": hc.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
-                             model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()}), d / "hcflow_tiny.safetensors")
-    s3f = export_sr3(dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
-                          model_config={"kind": "sr3", **s3.config.to_dict()}), d / "sr3_tiny.safetensors")
+    hcf = export_model(dict(modules={"model": hc.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
+                            model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()}), d / "hcflow_tiny.safetensors")
+    s3f = export_model(dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
+                            model_config={"kind": "sr3", **s3.config.to_dict()}), d / "sr3_tiny.safetensors")
     rs = HCFlow(HCFlowConfig.rescaling_tiny_4x())
-    rsf = export_hcflow(dict(modules={"model": rs.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
-                             model_config={"model": "hcflow", "L": rs.config.L, **rs.config.to_dict()}), d / "hcflow_rescaling_tiny.safetensors")
+    rsf = export_model(dict(modules={"model": rs.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
+                            model_config={"model": "hcflow", "L": rs.config.L, **rs.config.to_dict()}), d / "hcflow_rescaling_tiny.safetensors")
     g = torch.Generator().manual_seed(1)
     save_image(d / "in.png", torch.rand(3, 8, 8, generator=g))
     (d / "hr").mkdir()
