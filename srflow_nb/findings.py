@@ -281,19 +281,19 @@ def findings_markdown(found: Sequence[Mapping] | pd.DataFrame | str | os.PathLik
     return "\n".join(f"- **{'holds' if bool(r['holds']) else 'does not hold'}**: {r['finding']} ({r['detail']})" for r in rows)
 
 # %% ../nbs/19b_findings.ipynb #e6a3601f
-def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 0.9, quiet: bool = False) -> list[dict]:
-    "SR3's verdicts (see above) of a cost-quality table (rows 'sr3' at `steps`, 'srflow' at `temperature`; lpips, lr_psnr, s_per_sample) and bicubic's LPIPS."
-    miss = [c for c in ("method", "steps", "temperature", "lpips", "lr_psnr", "s_per_sample") if c not in cost.columns]
+def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 0.9, time: str = "s_per_sample", quiet: bool = False) -> list[dict]:
+    "SR3's verdicts (see above) of a cost-quality table (rows 'sr3' at `steps`, 'srflow' at `temperature`; lpips, lr_psnr, `time` per sample) and bicubic's LPIPS."
+    miss = [c for c in ("method", "steps", "temperature", "lpips", "lr_psnr", time) if c not in cost.columns]
     if miss: raise KeyError(f"cost table lacks columns {miss}")
     sr3 = cost[cost.method == "sr3"].sort_values("steps")
     fl = cost[(cost.method == "srflow") & np.isclose(cost.temperature.astype(float), temperature)]
     if sr3.empty or fl.empty: raise ValueError(f"cost table needs 'sr3' rows and an 'srflow' row at τ={temperature:g}")
     few, full, fl = sr3.iloc[0], sr3.iloc[-1], fl.iloc[0]
     near = sr3.iloc[int((sr3.lpips - fl.lpips).abs().to_numpy().argmin())]   # SR3 at the LPIPS nearest SRFlow's
-    ratio, n, t = near.s_per_sample / fl.s_per_sample, (lambda r: f"{int(r.steps)} steps"), f"τ={temperature:g}"
+    ratio, n, t = near[time] / fl[time], (lambda r: f"{int(r.steps)} steps"), f"τ={temperature:g}"
     return [verdict(f"SR3 ({n(full)}) LPIPS < bicubic LPIPS", full.lpips < bicubic_lpips, f"{full.lpips:.4f} vs {bicubic_lpips:.4f}", quiet),
             verdict(f"SR3 LPIPS improves from {n(few)} to {n(full)}", full.lpips < few.lpips, f"{few.lpips:.4f} -> {full.lpips:.4f}", quiet),
             verdict(f"SRFlow {t} LR-PSNR > SR3 ({n(full)}) LR-PSNR", fl.lr_psnr > full.lr_psnr, f"{fl.lr_psnr:.2f} vs {full.lr_psnr:.2f} dB", quiet),
             verdict(f"SRFlow {t} faster per sample than SR3 at the nearest LPIPS", ratio > 1,
-                    f"SR3 {n(near)}: {near.s_per_sample:.3g} s, LPIPS {near.lpips:.4f}; SRFlow: {fl.s_per_sample:.3g} s, "
-                    f"LPIPS {fl.lpips:.4f}; SR3/SRFlow time x{ratio:.3g}", quiet)]
+                    f"SR3 {n(near)}: {near[time]:.3g} s, LPIPS {near.lpips:.4f}; SRFlow: {fl[time]:.3g} s, "
+                    f"LPIPS {fl.lpips:.4f}; SR3/SRFlow {time} x{ratio:.3g}", quiet)]

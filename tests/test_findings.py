@@ -11,11 +11,11 @@ import pytest
 from srflow_nb import plots
 from srflow_nb.findings import (TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings, findings,
                                 perception_distortion_findings, restoration_sweep_finding, same_order, select_by,
-                                table5_findings, trend)
+                                sr3_findings, table5_findings, trend)
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
-         "24_repro.ablations", "25_repro.restoration"]
+         "24_repro.ablations", "25_repro.restoration", "28_repro.sr3"]
 
 
 def holds(vs): return [v["holds"] for v in vs]
@@ -92,6 +92,30 @@ def test_ablation_findings_fail():
     assert holds(ablation_findings(rev, t4.iloc[::-1].set_axis(t4.index), quiet=True)) == [False] * 9 + [True] * 3
 
 
+def _cost(**kw):
+    "A cost-quality table where every SR3 verdict holds; `kw` replaces columns (4 rows: SR3 at 10, 50, 100 steps, SRFlow τ=0.9)."
+    nan = float("nan")
+    d = dict(method=["sr3"] * 3 + ["srflow"], steps=[10, 50, 100, nan], temperature=[nan, nan, nan, 0.9], lpips=[0.40, 0.25, 0.20, 0.24],
+             lr_psnr=[38.0, 39.0, 39.5, 45.0], s_per_sample=[0.5, 2.5, 5.0, 0.1], cpu_s_per_sample=[0.4, 2.0, 4.0, 0.2])
+    return pd.DataFrame({**d, **kw})
+
+
+def test_sr3_findings_fail():
+    assert holds(sr3_findings(_cost(), 0.45, quiet=True)) == [True] * 4
+    assert holds(sr3_findings(_cost(), 0.15, quiet=True))[0] is False                          # SR3 worse than bicubic
+    assert holds(sr3_findings(_cost(lpips=[0.20, 0.25, 0.40, 0.24]), 0.45, quiet=True))[1] is False   # more steps, worse
+    assert holds(sr3_findings(_cost(lpips=[0.20, 0.25, 0.20, 0.24]), 0.45, quiet=True))[1] is False   # no better is no improvement
+    assert holds(sr3_findings(_cost(lr_psnr=[38.0, 39.0, 45.0, 45.0]), 0.45, quiet=True))[2] is False  # a tie is not "above"
+    # the time verdict compares SR3 at the LPIPS nearest SRFlow's (50 steps here), not its fastest or its full schedule
+    v = sr3_findings(_cost(s_per_sample=[0.05, 2.5, 5.0, 3.0]), 0.45, quiet=True)[3]
+    assert v["holds"] is False and "SR3 50 steps: 2.5 s" in v["detail"]
+    v = sr3_findings(_cost(s_per_sample=[0.05, 0.08, 5.0, 0.1]), 0.45, quiet=True)[3]        # SR3 faster at 50 steps, slower at 100
+    assert v["holds"] is False
+    assert sr3_findings(_cost(s_per_sample=[0.5, 0.05, 5.0, 0.1]), 0.45, time="cpu_s_per_sample", quiet=True)[3]["holds"] is True
+    with pytest.raises(ValueError, match="srflow"):
+        sr3_findings(_cost(temperature=[float("nan")] * 3 + [0.8]), 0.45)                    # no SRFlow row at τ=0.9
+
+
 def test_check_findings_refuses_a_flip(tmp_path, fake):
     ok = findings(fake, 0.8, quiet=True)
     check_findings(ok, tmp_path / "f.csv")
@@ -118,6 +142,10 @@ def _recompute(nb: str, d: Path) -> list[dict]:
     if nb == "25_repro.restoration":
         return table5_findings(pd.read_csv(d / "table5.csv", index_col=0), pd.read_csv(d / "per_image.csv"), quiet=True) + \
             [restoration_sweep_finding(pd.read_csv(d / "temperature_sweep.csv"), quiet=True)]
+    if nb == "28_repro.sr3":
+        run = json.loads((d / "run.json").read_text())
+        return sr3_findings(pd.read_csv(d / "cost.csv"), float(pd.read_csv(d / "table.csv", index_col=0).loc["Bicubic", "lpips"]),
+                            time="s_per_sample" if run["device"].startswith("cuda") else "cpu_s_per_sample", quiet=True)
     raise KeyError(nb)
 
 
