@@ -291,9 +291,10 @@ def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 
     few, full, fl = sr3.iloc[0], sr3.iloc[-1], fl.iloc[0]
     near = sr3.iloc[int((sr3.lpips - fl.lpips).abs().to_numpy().argmin())]   # SR3 at the LPIPS nearest SRFlow's
     ratio, n, t = near[time] / fl[time], (lambda r: f"{int(r.steps)} steps"), f"τ={temperature:g}"
+    u = "CPU-s" if time.startswith("cpu") else "s"
     return [verdict(f"SR3 ({n(full)}) LPIPS < bicubic LPIPS", full.lpips < bicubic_lpips, f"{full.lpips:.4f} vs {bicubic_lpips:.4f}", quiet),
             verdict(f"SR3 LPIPS improves from {n(few)} to {n(full)}", full.lpips < few.lpips, f"{few.lpips:.4f} -> {full.lpips:.4f}", quiet),
             verdict(f"SRFlow {t} LR-PSNR > SR3 ({n(full)}) LR-PSNR", fl.lr_psnr > full.lr_psnr, f"{fl.lr_psnr:.2f} vs {full.lr_psnr:.2f} dB", quiet),
             verdict(f"SRFlow {t} faster per sample than SR3 at the nearest LPIPS", ratio > 1,
-                    f"SR3 {n(near)}: {near[time]:.3g} s, LPIPS {near.lpips:.4f}; SRFlow: {fl[time]:.3g} s, "
+                    f"SR3 {n(near)}: {near[time]:.3g} {u}, LPIPS {near.lpips:.4f}; SRFlow: {fl[time]:.3g} {u}, "
                     f"LPIPS {fl.lpips:.4f}; SR3/SRFlow {time} x{ratio:.3g}", quiet)]
