@@ -146,3 +146,27 @@ def test_model_card_sr3_section_from_files():
     text = (pre / "MODEL_CARD.md").read_text()
     if not card: assert "## `demo-4x-sr3" not in text; return
     assert card.replace(str(ROOT) + "/", "") in text, "run `python tools/export_demo.py --card_only`"
+
+
+# ---------------------------------------------------------------- full mode never falls back to the CPU demo models
+def _code_cells(upto: str) -> list[str]:
+    "The code cells of 28_repro.sr3 up to and including the first one containing `upto`."
+    nb = json.loads((ROOT / "nbs" / "28_repro.sr3.ipynb").read_text())
+    out = []
+    for c in nb["cells"]:
+        if c["cell_type"] != "code": continue
+        out.append("".join(c["source"]))
+        if upto in out[-1]: return out
+    raise AssertionError(f"no cell with {upto!r}")
+
+
+@pytest.mark.parametrize("given", [{}, {"SRFLOW_SR3": "sr3.pt"}, {"SRFLOW_HCFLOW": "hcflow.pt"}])
+def test_full_mode_needs_its_models(monkeypatch, given):
+    for k in ("SRFLOW_SR3", "SRFLOW_HCFLOW"): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SRFLOW_FULL", "1")
+    for k, v in given.items(): monkeypatch.setenv(k, v)
+    ns = {}
+    cells = _code_cells("repro_setup(")
+    for src in cells[:-1]: exec(src, ns)
+    assert ns["FULL"] is True and (ns["SR3"], ns["HCFLOW"]) == (given.get("SRFLOW_SR3"), given.get("SRFLOW_HCFLOW"))
+    with pytest.raises(KeyError, match=r"\$SRFLOW_SR3 .* and \$SRFLOW_HCFLOW"): exec(cells[-1], ns)
