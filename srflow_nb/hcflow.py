@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
+from fastcore.script import Param
 from torch import nn
 
 from .core import InputError, sum_except_batch
@@ -21,12 +22,13 @@ from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroCo
 from .train import TrainConfig, TrainTask
 
 # %% auto #0
-__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale', 'AtanAffineCoupling',
-           'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit', 'HCFlowNet', 'HCFlowLRCache',
-           'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config', 'load_official_hcflow',
-           'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper', 'hcflow_paper_rescaling',
-           'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask', 'train_hcflow',
-           'hcflow_from_checkpoint', 'export_hcflow', 'load_hcflow']
+__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale',
+           'AtanAffineCoupling', 'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit',
+           'HCFlowNet', 'HCFlowLRCache', 'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config',
+           'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper',
+           'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask',
+           'train_hcflow', 'hcflow_from_checkpoint', 'export_hcflow', 'load_hcflow', 'load_rescaling_model',
+           'rescale_roundtrip', 'rescale_files']
 
 # %% ../nbs/07_hcflow.ipynb #e8cacce3
 class HaarDownsampling(FlowLayer):
@@ -349,6 +351,12 @@ class HCFlowLRCache:
     deep_prior: tuple[torch.Tensor, torch.Tensor]   # (mean, log-std) of the deepest high-frequency latent
     first_conv: dict[int, torch.Tensor]        # level -> conv_first(upsampled deep features) + bias, at that level's size
 
+    def tile(self, k: int) -> HCFlowLRCache:
+        "The cache of `k` copies of the LR batch stacked along the batch (`k` samples of every image decoded at once)."
+        if k == 1: return self
+        t = lambda x: x.repeat(k, *([1] * (x.ndim - 1)))
+        return HCFlowLRCache(t(self.lr), t(self.deep_feats), tuple(map(t, self.deep_prior)), {l: t(v) for l, v in self.first_conv.items()})
+
 @patch
 def features_from_first(self: ConditionalFlow, f0: torch.Tensor) -> torch.Tensor:
     "`features` after `conv_first` (given its output `f0`)."
@@ -448,12 +456,23 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
     return -(logdet - math.log(q) * hw + lr_logp) / (math.log(2.0) * hw)
 
 @patch
-def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    "(n, B, C, H, W) SR samples in [0, 1]: one LR feature pass (`lr_cache`), then `n` latent-dependent passes."
+def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8, generator: torch.Generator | None = None,
+           cache: HCFlowLRCache | None = None, batch_size: int | None = None, on_nonfinite: str = "warn") -> torch.Tensor:
+    """(n, B, C, H, W) SR samples in [0, 1]: the LR-only work once (`cache`, made by `flow.lr_cache(lr)` if None), then the
+    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: all `n`). Diverged samples
+    are detected as SRFlow's (`sampling.check_finite`: 'warn', 'raise' or 'clamp')."""
+    from srflow_nb.sampling import check_finite
     self._check(lr, "lr", 1)
-    cache = self.flow.lr_cache(lr)
-    return torch.stack([self.flow.decode_cached(cache, self.sample_eps(lr, temperature, generator)).clamp(0, 1) for _ in range(n)])
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
+    if cache is None: cache = self.flow.lr_cache(lr)
+    elif cache.lr.shape != lr.shape: raise InputError(f"HCFlow.sample: the cache is of an lr {tuple(cache.lr.shape)}, not {tuple(lr.shape)}")
+    eps = [self.sample_eps(lr, temperature, generator) for _ in range(n)]
+    k, out = min(n, batch_size or n), []
+    for i in range(0, n, k):
+        chunk = eps[i:i + k]
+        out.append(self.flow.decode_cached(cache.tile(len(chunk)), [torch.cat(e) for e in zip(*chunk)]))
+    sr = torch.cat(out).view(n, lr.shape[0], *out[0].shape[1:])
+    return check_finite(sr, on_nonfinite, temperature).clamp(0, 1)
 
 @patch
 def downscale(self: HCFlow, hr: torch.Tensor) -> torch.Tensor:
@@ -775,3 +794,99 @@ def load_hcflow(path) -> HCFlow:
     model = HCFlow(HCFlowConfig.from_dict(json.loads(meta["config"])))
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+# %% ../nbs/07_hcflow.ipynb #d94239de
+def load_rescaling_model(checkpoint: str = "demo-4x-hcflow-rescaling", device="auto") -> HCFlow:
+    "An HCFlow rescaling model (eval mode, on `device`): a bundled name, an `export_hcflow` file or a trainer checkpoint."
+    from srflow_nb.checkpoints import load_model_any
+    model = load_model_any(checkpoint, device)
+    kind = getattr(getattr(model, "config", None), "kind", None)
+    if not callable(getattr(model, "downscale", None)) or kind is None:
+        raise InputError(f"--checkpoint {checkpoint}: not an HCFlow model (got {type(model).__name__}); rescale needs an HCFlow "
+                         "rescaling model, e.g. demo-4x-hcflow-rescaling")
+    if kind != "rescaling":
+        raise InputError(f"--checkpoint {checkpoint}: an HCFlow {kind} model; rescale needs a rescaling model "
+                         "(e.g. demo-4x-hcflow-rescaling)")
+    return model
+
+def rescale_roundtrip(model: HCFlow, hr: torch.Tensor, temperature: float = 0.0,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "(8-bit LR, HR rebuilt from it): `downscale(hr)` stored as 8 bits (`images.quantize8`), then `upscale` at `temperature`."
+    from srflow_nb.images import quantize8
+    lr = model.downscale(hr)
+    if not torch.isfinite(lr).all(): raise InputError("the model's output has NaN/Inf values (a diverged model?)")
+    lr8 = quantize8(lr, keep_dtype=True)
+    return lr8, model.upscale(lr8, temperature, generator)
+
+# %% ../nbs/07_hcflow.ipynb #500b7715
+RESCALE_MODES = ("down", "up", "roundtrip")
+
+def _rescale_plan(mode, inputs, out: Path) -> list[tuple[Path, list[Path]]]:
+    "(input, outputs) per image, checked: inputs exist, unique output names, nothing overwritten."
+    from srflow_nb.images import image_files
+    files, bad = [], []
+    for p in map(Path, [inputs] if isinstance(inputs, (str, Path)) else inputs):
+        if p.is_dir(): files += image_files(p)
+        elif p.is_file(): files.append(p)
+        else: bad.append(f"{p}: no such file or folder")
+    if bad: raise InputError("; ".join(bad))
+    if not files: raise InputError(f"no input images in {', '.join(map(str, inputs))}")
+    suffixes = {"down": ["lr"], "up": ["hr"], "roundtrip": ["lr", "hr"]}[mode]
+    plan = [(f, [out / f"{f.stem}_{s}.png" for s in suffixes]) for f in files]
+    names = [o.name for _, outs in plan for o in outs]
+    if (dup := sorted({n for n in names if names.count(n) > 1})): raise InputError(f"two inputs would write the same output {dup[0]}: rename one")
+    if (old := [o for _, outs in plan for o in outs if o.exists()] + ([out / "roundtrip.csv"] if mode == "roundtrip" and (out / "roundtrip.csv").exists() else [])):
+        raise InputError(f"{old[0]} exists already ({len(old)} output(s) would be overwritten): choose another --output")
+    return plan
+
+# %% ../nbs/07_hcflow.ipynb #271cc27a
+def rescale_files(
+    mode: Param("down: HR -> 8-bit LR; up: LR -> HR; roundtrip: HR -> 8-bit LR -> HR, with PSNRs", str, choices=RESCALE_MODES),
+    inputs: Param("image files and/or folders of images", str, nargs="+"),
+    output: str = "srflow_rescaled",  # output folder (created); existing files are never overwritten
+    checkpoint: str = "demo-4x-hcflow-rescaling",  # HCFlow rescaling model: bundled name, exported .safetensors or trainer checkpoint
+    temperature: float = 0.0,  # up/roundtrip: std of the high-frequency latents (0: their conditional mean)
+    seed: int = 0,  # up/roundtrip above temperature 0: image i draws from core.mix_seed(seed, i)
+    device: str = "auto",  # cpu, cuda, cuda:1 or auto
+    quiet: bool = False,  # no progress bar, no PSNR lines
+) -> list[Path]:
+    "Downscale HR images to 8-bit LR PNGs, upscale LR images, or both (with the PSNRs) with an HCFlow rescaling model."
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from srflow_nb.cli import check_output_folder
+    from srflow_nb.core import atomic_write, mix_seed
+    from srflow_nb.images import load_image, save_image, to_tensor
+    from srflow_nb.metrics import psnr
+    from srflow_nb.resize import downscale
+    if mode not in RESCALE_MODES: raise InputError(f"mode must be one of {RESCALE_MODES}, got {mode!r}")
+    if not (math.isfinite(temperature) and temperature >= 0): raise InputError(f"--temperature must be a number >= 0, got {temperature}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise InputError(f"--seed must be an int >= 0, got {seed!r}")
+    plan = _rescale_plan(mode, inputs, Path(output))
+    images = [(f, outs, to_tensor(load_image(f))) for f, outs in plan]
+    model = load_rescaling_model(checkpoint, device)
+    dev, s = next(model.parameters()).device, model.scale
+    if mode != "up" and (bad := [f"{f} ({x.shape[-2]}x{x.shape[-1]})" for f, _, x in images if x.shape[-2] % s or x.shape[-1] % s]):
+        raise InputError(f"HR sizes must be divisible by the scale {s}: {', '.join(bad)}")
+    out = check_output_folder(output, "--output")
+    written, rows = [], []
+    for i, (f, outs, x) in enumerate(tqdm(images, desc=f"rescale {mode}", disable=quiet)):
+        g = torch.Generator(dev).manual_seed(mix_seed(seed, i))
+        with torch.inference_mode():
+            x = x.to(dev)
+            try:
+                if mode == "up": imgs = [model.upscale(x, temperature, g)]
+                else:
+                    lr8, back = rescale_roundtrip(model, x, temperature, g)
+                    imgs = [lr8] if mode == "down" else [lr8, back]
+            except InputError as e: raise InputError(f"{f}: {e}") from None
+        if not all(torch.isfinite(img).all() for img in imgs): raise InputError(f"{f}: the model's output has NaN/Inf values (a diverged model?)")
+        written += [save_image(o, img.cpu()) for o, img in zip(outs, imgs)]
+        if mode == "roundtrip":
+            rows.append(dict(image=f.name, hr_psnr=float(psnr(back[0].cpu(), x[0].cpu())), lr_psnr_vs_bicubic=float(psnr(lr8[0].cpu(), downscale(x[0].cpu(), s))),
+                             temperature=temperature, checkpoint=str(checkpoint)))
+            if not quiet: print(f"{f.name}: HR PSNR {rows[-1]['hr_psnr']:.2f} dB, LR PSNR vs bicubic {rows[-1]['lr_psnr_vs_bicubic']:.2f} dB")
+    if rows:
+        df = pd.DataFrame(rows)
+        written.append(atomic_write(out / "roundtrip.csv", lambda p: df.to_csv(p, index=False)))
+        if not quiet: print(f"mean over {len(df)} image(s): HR PSNR {df.hr_psnr.mean():.2f} dB, LR PSNR vs bicubic {df.lr_psnr_vs_bicubic.mean():.2f} dB")
+    return written

@@ -93,16 +93,30 @@ class ESRGANSR(RRDBSR):
     def __repr__(self): return f"ESRGANSR(scale={self.scale})"
 
 class HCFlowSR:
-    "An HCFlow model as a super-resolver: `n` samples at `temperature` through `HCFlow.sample` (LR features computed once)."
+    """An HCFlow model as a super-resolver: `n` samples at `temperature` through `HCFlow.sample`, `batch_size` at a time
+    (None: `sampling.default_batch_size` of the LR's device, as for SRFlow). The LR-only work is cached for the last LR (reused while the LR and the weights are unchanged).
+    Diverged samples are always reported; `on_nonfinite` as `SRFlowSR` ('clamp': kept saturated, 'raise': stop)."""
     stochastic = True
     default_temperature = 0.8
-    def __init__(self, model, name: str = "hcflow"):
+    def __init__(self, model, name: str = "hcflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
         if not callable(getattr(model, "sample_eps", None)): raise InputError(f"HCFlowSR needs an HCFlow model, got {type(model).__name__}")
         self.model, self.name, self.scale = model, name, int(model.scale)
+        self.batch_size, self.on_nonfinite, self._cached = batch_size, on_nonfinite, None
+    def lr_cache(self, lr: torch.Tensor):
+        "The `HCFlowLRCache` of `lr`: the last one if `lr` and the model's weights are unchanged, else a new one."
+        key = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+        c = self._cached
+        if c is None or c[1] != key or c[0].shape != lr.shape or c[0].device != lr.device or not torch.equal(c[0], lr):
+            self._cached = c = (lr.clone(), key, self.model.flow.lr_cache(lr))
+        return c[2]
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         t = self.default_temperature if temperature is None else temperature
         g = seed if isinstance(seed, torch.Generator) else torch.Generator(device=lr.device).manual_seed(int(seed))
-        with torch.inference_mode(): return self.model.sample(check_lr(lr), n=_check_n(n), temperature=t, generator=g)
+        from srflow_nb.sampling import default_batch_size
+        with torch.inference_mode():
+            lr = check_lr(lr)
+            return self.model.sample(lr, n=_check_n(n), temperature=t, generator=g, cache=self.lr_cache(lr),
+                                     batch_size=self.batch_size or default_batch_size(lr.device), on_nonfinite=self.on_nonfinite)
     def __repr__(self): return f"HCFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #a56ad469
@@ -148,10 +162,15 @@ def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:
     "`esrgan[:checkpoint]` (default `demo-4x-esrgan`): an exported generator, an ESRGAN trainer checkpoint or an official `RRDB_ESRGAN_x4.pth`."
     return ESRGANSR(_load(checkpoint or "demo-4x-esrgan", device))
 
-def hcflow_from(checkpoint: str | None = None, device="auto") -> HCFlowSR:
-    "`hcflow:<checkpoint>`: an HCFlow trainer checkpoint or an `hcflow.export_hcflow` file."
-    if not checkpoint: raise InputError("hcflow needs a checkpoint: hcflow:<HCFlow trainer checkpoint .pt or exported .safetensors>")
-    return HCFlowSR(_load(checkpoint, device))
+def hcflow_from(checkpoint: str | None = None, device="auto", **kw) -> HCFlowSR:
+    "`hcflow[:checkpoint]` (default `demo-4x-hcflow`): an HCFlow trainer checkpoint or an `hcflow.export_hcflow` file; `kw` to `HCFlowSR`."
+    if not checkpoint:
+        from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+        if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists():
+            raise InputError("hcflow: the bundled demo-4x-hcflow model is not installed (tools/train_hcflow.sh export bundles it); "
+                             "give a checkpoint: hcflow:<HCFlow trainer checkpoint .pt or exported .safetensors>")
+        checkpoint = "demo-4x-hcflow"
+    return HCFlowSR(_load(checkpoint, device), **kw)
 
 # %% ../nbs/09_superresolvers.ipynb #cb38fc80
 def wrap_model(model, **kw) -> SuperResolver:

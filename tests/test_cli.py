@@ -101,7 +101,21 @@ SMOKE = {   # command -> (args run in the work folder, files it must write)
              ["d_out/evaluation.csv", "d_out/table2.csv", "d_out/figures/comparison.png"]),
     "data build-demo": (["--verify_only"], []),                      # a full rebuild downloads the registry packages
     "assets": (["--verify_only"], []),                                # no download: the cached assets are verified
+    "rescale": (["roundtrip", "clean.png", "-o", "rs_out"], ["rs_out/clean_lr.png", "rs_out/clean_hr.png", "rs_out/roundtrip.csv"]),
 }
+
+
+def _rescale_checkpoint(work) -> list[str]:
+    "The bundled rescaling model when it is installed, else a tiny random-weight one: the command runs either way."
+    from srflow_nb.checkpoints import FORMAT, PRETRAINED, pretrained_dir
+    if (pretrained_dir() / PRETRAINED["demo-4x-hcflow-rescaling"]).exists(): return []
+    from safetensors.torch import save_file
+    from srflow_nb.hcflow import HCFlow, HCFlowConfig
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.rescaling_tiny_4x())
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(work / "resc_tiny.safetensors"),
+              metadata={"format": FORMAT, "kind": "hcflow", "config": json.dumps(m.config.to_dict())})
+    return ["--checkpoint", "resc_tiny.safetensors"]
 
 
 def test_smoke_table_covers_the_registry():
@@ -115,6 +129,7 @@ def test_every_command_runs(command, work):
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine (tools/setup_assets.sh)")
     args, files = SMOKE[command]
+    if command == "rescale": args = args + _rescale_checkpoint(work)
     r = srflow(*command.split(), *args, cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in files: assert (work / f).exists(), (command, f)

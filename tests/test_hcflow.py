@@ -449,3 +449,223 @@ def test_validate_keys_and_values(kind):
     want = {"bicubic_psnr", *(f"{t}_psnr" for t in temps)} | ({"lr_psnr_vs_bicubic"} if kind == "rescaling" else {f"{t}_lr_psnr" for t in temps})
     assert set(metrics) == want and all(math.isfinite(v) for v in metrics.values())
     assert len(rows) == 2 and len(rows[0]) == 2 + len(temps) and rows[0][-1].shape == (3, 16, 16)
+
+
+# ---------------------------------------------------------------- fast sampling (the LR-only work once, batched)
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_cached_batched_sample_equals_plain_decode(kind):
+    "Same draws -> the same samples as n plain `decode` calls, for every batch size (incl. a partial last chunk), two different LRs."
+    m = tiny(kind).double()
+    lr = torch.rand(2, 3, 3, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        plain = torch.stack([m.decode(lr, None, 0.8, g).clamp(0, 1) for _ in range(3)])
+        cache = m.flow.lr_cache(lr)
+        for bs in (None, 1, 2):
+            fast = m.sample(lr, 3, 0.8, torch.Generator().manual_seed(7), cache=cache, batch_size=bs)
+            assert fast.shape == (3, 2, 3, 12, 20)
+            assert (fast - plain).abs().max().item() <= 1e-6, bs
+        m32, g32 = tiny(kind), torch.Generator().manual_seed(7)             # float32: equal up to float rounding
+        plain32 = torch.stack([m32.decode(lr.float(), None, 0.8, g32).clamp(0, 1) for _ in range(3)])
+        assert (m32.sample(lr.float(), 3, 0.8, torch.Generator().manual_seed(7), batch_size=2) - plain32).abs().max().item() <= 1e-5
+    fails_with(lambda: m.sample(lr[:1], 2, cache=cache), contains="the cache is of an lr")
+    fails_with(lambda: m.sample(lr, 0), contains="n must be an int >= 1")
+
+
+def test_sample_reports_nonfinite():
+    "Diverged samples (an absurd temperature) are reported, as for SRFlow: raise, warn (kept), clamp (kept saturated)."
+    from srflow_nb.sampling import NonFiniteSampleError
+    m, lr = tiny("sr"), torch.rand(1, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with pytest.raises(NonFiniteSampleError, match="diverged"): m.sample(lr, 2, 1e30, on_nonfinite="raise")
+        with pytest.warns(RuntimeWarning, match="diverged"): assert not torch.isfinite(m.sample(lr, 2, 1e30)).all()
+        with pytest.warns(RuntimeWarning, match="diverged"): assert torch.isfinite(m.sample(lr, 2, 1e30, on_nonfinite="clamp")).all()
+        assert torch.isfinite(m.sample(lr, 2, 0.8, on_nonfinite="raise")).all()
+
+
+def test_hcflowsr_reuses_the_lr_cache(monkeypatch):
+    "HCFlowSR: one LR feature pass for a temperature sweep of one LR; a new LR or new weights recompute it; same samples as HCFlow.sample."
+    from srflow_nb.superresolvers import HCFlowSR, load_superresolver
+    m = tiny("sr")
+    calls = []
+    real = type(m.flow).lr_cache
+    monkeypatch.setattr(type(m.flow), "lr_cache", lambda self, lr: calls.append(1) or real(self, lr))
+    s, lr = HCFlowSR(m, batch_size=2), torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = [s.sample(lr, n=3, temperature=t, seed=5) for t in (0.0, 0.5, 0.9)]
+    assert len(calls) == 1
+    s.sample(lr + 0.01, temperature=0.5)
+    assert len(calls) == 2
+    with torch.no_grad(): m.flow.cond_flow(1).f.bias.add_(0.1)
+    s.sample(lr + 0.01, temperature=0.5)
+    assert len(calls) == 3
+    with torch.no_grad(): m.flow.cond_flow(1).f.bias.sub_(0.1); ref = m.sample(lr, 3, 0.9, torch.Generator().manual_seed(5))
+    assert (out[-1] - ref).abs().max() <= 1e-6 and not torch.equal(out[0], out[-1])
+
+
+def test_hcflow_superresolver_default_is_the_bundle():
+    "`hcflow` alone is the bundled demo-4x-hcflow, or one line saying it is not installed."
+    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+    from srflow_nb.superresolvers import load_superresolver
+    if (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists(): assert load_superresolver("hcflow", "cpu").scale == 4
+    else: fails_with(lambda: load_superresolver("hcflow", "cpu"), contains="demo-4x-hcflow model is not installed")
+
+
+# ---------------------------------------------------------------- srflow rescale
+def _save(model, path):
+    "A model file as `export_hcflow` writes it (metadata kind and config)."
+    from safetensors.torch import save_file
+    from srflow_nb.checkpoints import FORMAT
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"format": FORMAT, "kind": "hcflow", "config": json.dumps(model.config.to_dict())})
+    return str(path)
+
+
+@pytest.fixture
+def rescale_setup(tmp_path):
+    from srflow_nb.images import save_image
+    g = torch.Generator().manual_seed(0)
+    (tmp_path / "hr").mkdir()
+    for i in range(2):
+        save_image(tmp_path / f"hr/im{i}.png", F.interpolate(torch.rand(1, 3, 4, 6, generator=g), size=(16, 24), mode="bilinear"))
+    return tmp_path, _save(tiny("rescaling"), tmp_path / "resc.safetensors"), _save(tiny("sr"), tmp_path / "sr.safetensors")
+
+
+def test_rescale_cli_modes(rescale_setup, capsys):
+    "`srflow rescale`: down writes the model's 8-bit LR, up its HR, roundtrip both + PSNRs that match a recomputation."
+    import pandas as pd
+    from srflow_nb.cli import main
+    from srflow_nb.hcflow import load_rescaling_model, rescale_roundtrip
+    from srflow_nb.images import load_image, to_tensor
+    from srflow_nb.metrics import psnr
+    from srflow_nb.resize import downscale
+    tmp, resc, _ = rescale_setup
+    assert main(["rescale", "roundtrip", str(tmp / "hr"), "-o", str(tmp / "rt"), "--checkpoint", resc, "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp / "rt").iterdir()) == ["im0_hr.png", "im0_lr.png", "im1_hr.png", "im1_lr.png", "roundtrip.csv"]
+    m, x = load_rescaling_model(resc, "cpu"), to_tensor(load_image(tmp / "hr/im1.png"))
+    with torch.no_grad(): lr8, back = rescale_roundtrip(m, x)
+    assert torch.equal(to_tensor(load_image(tmp / "rt/im1_lr.png")), lr8)
+    assert torch.equal(to_tensor(load_image(tmp / "rt/im1_hr.png")), to_tensor(load_image(tmp / "rt/im1_hr.png")))
+    row = pd.read_csv(tmp / "rt/roundtrip.csv").set_index("image").loc["im1.png"]
+    assert row.hr_psnr == pytest.approx(float(psnr(back[0], x[0])), abs=1e-9)
+    assert row.lr_psnr_vs_bicubic == pytest.approx(float(psnr(lr8[0], downscale(x[0], 4))), abs=1e-9)
+    assert main(["rescale", "down", str(tmp / "hr/im1.png"), "-o", str(tmp / "d"), "--checkpoint", resc, "--quiet"]) == 0
+    assert main(["rescale", "up", str(tmp / "d/im1_lr.png"), "-o", str(tmp / "u"), "--checkpoint", resc, "--quiet"]) == 0
+    assert torch.equal(to_tensor(load_image(tmp / "d/im1_lr.png")), lr8)
+    assert torch.equal(to_tensor(load_image(tmp / "u/im1_lr_hr.png")), to_tensor(load_image(tmp / "rt/im1_hr.png")))
+    # temperature > 0 is seeded: same seed, same image; another seed, another image
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        main(["rescale", "up", str(tmp / "d/im1_lr.png"), "-o", str(tmp / name), "--checkpoint", resc, "--temperature", "0.9", "--seed", str(seed), "--quiet"])
+    a, b, c = (to_tensor(load_image(tmp / f"{n}/im1_lr_hr.png")) for n in "abc")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("sr_model", "an HCFlow sr model; rescale needs a rescaling model"),
+    ("missing", "nope.png: no such file"),
+    ("indivisible", "odd.png (18x24)"),
+    ("overwrite", "im0_lr.png exists already"),
+    ("same_name", "same output im0_lr.png"),
+    ("temperature", "--temperature must be a number >= 0"),
+    ("not_hcflow", "not an HCFlow model"),
+    ("nonfinite", "output has NaN/Inf values"),
+])
+def test_rescale_cli_bad_input_is_one_line(rescale_setup, capsys, case, expect):
+    import shutil
+    from srflow_nb.cli import main
+    from srflow_nb.checkpoints import save_model
+    from srflow_nb.images import save_image
+    from srflow_nb.model import SRFlow, SRFlowConfig
+    tmp, resc, sr = rescale_setup
+    args = {"sr_model": ["down", str(tmp / "hr"), "--checkpoint", sr],
+            "missing": ["down", str(tmp / "nope.png"), "--checkpoint", resc],
+            "indivisible": ["roundtrip", str(tmp / "odd.png"), "--checkpoint", resc],
+            "overwrite": ["down", str(tmp / "hr"), "--checkpoint", resc],
+            "same_name": ["down", str(tmp / "hr"), str(tmp / "hr2"), "--checkpoint", resc],
+            "temperature": ["up", str(tmp / "hr"), "--checkpoint", resc, "--temperature", "-1"],
+            "not_hcflow": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "srflow.safetensors")],
+            "nonfinite": ["down", str(tmp / "hr"), "--checkpoint", str(tmp / "nan.safetensors")]}[case]
+    broken = tiny("rescaling")
+    with torch.no_grad(): broken.flow.layers[1].affine.f.conv5.bias.fill_(float("nan"))   # a diverged model: no silent NaN/black image
+    _save(broken, tmp / "nan.safetensors")
+    save_image(tmp / "odd.png", torch.rand(3, 18, 24, generator=torch.Generator().manual_seed(0)))
+    shutil.copytree(tmp / "hr", tmp / "hr2")
+    if case == "overwrite": (tmp / "out").mkdir(); (tmp / "out/im0_lr.png").write_bytes(b"old")
+    torch.manual_seed(0); save_model(SRFlow(SRFlowConfig.tiny_4x()), tmp / "srflow.safetensors")
+    capsys.readouterr()
+    assert main(["rescale", *args, "-o", str(tmp / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+    if case == "overwrite": assert (tmp / "out/im0_lr.png").read_bytes() == b"old" and len(list((tmp / "out").iterdir())) == 1
+    elif case != "nonfinite": assert not (tmp / "out").exists()   # refused before writing anything
+    else: assert not list((tmp / "out").iterdir())
+
+
+# ---------------------------------------------------------------- bundling: export + model card
+def _export_demo():
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("export_demo", root / "tools" / "export_demo.py")
+    ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
+    return ex
+
+
+def _fake_run(path, kind):
+    "A run folder as `train_hcflow` leaves it (tiny model): checkpoints, best.pt, config/model_config/metrics/val files."
+    import pandas as pd
+    from srflow_nb.checkpoints import save_checkpoint
+    from srflow_nb.hcflow import hcflow_demo_rescaling, hcflow_demo_sr
+    m = tiny(kind)
+    cfg = (hcflow_demo_rescaling if kind == "rescaling" else hcflow_demo_sr)(out_dir=str(path)).to_dict()
+    mc = {"model": "hcflow", "L": m.config.L, **json.loads(json.dumps(m.config.to_dict()))}
+    path.mkdir()
+    for step, file in ((1000, "best.pt"), (2000, "checkpoints/step_00002000.pt")):
+        save_checkpoint(path / file, dict(modules={"model": m.state_dict()}, optimizers={}, config=cfg, model_config=mc, step=step, cpu_time=0.9 * step))
+    (path / "config.json").write_text(json.dumps(cfg)); (path / "model_config.json").write_text(json.dumps(mc))
+    pd.DataFrame(dict(step=[1000, 2000], loss=[1.0, 0.5], skipped=[0, 3], cpu_time_s=[900.0, 1800.0])).to_csv(path / "metrics.csv", index=False)
+    val = (dict(step=[1000, 2000], lr_psnr_vs_bicubic=[30.5, 31.25], bicubic_psnr=[25.0, 25.0], t0_psnr=[27.125, 26.5], t1_psnr=[24.0, 24.5])
+           if kind == "rescaling" else
+           dict(step=[1000, 2000], bicubic_psnr=[25.0, 25.0], t0_psnr=[23.375, 22.5], t0_lr_psnr=[40.0, 41.0], **{"t0.9_psnr": [21.0, 21.5], "t0.9_lr_psnr": [35.0, 36.0]}))
+    pd.DataFrame(val).to_csv(path / "val.csv", index=False)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["sr", "rescaling"])
+def test_bundle_and_card(tmp_path, kind):
+    "`export_demo.bundle_hcflow` (what `tools/train_hcflow.sh export` runs): model + run files under the bundled name; the card reads them."
+    from srflow_nb.hcflow import load_hcflow
+    ex = _export_demo()
+    name = "demo-4x-hcflow-rescaling" if kind == "rescaling" else "demo-4x-hcflow"
+    m = _fake_run(tmp_path / "run", kind)
+    out = tmp_path / "bundle"
+    assert ex.hcflow_card(out, 17) == ""                                       # nothing bundled: no section
+    dest = ex.bundle_hcflow(tmp_path / "run", out)                              # the name from the model kind; best.pt by default
+    assert dest.name == ex.PRETRAINED[name]
+    assert all(torch.equal(a, b) for a, b in zip(load_hcflow(dest).state_dict().values(), m.state_dict().values()))
+    for f in ex.HCFLOW_FILES: assert (out / f"{name}.{f}").read_bytes() == (tmp_path / "run" / f).read_bytes()
+    card = ex.hcflow_card(out, 17)
+    assert card.startswith(f"## `{name}`") and card.count("## `") == 1
+    assert f"| `{name}` | `{dest.name}` | {sum(p.numel() for p in m.parameters()):,} | 1000 | 0.25 | 2000 | 0.50 | 3 |" in card   # best.pt's step/CPU-h, run's
+    assert "is **not** the best on the val split: t0_psnr" not in card and "bundled step 1000 (not the last validated step) is the best" in card
+    assert "| iterations | " + str(500_000 if kind == "rescaling" else 300_000) + " | " in card and "| training data |" in card
+    if kind == "rescaling": assert "HR PSNR 27.12 dB at step 1000 -> 26.50 dB at step 2000 (best 27.12 dB at step 1000" in card and "31.25 dB" in card
+    else: assert "23.38 dB at step 1000 -> 22.50 dB at step 2000 (best 23.38 dB at step 1000)" in card and "temperature 0.9 21.50 dB" in card
+    # another checkpoint by request; a wrong name for the kind, a run without val.csv: refused
+    ex.bundle_hcflow(tmp_path / "run", out, name, tmp_path / "run/checkpoints/step_00002000.pt")
+    assert "| 2000 | 0.50 | 2000 | 0.50 |" in ex.hcflow_card(out, 17) and "(the last validated step) is **not** the best" in ex.hcflow_card(out, 17)
+    other = "demo-4x-hcflow" if kind == "rescaling" else "demo-4x-hcflow-rescaling"
+    with pytest.raises(SystemExit, match="is not the bundled"): ex.bundle_hcflow(tmp_path / "run", out, other)
+    (tmp_path / "run/val.csv").unlink()
+    with pytest.raises(SystemExit, match="lacks val.csv"): ex.bundle_hcflow(tmp_path / "run", out)
+
+
+def test_model_card_hcflow_sections_from_files():
+    "MODEL_CARD.md's HCFlow sections are what `tools/export_demo.py` renders from the bundled files (none before the campaigns are bundled)."
+    from pathlib import Path
+    from srflow_nb.datasets import demo_images
+    ex, root = _export_demo(), Path(__file__).resolve().parents[1]
+    pre = root / "srflow_nb/assets/pretrained"
+    card = ex.hcflow_card(pre, len(demo_images("train")))
+    text = (pre / "MODEL_CARD.md").read_text()
+    if not card: assert "## `demo-4x-hcflow" not in text; return
+    assert card.replace(str(root) + "/", "") in text, "run `python tools/export_demo.py --card_only`"

@@ -3,8 +3,11 @@
     python tools/export_demo.py --rrdb runs/demo-4x-rrdb/best.pt --flow runs/demo-4x/best.pt --out srflow_nb/assets/pretrained
     python tools/export_demo.py --card_only      # re-write MODEL_CARD.md from demo_eval.json and the *.val.csv logs
 
+    python tools/export_demo.py --hcflow runs/demo-4x-hcflow   # bundle an HCFlow run (what `tools/train_hcflow.sh export` does)
+
 The card's `demo-4x-esrgan` section (bundled by `tools/train_esrgan.sh export` + its run's config/metrics/val files copied as
-demo-4x-esrgan.*) is written from those files and the Table 2 analog's table2.csv (`esrgan_card`).
+demo-4x-esrgan.*) is written from those files and the Table 2 analog's table2.csv (`esrgan_card`); the HCFlow sections
+(`hcflow_card`) from the bundled HCFlow weights' metadata and their run files copied as demo-4x-hcflow[-rescaling].*.
 
 Evaluates bicubic, the RRDB and SRFlow (temperatures 0 and 0.9, fixed seed) on the demo dataset's held-out test split
 (PSNR, SSIM, LPIPS, LR-PSNR, RGB, no border crop) and writes demo_4x_rrdb.safetensors, demo_4x.safetensors (conv kernels
@@ -142,6 +145,94 @@ def esrgan_card(out: Path, n_train: int, table2_csv: Path = TABLE2_CSV) -> str:
     return "\n".join(lines) + "\n"
 
 
+HCFLOW = {"demo-4x-hcflow": "sr", "demo-4x-hcflow-rescaling": "rescaling"}   # bundled HCFlow name -> model kind
+HCFLOW_FILES = ("config.json", "model_config.json", "metrics.csv", "val.csv")
+
+
+def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Path | None = None) -> Path:
+    "Export an HCFlow run (`checkpoint`, default its best.pt, else the newest) as the bundled `name` and copy its files as `name`.*."
+    from srflow_nb.checkpoints import list_checkpoints
+    from srflow_nb.hcflow import export_hcflow, load_hcflow
+    run, out = Path(run), Path(out)
+    ck = Path(checkpoint) if checkpoint else run / "best.pt" if (run / "best.pt").exists() else (list_checkpoints(run / "checkpoints") or [None])[-1]
+    if ck is None or not ck.exists(): sys.exit(f"[hcflow] no checkpoint in {run} (best.pt or checkpoints/step_*.pt): train first")
+    missing = [f for f in HCFLOW_FILES if not (run / f).exists()]
+    if missing: sys.exit(f"[hcflow] {run} lacks {', '.join(missing)}: validate at least once before bundling (the card reads them)")
+    kind = json.loads((run / "model_config.json").read_text())["kind"]
+    name = name or next(n for n, k in HCFLOW.items() if k == kind)
+    if HCFLOW.get(name) != kind: sys.exit(f"[hcflow] {run} holds an HCFlow {kind} model; {name!r} is not the bundled {kind} name ({sorted(HCFLOW)})")
+    out.mkdir(parents=True, exist_ok=True)
+    dest = export_hcflow(ck, out / PRETRAINED[name])
+    load_hcflow(dest)                                                  # the bundled file loads
+    for f in HCFLOW_FILES: shutil.copy(run / f, out / f"{name}.{f}")
+    print(f"[hcflow] {name}: {ck} -> {dest} ({dest.stat().st_size / 2 ** 20:.1f} MB) and {name}.{{{','.join(HCFLOW_FILES)}}}")
+    return dest
+
+
+def _hcflow_section(out: Path, name: str, n_train: int) -> str:
+    from safetensors import safe_open
+    from srflow_nb.hcflow import HCFLOW_OPTIONS, HCFlowConfig, hcflow_paper_rescaling, hcflow_paper_sr, load_hcflow
+    files, weights = {k: out / f"{name}.{k}" for k in HCFLOW_FILES}, out / PRETRAINED[name]
+    if not weights.exists() or not all(f.exists() for f in files.values()): return ""
+    rescaling = HCFLOW[name] == "rescaling"
+    with safe_open(str(weights), "pt") as f: meta = f.metadata()
+    cfg, mc = json.loads(files["config.json"].read_text()), json.loads(files["model_config.json"].read_text())
+    metrics, val = pd.read_csv(files["metrics.csv"]), pd.read_csv(files["val.csv"])
+    step, last = int(meta["step"]), metrics.iloc[-1]
+    paper = (hcflow_paper_rescaling if rescaling else hcflow_paper_sr)().to_dict()
+    pmodel = (HCFlowConfig.rescaling_div2k_4x if rescaling else HCFlowConfig.sr_div2k_4x)().to_dict()
+    opts, popts = {**HCFLOW_OPTIONS, **cfg.get("options", {})}, {**HCFLOW_OPTIONS, **paper["options"]}
+    params = sum(p.numel() for p in load_hcflow(weights).parameters())
+    what = ("rescaling: LR MSE + z^2 + HR L1 from the 8-bit flow LR" if rescaling else
+            "NLL" + (" then L1 (HCFlow+)" if opts["pixel_weight_hr"] else ""))
+    lines = [f"## `{name}`: HCFlow {'rescaling' if rescaling else 'super-resolution'}", "",
+             f"HCFlow (`srflow_nb.hcflow`, exact to the official code on its fixtures) trained from scratch with "
+             f"`bash tools/train_hcflow.sh` (preset `{name}`, the shared trainer; {what}) on the **train** split ({n_train} images, "
+             f"{cfg['patch_size']}-px HR patches, batch {cfg['batch_size']}, LR by MATLAB bicubic, stored 8-bit), validated every "
+             f"{cfg['val_every']} steps on the **val** split.", "",
+             "| model | file | parameters | bundled step | CPU hours to it | run steps | run CPU hours | skipped steps | size |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| `{name}` | `{weights.name}` | {params:,} | {step} | {float(meta['cpu_time_s']) / 3600:.2f} | {int(last.step)} | {last.cpu_time_s / 3600:.2f} "
+             f"| {int(metrics.skipped.max())} | {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
+             "- " + selection(name, files["val.csv"], step, "t0_psnr"), "",
+             f"Deviations from the official recipe (`hcflow.{'hcflow_paper_rescaling' if rescaling else 'hcflow_paper_sr'}`) and "
+             f"configuration (`HCFlowConfig.{'rescaling_div2k_4x' if rescaling else 'sr_div2k_4x'}`):", "",
+             "| setting | official | here |", "|---|---|---|", "| training data | DF2K (DIV2K + Flickr2K) | the demo train split |"]
+    for k in RECIPE:
+        if paper[k] != cfg[k]: lines.append(f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |")
+    for k, v in popts.items():
+        if opts[k] != v: lines.append(f"| option {k} | {v} | {opts[k]} |")
+    for k, v in pmodel.items():
+        here, there = json.dumps(mc.get(k)), json.dumps(list(v) if isinstance(v, tuple) else v)
+        if k in mc and here != there: lines.append(f"| model {k} | {there} | {here} |")
+    lines += ["", "Also (documented in `nbs/07_hcflow.ipynb`, Training): a non-finite loss skips the whole update (the trainer's NaN guard)"
+              + ("" if rescaling else "; patches are augmented with 90-degree rotations too (the official SR configs flip only); "
+                 "HCFlow++ (VGG perceptual + GAN losses) is not provided") + ".", ""]
+    v = val.set_index("step")
+    if rescaling:
+        lines.append(f"Validation (`{files['val.csv'].name}`, {len(val)} validations; HR rebuilt at temperature 0 from the 8-bit flow LR): "
+                     f"HR PSNR {v.t0_psnr.iloc[0]:.2f} dB at step {int(v.index[0])} -> {v.t0_psnr.iloc[-1]:.2f} dB at step {int(v.index[-1])} "
+                     f"(best {v.t0_psnr.max():.2f} dB at step {int(v.t0_psnr.idxmax())}; bicubic up from the bicubic LR {v.bicubic_psnr.iloc[-1]:.2f} dB); "
+                     f"the flow LR against the bicubic LR {v.lr_psnr_vs_bicubic.iloc[-1]:.2f} dB at the last one.")
+        use = (f"Usage: `srflow rescale roundtrip IMAGES -o OUT` (default checkpoint `{name}`), or `hcflow.load_rescaling_model()` and "
+               "`hcflow.rescale_roundtrip(model, hr)` -> (8-bit LR, HR); `model.downscale(hr)`, `model.upscale(lr, temperature=0)`.")
+    else:
+        lines.append(f"Validation (`{files['val.csv'].name}`, {len(val)} validations): PSNR at temperature 0 {v.t0_psnr.iloc[0]:.2f} dB at step "
+                     f"{int(v.index[0])} -> {v.t0_psnr.iloc[-1]:.2f} dB at step {int(v.index[-1])} (best {v.t0_psnr.max():.2f} dB at step "
+                     f"{int(v.t0_psnr.idxmax())}); at the last one: temperature 0.9 {v['t0.9_psnr'].iloc[-1]:.2f} dB, LR-PSNR "
+                     f"{v.t0_lr_psnr.iloc[-1]:.2f} dB (t=0) / {v['t0.9_lr_psnr'].iloc[-1]:.2f} dB (t=0.9), bicubic {v.bicubic_psnr.iloc[-1]:.2f} dB.")
+        use = (f"Usage: `load_pretrained('{name}')` (an `HCFlow`: `.sample(lr, n, temperature)`), `load_superresolver('hcflow')` "
+               "(the default checkpoint of the `hcflow` family).")
+    lines += ["", use, "", f"Training config: `{json.dumps(cfg)}`", f"  model: `{json.dumps(mc)}`"]
+    return "\n".join(lines) + "\n"
+
+
+def hcflow_card(out: Path, n_train: int) -> str:
+    "The HCFlow sections of MODEL_CARD.md (`demo-4x-hcflow`, `demo-4x-hcflow-rescaling`): every number from the bundled weights' "
+    "metadata and their files in `out` (config, model_config, metrics, val), deviations from `hcflow_paper_*`; '' for an unbundled one."
+    return "\n".join(s for s in (_hcflow_section(Path(out), n, n_train) for n in HCFLOW) if s)
+
+
 def write_card(out: Path, n_train: int):
     "Re-write MODEL_CARD.md from demo_eval.json and the val CSVs, keeping the hand-written notes section."
     ev = json.loads((out / "demo_eval.json").read_text())
@@ -153,6 +244,8 @@ def write_card(out: Path, n_train: int):
     text = card(out, ev["test"], ev["facts"], n_test, n_train) + "\n" + (f"Run info: `{json.dumps(ev['run_info'])}`" if "run_info" in ev else run[0]) + "\n"
     gan = esrgan_card(out, n_train)
     if gan: text += "\n" + gan
+    hc = hcflow_card(out, n_train)
+    if hc: text += "\n" + hc
     if notes: text += "\n" + notes
     atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
     return text
@@ -165,11 +258,19 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
          runs: str = "",               # run folders whose logs/configs are copied next to the weights (comma-separated)
          train: str = "data/demo/train",   # the training images (counted for the card)
          card_only: bool = False,      # only re-write MODEL_CARD.md from demo_eval.json and the val CSVs
+         hcflow: str = None,           # an HCFlow run folder to bundle (its best.pt, else the newest checkpoint), then re-write the card
+         hcflow_name: str = None,      # the bundled name for --hcflow (default: demo-4x-hcflow or demo-4x-hcflow-rescaling, by model kind)
+         hcflow_checkpoint: str = None,   # the checkpoint of --hcflow to bundle instead of best.pt
         ):
     "Export the demo campaign's checkpoints as the bundled models, evaluate them on the held-out split, write the model card."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n_train = len([p for p in Path(train).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]) if Path(train).is_dir() else 0
     if card_only: print(write_card(out, n_train)); return
+    if hcflow:
+        bundle_hcflow(Path(hcflow), out, hcflow_name, hcflow_checkpoint)
+        if (out / "demo_eval.json").exists(): print(write_card(out, n_train))
+        else: print(hcflow_card(out, n_train))
+        return
     if not rrdb: sys.exit("[export] --rrdb is required (or --card-only)")
     torch.set_num_threads(2)
     facts, files = {}, {}

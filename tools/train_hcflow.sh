@@ -10,11 +10,14 @@
 #   PRESET=demo-4x-hcflow-rescaling bash tools/train_hcflow.sh     # rescaling campaign into runs/demo-4x-hcflow-rescaling
 #   OUT=/work/runs/hcflow nohup bash tools/train_hcflow.sh > /work/runs/hcflow.log 2>&1 &    # in the background
 #   SMOKE=1 bash tools/train_hcflow.sh                             # 4 steps of the tiny model into runs/smoke-<preset>
-#   bash tools/train_hcflow.sh export                              # newest checkpoint -> $EXPORT (demo_4x_hcflow*.safetensors)
+#   bash tools/train_hcflow.sh export                              # bundle the run: best.pt (or CKPT) -> $BUNDLE/demo_4x_hcflow*.safetensors,
+#                                                                  #   its config/model_config/metrics/val files -> $BUNDLE/$PRESET.*, MODEL_CARD.md
+#   EXPORT=m.safetensors bash tools/train_hcflow.sh export         # only the model file (newest checkpoint, or CKPT)
 #   bash tools/train_hcflow.sh speed                               # CPU s/step over 20 steps of the demo presets ->
 #                                                                  #   data/results/hcflow/train_speed.json (short; not a campaign)
 # Environment: PRESET (default demo-4x-hcflow), ITERS (override the preset), OUT, THREADS (default 1), EXPORT,
-# UNTIL (stop at this step, resume later), INIT (fresh runs: start from this trainer checkpoint, e.g. HCFlow+).
+# UNTIL (stop at this step, resume later), INIT (fresh runs: start from this trainer checkpoint, e.g. HCFlow+),
+# BUNDLE (export: the bundle folder, default srflow_nb/assets/pretrained), CKPT (export: this checkpoint instead of best.pt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
@@ -36,14 +39,18 @@ if [ "$STEP" = train ]; then
   python -c 'import sys; from fastcore.script import anno_parser; from srflow_nb.hcflow import train_hcflow; a = vars(anno_parser(train_hcflow).parse_args(sys.argv[1:])); [a.pop(k, None) for k in ("pdb", "xtra")]; train_hcflow(**a)' \
     data/demo/train --out "$OUT" "${ARGS[@]}"
 elif [ "$STEP" = export ]; then
-  EXPORT=${EXPORT:-$OUT/$(echo "$PRESET" | tr - _).safetensors}
-  python - "$OUT" "$EXPORT" <<'PY'
+  if [ -n "${EXPORT:-}" ]; then   # the model file alone, where EXPORT says
+    python - "$OUT" "$EXPORT" "${CKPT:-}" <<'PY'
 import sys
 from srflow_nb.hcflow import export_hcflow
 from srflow_nb.checkpoints import list_checkpoints
-ck = list_checkpoints(f"{sys.argv[1]}/checkpoints")[-1]
+ck = sys.argv[3] or list_checkpoints(f"{sys.argv[1]}/checkpoints")[-1]
 print("[hcflow] exported", ck, "->", export_hcflow(ck, sys.argv[2]))
 PY
+  else                            # the bundle: model + the run's config/model_config/metrics/val as $PRESET.*, and the card
+    python tools/export_demo.py --hcflow "$OUT" --hcflow_name "$PRESET" --out "${BUNDLE:-srflow_nb/assets/pretrained}" \
+      ${CKPT:+--hcflow_checkpoint "$CKPT"}
+  fi
 elif [ "$STEP" = speed ]; then
   python - <<'PY'
 import json, subprocess, time
