@@ -106,6 +106,7 @@ def _read_state_dict(src) -> tuple[dict, dict]:
 def _strip_module(sd: dict) -> dict:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
 
+# %% ../nbs/06_checkpoints.ipynb #5d2e9b47
 def _layer_kinds(sd: dict) -> dict[int, str]:
     kinds = {}
     for k in sd:
@@ -117,6 +118,7 @@ def _layer_kinds(sd: dict) -> dict[int, str]:
         kinds[n] = kind
     return kinds
 
+# %% ../nbs/06_checkpoints.ipynb #c8b05f12
 def infer_official_config(sd: dict, stack_blocks: tuple[int, ...] | None = None) -> SRFlowConfig:
     "Infer an `SRFlowConfig` from the keys and shapes of an official SRFlow state dict."
     sd = _strip_module(sd)
@@ -255,9 +257,9 @@ def _safetensors_model(path: Path) -> nn.Module:
     return load_model(path)
 
 def pretrained_dir() -> Path:
-    "The folder of the bundled pretrained models: `srflow_nb/assets/pretrained/`."
+    "The folder of the bundled pretrained models: `srflow_nb/pretrained/`."
     import srflow_nb
-    return Path(srflow_nb.__file__).resolve().parent / "assets" / "pretrained"
+    return Path(srflow_nb.__file__).resolve().parent / "pretrained"
 
 def load_pretrained(name_or_path) -> nn.Module:
     "A bundled model by name (see `PRETRAINED`: SRFlow 'demo-4x', RRDB 'demo-4x-rrdb', ESRGAN, HCFlow, SR3), or an own-format file path."
@@ -320,22 +322,9 @@ def save_checkpoint(path, state: dict) -> Path:
 
 # %% ../nbs/06_checkpoints.ipynb #fb730c65
 def _trainer_model(path, ck) -> nn.Module:
-    "The model of a trainer checkpoint, by its task: SRFlow (flow), RRDB (rrdb), ESRGAN generator, HCFlow or SR3."
-    stage, mc = ck["config"].get("stage"), ck.get("model_config") or {}
-    if stage == "esrgan":
-        from srflow_nb.esrgan import esrgan_generator
-        return esrgan_generator(ck)
-    if mc.get("model") == "hcflow":
-        from srflow_nb.hcflow import hcflow_from_checkpoint
-        return hcflow_from_checkpoint(ck)
-    if mc.get("kind") == "sr3":
-        from srflow_nb.sr3 import load_sr3
-        return load_sr3(path)
-    if stage not in ("flow", "rrdb") or not mc:
-        raise CheckpointError(f"{path}: a trainer checkpoint of task {stage!r} without a known model_config; load it with its task's module")
-    model = SRFlow(SRFlowConfig.from_dict(mc))
-    model.load_state_dict(ck["modules"]["model"])
-    return model if stage == "flow" else model.encoder
+    "The model of a trainer checkpoint, rebuilt by its task (`train.model_from_checkpoint`): SRFlow, RRDB, ESRGAN generator, HCFlow, SR3, ..."
+    from srflow_nb.train import model_from_checkpoint
+    return model_from_checkpoint(ck, name=path)
 
 def _official_model(path, sd) -> nn.Module:
     sd = _strip_module(_unwrap(sd))

@@ -16,7 +16,7 @@ __all__ = ['COMMANDS', 'EXPECTED_ERRORS', 'usage', 'resolve', 'parser', 'normali
 # %% ../nbs/19_cli.ipynb #5827a74c
 COMMANDS: dict[str, tuple[str, str]] = {
     "info":            ("srflow_nb.cli:info",                "versions, device and bundled models"),
-    "sample":          ("srflow_nb.sampling:sample_files",   "super-resolve images: n samples at a temperature"),
+    "sample":          ("srflow_nb.sampling:sample_files",   "super-resolve images with any model (--model; srflow: n samples at a temperature)"),
     "restore":         ("srflow_nb.restore:restore_files",   "restore a noisy or JPEG-degraded image through the latent space"),
     "rescale":         ("srflow_nb.hcflow:rescale_files",    "HCFlow rescaling: HR -> 8-bit LR (down), LR -> HR (up), or both with PSNRs (roundtrip)"),
     "train":           ("srflow_nb.train:train_run",         "train a model (RRDB L1, SRFlow NLL, ...) with the shared trainer"),

@@ -17,14 +17,14 @@ from .core import repo_root
 from .datasets import demo_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
-from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, findings, table2
+from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2
 from .checkpoints import load_model_any
 from .superresolvers import BicubicSR, RRDBSR, SRFlowSR
 from . import plots, sampling
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'folder_dataset',
-           'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'more_baselines',
+           'folder_dataset', 'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
@@ -59,6 +59,21 @@ def rrdb_upsampler(rrdb) -> RRDBSR:
 def baselines(model, rrdb=None) -> dict:
     "{'bicubic': BicubicSR, 'rrdb': RRDBSR}: `rrdb` defaults to the SRFlow model's encoder head."
     return {"bicubic": BicubicSR(model.config.scale), "rrdb": RRDBSR(rrdb if rrdb is not None else model.encoder)}
+
+def more_baselines(compare: str | None, scale: int, device="cpu") -> dict:
+    "{name: super-resolver} beside bicubic and RRDB: `compare` = comma-separated `NAME[:checkpoint]` ('' none); None: ESRGAN when bundled at `scale`."
+    from srflow_nb.superresolvers import available, load_superresolver
+    if compare is None:
+        spec = available().get("esrgan")
+        sr = None if spec is None else load_superresolver(spec, device)
+        return {"esrgan": sr} if sr is not None and sr.scale == scale else {}
+    out = {}
+    for spec in (x.strip() for x in str(compare).split(",") if x.strip()):
+        sr = load_superresolver(spec, device)
+        if sr.name in ("srflow", "bicubic", "rrdb", *out): raise InputError(f"--compare {spec}: {sr.name} is already compared")
+        if sr.scale != scale: raise InputError(f"--compare {spec}: a {sr.scale}x model, the SRFlow model is {scale}x")
+        out[sr.name] = sr
+    return out
 
 # %% ../nbs/19a_demo.ipynb #e810a7d5
 def _center_crop(t: torch.Tensor, crop: int | None, multiple: int) -> torch.Tensor:
@@ -124,7 +139,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
 # %% ../nbs/19a_demo.ipynb #67d71d30
 def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, images=None, temperatures=None,
              n_samples: int | None = None, seed: int = 0, device="auto", progress: bool = True,
-             crop: int | None = None, limit: int | None = None) -> dict:
+             crop: int | None = None, limit: int | None = None, compare: str | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
     from srflow_nb.cli import check_output_folder
@@ -141,7 +156,7 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     for it in ds:                       # the evaluator's LR (MATLAB bicubic, 8 bit), computed once: baselines and samples share it
         it["lr"] = downscale(it["hr"][None], s, quantize=True)[0]
         for k, im in (("hr", it["hr"]), ("lr", it["lr"])): save_image(out / "samples" / f"{it['name']}_{k}.png", im)
-    base = baselines(model, rrdb_m)
+    base = {**baselines(model, rrdb_m), **more_baselines(compare, s, dev)}   # bicubic, RRDB, ESRGAN (bundled) ...
     def save_samples(name, method, t, sr):
         for i in range(sr.shape[0]):
             save_image(out / "samples" / (f"{name}_{method}.png" if t is None else f"{name}_t{t:g}_s{i}.png"), sr[i])
@@ -151,11 +166,12 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     atomic_write(out / "table2.csv", lambda p: t2.to_csv(p, float_format="%.4f"))
     _demo_figures(df, ds, model, base, temps, seed, dev, out / "figures")
     print(f"\nTable 2 analog ({len(ds)} images{', quick' if quick else ''}; ours) beside the paper's DIV2K 4x numbers (100 images):")
-    rows = {k: {"Bicubic": "Bicubic", "RRDB": "RRDB"}.get(k, "SRFlow τ=0.9" if k == "SRFlow τ=0.9" else None) for k in t2.index}
+    rows = {k: {"Bicubic": "Bicubic", "RRDB": "RRDB", "ESRGAN": "ESRGAN"}.get(k, "SRFlow τ=0.9" if k == "SRFlow τ=0.9" else None) for k in t2.index}
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(beside_paper(t2, PAPER_TABLE2_4X, {k: v for k, v in rows.items() if v}).round(3).to_string())
     print()
     fd = findings(df, temperature=0.9 if 0.9 in temps else temps[-1])
+    if "esrgan" in base: fd += esrgan_findings(df, temperature=0.9 if 0.9 in temps else temps[-1])
     atomic_write(out / "findings.json", lambda p: p.write_text(json.dumps(fd, indent=1)))
     write_run(out, dev, seed=seed, temperatures=temps, n_samples=n, quick=quick, images=[it["name"] for it in ds], **desc)
     print(f"\nwrote {out}/: evaluation.csv, table2.csv, samples/ ({len(list((out / 'samples').glob('*.png')))} PNG), figures/, findings.json, run.json")
@@ -170,9 +186,13 @@ def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path):
     with torch.inference_mode():
         lr0 = it["lr"][None].to(dev)
         smp = SRFlowSR(model).sample(lr0, n=3, temperature=t, seed=seed)[:, 0].cpu()
-        ims = {k: b(lr0).cpu() for k, b in base.items()}
-    plots.save_fig(plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims["bicubic"], rrdb=ims["rrdb"],
-                                    temperature=t, title=it["name"]), figs / "comparison.png")
+        ims = {k: b.sample(lr0)[0].cpu() for k, b in base.items()}
+    fig = plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims.pop("bicubic"), rrdb=ims.pop("rrdb"), temperature=t, title=it["name"])
+    if ims:                             # ESRGAN and the other compared methods: a row above SRFlow's samples
+        names = [{"esrgan": "ESRGAN"}.get(k, k) for k in ims]
+        fig = plots.image_grid([[it["lr"], *ims.values(), it["hr"]], list(smp)],
+                               [["LR", *names, "HR"], [f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))]], suptitle=it["name"])
+    plots.save_fig(fig, figs / "comparison.png")
 
 def demo(
     out: str = "demo_out",        # output folder (-o)
@@ -186,10 +206,11 @@ def demo(
     device: str = "auto",         # auto, cpu or cuda
     threads: int = None,          # torch CPU threads
     progress: bool = True,        # show progress bars
+    compare: str = None,          # more methods beside bicubic and RRDB: NAME[:checkpoint],... (default: the bundled ESRGAN; "" none)
 ):
     "Super-resolve the bundled test images with the bundled checkpoint; write samples, the Table 2-analog CSV and figures."
     from srflow_nb.evaluate import _floats
     if threads: torch.set_num_threads(threads)
     temps = _floats(temperatures, "--temperatures") if temperatures is not None else None
     if images is not None and not Path(images).is_dir(): raise InputError(f"--images {images} is not a folder")
-    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress)
+    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress, compare=compare)

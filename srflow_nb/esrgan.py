@@ -288,37 +288,27 @@ def train_esrgan(data: str,                    # folder of HR training images
                  progress: bool = True,        # show a progress bar
                  device: str = "auto"):        # "cpu", "cuda" or "auto"
     "Fine-tune an L1 RRDB into ESRGAN (relativistic GAN + perceptual + L1) on an image folder with the shared trainer; resumable."
-    from srflow_nb.train import PatchCache, Trainer, load_folder
-    from srflow_nb.images import quantize8
-    from srflow_nb.resize import downscale
     if preset not in ("demo", "paper"): raise InputError(f"--preset must be 'demo' or 'paper', got {preset!r}")
     base = esrgan_demo() if preset == "demo" else esrgan_paper()
     options = {**base.options, **{k: v for k, v in dict(feature_net=feature_net, vgg19_weights=vgg19_weights).items() if v is not None}}
     kw = dict(iterations=iterations, batch_size=batch_size, val_every=val_every, ckpt_every_steps=ckpt_every)
     cfg = base.replace(**{k: v for k, v in kw.items() if v is not None}, threads=threads, out_dir=str(out), options=options)
-    task = ESRGANTask.create(cfg, init, lpips=lpips)
-    hrs, names = load_folder(data)
-    patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    val_pairs = [(h, quantize8(downscale(h, cfg.scale), keep_dtype=True)) for h in load_folder(val, crop=val_crop, multiple=cfg.scale)[0]] if val else []   # 8-bit LR, as the training pairs
-    tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
-    Path(out, "model_config.json").write_text(json.dumps(task.model_config(), sort_keys=True))
-    print(f"[esrgan] {out}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
-    def stop(signum, frame): tr.stop_requested = True
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
-    tr.fit(until)
-    print(f"[esrgan] {out}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.2f} CPU-h", flush=True)
-    return tr
+    from srflow_nb.train import run_task
+    return run_task(ESRGANTask.create(cfg, init, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
 
 # %% ../nbs/04a_esrgan.ipynb #554d19f0
+ESRGANTask.model_module = "generator"   # what a checkpoint deploys: the generator, not the discriminator
+
+@patch(cls_method=True)
+def build_model(cls: ESRGANTask, model_config: dict) -> RRDBEncoder:
+    "The generator (an `RRDBEncoder`) an ESRGAN checkpoint's model_config describes."
+    mc = dict(model_config)
+    if mc.pop("kind", None) != "rrdb": raise InputError(f"model_config kind {model_config.get('kind')!r} is not an ESRGAN generator's ('rrdb')")
+    return RRDBEncoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in mc.items()})
+
 def esrgan_generator(checkpoint) -> RRDBEncoder:
     "The generator (eval mode) of an ESRGAN trainer checkpoint (a path or a loaded dict)."
-    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    mc = dict(ck.get("model_config") or {})
-    if ck["config"].get("stage") != "esrgan" or mc.pop("kind", None) != "rrdb":
-        raise InputError(f"{checkpoint}: not an ESRGAN trainer checkpoint (stage {ck['config'].get('stage')!r})")
-    gen = RRDBEncoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in mc.items()})
-    gen.load_state_dict(ck["modules"]["generator"])
-    return gen.eval()
+    return ESRGANTask.from_checkpoint(checkpoint)
 
 def export_esrgan(checkpoint, path) -> Path:
     "Write the generator of an ESRGAN trainer checkpoint as a `load_model` / `load_pretrained(path)` file."

@@ -459,15 +459,16 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
 def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8, generator: torch.Generator | None = None,
            cache: HCFlowLRCache | None = None, batch_size: int | None = None, on_nonfinite: str = "warn") -> torch.Tensor:
     """(n, B, C, H, W) SR samples in [0, 1]: the LR-only work once (`cache`, made by `flow.lr_cache(lr)` if None), then the
-    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: all `n`). Diverged samples
-    are detected as SRFlow's (`sampling.check_finite`: 'warn', 'raise' or 'clamp')."""
-    from srflow_nb.sampling import check_finite
+    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: `sampling.default_batch_size`
+    of the LR's device, as SRFlow's engine). Diverged samples are detected as SRFlow's (`sampling.check_finite`: 'warn',
+    'raise' or 'clamp')."""
+    from srflow_nb.sampling import check_finite, default_batch_size
     self._check(lr, "lr", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
     if cache is None: cache = self.flow.lr_cache(lr)
     elif cache.lr.shape != lr.shape: raise InputError(f"HCFlow.sample: the cache is of an lr {tuple(cache.lr.shape)}, not {tuple(lr.shape)}")
     eps = [self.sample_eps(lr, temperature, generator) for _ in range(n)]
-    k, out = min(n, batch_size or n), []
+    k, out = min(n, batch_size or default_batch_size(lr.device)), []
     for i in range(0, n, k):
         chunk = eps[i:i + k]
         out.append(self.flow.decode_cached(cache.tile(len(chunk)), [torch.cat(e) for e in zip(*chunk)]))
@@ -734,40 +735,27 @@ def train_hcflow(data: str,                      # folder of HR training images
                  progress: bool = True,          # show a progress bar
                  device: str = "auto"):          # "cpu", "cuda" or "auto"
     "Train HCFlow (SR: NLL, HCFlow+: NLL then L1; or rescaling) on an image folder with the shared trainer; resumable."
-    from srflow_nb.train import PatchCache, Trainer, load_folder
-    from srflow_nb.images import quantize8
-    from srflow_nb.resize import downscale
     if preset not in HCFLOW_PRESETS: raise InputError(f"--preset must be one of {sorted(HCFLOW_PRESETS)}, got {preset!r}")
     make, model_name = HCFLOW_PRESETS[preset]
     kw = dict(iterations=iterations, batch_size=batch_size, val_every=val_every, ckpt_every_steps=ckpt_every, out_dir=out, init_from=init)
     cfg = make(**{k: v for k, v in kw.items() if v is not None}, threads=threads)
     if "plus" in preset and not cfg.init_from and not Path(cfg.out_dir, "checkpoints").is_dir():
         raise InputError(f"--preset {preset} fine-tunes an HCFlow run: give --init (its checkpoint), e.g. runs/demo-4x-hcflow/best.pt")
-    task = HCFlowTask.create(cfg, model or model_name, lpips=lpips)
-    hrs, names = load_folder(data)
-    patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    val_pairs = [(h, quantize8(downscale(h, cfg.scale), keep_dtype=True)) for h in load_folder(val, crop=val_crop, multiple=cfg.scale)[0]] if val else []   # 8-bit LR, as the training pairs
-    tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
-    Path(cfg.out_dir, "model_config.json").write_text(json.dumps(task.model_config(), sort_keys=True))
-    print(f"[hcflow] {cfg.out_dir}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
-    def stop(signum, frame): tr.stop_requested = True
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
-    tr.fit(until)
-    print(f"[hcflow] {cfg.out_dir}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.2f} CPU-h", flush=True)
-    return tr
+    from srflow_nb.train import run_task
+    return run_task(HCFlowTask.create(cfg, model or model_name, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
 
 # %% ../nbs/07_hcflow.ipynb #f01ee851
+@patch(cls_method=True)
+def build_model(cls: HCFlowTask, model_config: dict) -> HCFlow:
+    "The `HCFlow` an HCFlow checkpoint's model_config (`model: hcflow`, `L` and the `HCFlowConfig` fields) describes."
+    mc = dict(model_config)
+    if mc.pop("model", None) != "hcflow": raise InputError(f"model_config model {model_config.get('model')!r} is not 'hcflow'")
+    mc.pop("L", None)
+    return HCFlow(HCFlowConfig.from_dict(mc))
+
 def hcflow_from_checkpoint(checkpoint) -> HCFlow:
     "The `HCFlow` (eval mode) of an HCFlow trainer checkpoint (a path or a loaded dict)."
-    from srflow_nb.checkpoints import load_checkpoint
-    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    mc = dict(ck.get("model_config") or {})
-    if ck["config"].get("stage") != "hcflow" or mc.pop("model", None) != "hcflow":
-        raise InputError(f"{checkpoint}: not an HCFlow trainer checkpoint (stage {ck['config'].get('stage')!r})")
-    mc.pop("L", None)
-    model = HCFlow(HCFlowConfig.from_dict(mc))
-    model.load_state_dict(ck["modules"]["model"])
-    return model.eval()
+    return HCFlowTask.from_checkpoint(checkpoint)
 
 def export_hcflow(checkpoint, path) -> Path:
     "Write the model of an HCFlow trainer checkpoint as a safetensors file (`load_hcflow` reads it), with its configs in the metadata."

@@ -49,20 +49,6 @@ class SRFlowConfig:
     @property
     def cond_channels(self) -> int: return self.nf * (1 + len(self.stack_blocks))
 
-    @classmethod
-    def div2k_4x(cls, **kw): return cls(**{**dict(scale=4, nb=23, stack_blocks=(1, 8, 15, 22), L=3, K=16), **kw})
-    @classmethod
-    def div2k_8x(cls, **kw): return cls(**{**dict(scale=8, nb=23, stack_blocks=(1, 8, 15, 22), L=4, K=16), **kw})
-    @classmethod
-    def celeba_8x(cls, **kw): return cls(**{**dict(scale=8, nb=8, stack_blocks=(1, 3, 5, 7), L=4, K=16), **kw})
-    @classmethod
-    def tiny_4x(cls, **kw): return cls(**{**dict(scale=4, nb=4, stack_blocks=(0, 1, 2, 3), L=3, K=1), **kw})
-    @classmethod
-    def small_4x(cls, **kw):
-        "CPU-trainable 4x config: nf 32, gc 16, nb 4 (stack 1, 3), L 3, K 4, hidden 32; 2.05M parameters."
-        return cls(**{**dict(scale=4, nf=32, gc=16, nb=4, stack_blocks=(1, 3), L=3, K=4, hidden_channels=32,
-                             include_unused_official_params=False), **kw})
-
     def to_dict(self) -> dict: return dataclasses.asdict(self)
     def to_json(self) -> str: return json.dumps(self.to_dict(), sort_keys=True)
     @classmethod
@@ -71,6 +57,33 @@ class SRFlowConfig:
         unknown = set(d) - known
         if unknown: raise ValueError(f"unknown SRFlowConfig fields: {sorted(unknown)}")
         return cls(**d)
+
+# %% ../nbs/05_model.ipynb #9b4d2f61
+@patch(cls_method=True)
+def div2k_4x(cls: SRFlowConfig, **kw):
+    "The paper's DIV2K/DF2K 4x configuration (official `SRFlow_DF2K_4X.yml`)."
+    return cls(**{**dict(scale=4, nb=23, stack_blocks=(1, 8, 15, 22), L=3, K=16), **kw})
+
+@patch(cls_method=True)
+def div2k_8x(cls: SRFlowConfig, **kw):
+    "The paper's DIV2K/DF2K 8x configuration (official `SRFlow_DF2K_8X.yml`)."
+    return cls(**{**dict(scale=8, nb=23, stack_blocks=(1, 8, 15, 22), L=4, K=16), **kw})
+
+@patch(cls_method=True)
+def celeba_8x(cls: SRFlowConfig, **kw):
+    "The paper's CelebA 8x configuration (official `SRFlow_CelebA_8X.yml`)."
+    return cls(**{**dict(scale=8, nb=8, stack_blocks=(1, 3, 5, 7), L=4, K=16), **kw})
+
+@patch(cls_method=True)
+def tiny_4x(cls: SRFlowConfig, **kw):
+    "The architecture of the official test fixture `tests/fixtures/official_4x_tiny` (for tests)."
+    return cls(**{**dict(scale=4, nb=4, stack_blocks=(0, 1, 2, 3), L=3, K=1), **kw})
+
+@patch(cls_method=True)
+def small_4x(cls: SRFlowConfig, **kw):
+    "CPU-trainable 4x config: nf 32, gc 16, nb 4 (stack 1, 3), L 3, K 4, hidden 32; 2.05M parameters."
+    return cls(**{**dict(scale=4, nf=32, gc=16, nb=4, stack_blocks=(1, 3), L=3, K=4, hidden_channels=32,
+                         include_unused_official_params=False), **kw})
 
 # %% ../nbs/05_model.ipynb #b44f73af
 def _check_image(t, name: str, channels: int):

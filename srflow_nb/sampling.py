@@ -20,12 +20,13 @@ from .layers import unsqueeze2d
 from .latent import resample_latents
 
 # %% auto #0
-__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit', 'FoldedLevel', 'StepCache',
-           'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler', 'sample_seed', 'lr_multiple',
-           'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'MemoryBudgetError',
-           'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory', 'largest_tile', 'check_memory',
-           'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite', 'sample', 'temperature_sweep',
-           'resample_region', 'super_resolve_tiled', 'load_sampling_model', 'parse_temperatures', 'sample_files']
+__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'SRFLOW_ONLY', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit',
+           'FoldedLevel', 'StepCache', 'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler',
+           'sample_seed', 'lr_multiple', 'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size',
+           'MemoryBudgetError', 'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory',
+           'largest_tile', 'check_memory', 'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite',
+           'sample', 'temperature_sweep', 'resample_region', 'super_resolve_tiled', 'load_sampling_model',
+           'parse_temperatures', 'sample_files', 'model_choice']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
 def _f64(t): return t.detach().to(torch.float64)
@@ -695,37 +696,45 @@ def _plan(model, lr, tile, overlap, n, batch_size, budget, dev) -> int | None:
 def sample_files(
     inputs: Param("LR image files and/or folders of images", str, nargs="+"),
     output: str = "srflow_samples",  # output folder (created)
-    checkpoint: str = None,  # srflow_nb model file, official .pth, or pretrained name (default: demo-4x)
-    temperature: str = "0.8",  # latent std: 0.8, a sweep 0,0.4,0.8, or one value per level [0.9,0.8,0.7]
-    n: int = 1,  # samples per image and temperature
+    checkpoint: str = None,  # the model's file or bundled name (default: its bundled model; srflow: demo-4x, also an official .pth)
+    temperature: str = None,  # srflow/hcflow latent std: 0.8 (default), a sweep 0,0.4,0.8, or per level [0.9,0.8,0.7] (srflow)
+    n: int = 1,  # samples per image and temperature (1 for deterministic models)
     seed: int = 0,  # run seed: sample i uses sample_seed(seed, i)
     first_index: int = 0,  # index of the first sample (regenerate sample i alone with --first_index i --n 1)
     scale: int = None,  # expected model scale, checked against the checkpoint
-    tile: int = None,  # LR tile size; default: untiled when it fits the memory budget, else the largest tile that fits
-    overlap: int = 16,  # tile overlap in LR pixels
-    max_memory: float = None,  # memory budget in GiB (default: 70% of the memory available at the start)
-    batch_size: int = None,  # samples decoded at once (default: 2 on CPU, 8 on CUDA)
-    precision: str = "fp32",  # fp32, bf16, or fp16 (CUDA only)
-    compile: bool = False,  # torch.compile the engine (pays off for long runs at one size, e.g. many tiles)
+    tile: int = None,  # srflow only: LR tile size; default: untiled when it fits the memory budget, else the largest tile that fits
+    overlap: int = 16,  # srflow only: tile overlap in LR pixels
+    max_memory: float = None,  # srflow only: memory budget in GiB (default: 70% of the memory available at the start)
+    batch_size: int = None,  # srflow only: samples decoded at once (default: 2 on CPU, 8 on CUDA)
+    precision: str = "fp32",  # srflow only: fp32, bf16, or fp16 (CUDA only)
+    compile: bool = False,  # srflow only: torch.compile the engine (pays off for long runs at one size, e.g. many tiles)
     device: str = "auto",  # cpu, cuda, cuda:1 or auto
     keep_nonfinite: bool = False,  # also write diverged (NaN/Inf) samples, clamped, instead of failing
     quiet: bool = False,  # no progress bars
+    model: str = "srflow",  # NAME[:checkpoint]: srflow, hcflow (temperature); sr3 (steps); esrgan, rrdb, bicubic (one <stem>_<model>.png each)
+    steps: int = None,  # sr3 only: sampling steps (default: its full inference schedule)
 ) -> list[Path]:
-    "Draw SRFlow samples of LR images into `output` as `<stem>_t<temperature>_<i>.png`; returns the written files."
-    temps = parse_temperatures(temperature)
+    "Super-resolve LR images into `output` with `model` (SRFlow: samples `<stem>_t<temperature>_<i>.png`); returns the written files."
+    family, checkpoint = model_choice(model, checkpoint)
+    if family != "srflow":
+        return _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
+                                     keep_nonfinite, quiet, tile=tile, overlap=overlap, max_memory=max_memory,
+                                     batch_size=batch_size, precision=precision, compile=compile)
+    if steps is not None: raise InputError(f"--steps {steps}: srflow has no sampling steps (--steps is for --model sr3)")
+    temps = parse_temperatures("0.8" if temperature is None else temperature)
     n, first_index = _check_n(n, "--n"), int(first_index)
     if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
     sample_seed(seed, 0)
     budget = None if max_memory is None else memory_budget(float(max_memory) * 2**30)
     images, out_dir = _input_images(inputs), _output_dir(output)
-    model = load_sampling_model(checkpoint, device)
-    if scale is not None and model.config.scale != scale:
-        raise InputError(f"--scale {scale}: the checkpoint is a {model.config.scale}x model")
-    for t in temps: model.latent_temperatures(t)
-    dev = _model_device(model)
+    flow = load_sampling_model(checkpoint, device)
+    if scale is not None and flow.config.scale != scale:
+        raise InputError(f"--scale {scale}: the checkpoint is a {flow.config.scale}x model")
+    for t in temps: flow.latent_temperatures(t)
+    dev = _model_device(flow)
     _autocast(precision, dev)
-    plans = [_plan(model, lr, tile, overlap, n, batch_size, budget, dev) for _, lr in images]  # refuse before any work
-    return _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
+    plans = [_plan(flow, lr, tile, overlap, n, batch_size, budget, dev) for _, lr in images]  # refuse before any work
+    return _sample_images(flow, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
                           precision, compile, keep_nonfinite, quiet)
 
 # %% ../nbs/14_sampling.ipynb #ce5bfcba
@@ -754,4 +763,64 @@ def _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, o
                                    f"{', ...' if len(diverged) > 3 else ''}): lower the temperature, or pass --keep_nonfinite")
     if diverged: warnings.warn(f"{len(diverged)} diverged sample(s) written with NaN -> 0 and Inf clamped: {', '.join(diverged[:3])}",
                                RuntimeWarning, stacklevel=2)
+    return written
+
+# %% ../nbs/14_sampling.ipynb #d81f56f9
+SRFLOW_ONLY = dict(tile=None, overlap=16, max_memory=None, batch_size=None, precision="fp32", compile=False)   # their defaults
+
+def model_choice(model: str = "srflow", checkpoint: str | None = None) -> tuple[str, str | None]:
+    "(family, checkpoint or None) of `--model NAME[:checkpoint]` and `--checkpoint`; one `InputError` line otherwise."
+    from srflow_nb.superresolvers import REGISTRY
+    family, colon, ck = str(model).partition(":")
+    if family not in REGISTRY: raise InputError(f"--model {model}: unknown model {family!r}; one of {', '.join(REGISTRY)} (NAME or NAME:checkpoint)")
+    if colon and not ck: raise InputError(f"--model {model}: no checkpoint after ':'")
+    if ck and checkpoint is not None and ck != checkpoint: raise InputError(f"--model {model} and --checkpoint {checkpoint} name two checkpoints; give one")
+    return family, ck or checkpoint
+
+def _check_family_options(family, temperature, n, first_index, steps, **srflow_only) -> tuple[str | None, list]:
+    "What `family` can vary and its temperatures ([None] without); one `InputError` for an option it cannot take."
+    from srflow_nb.superresolvers import KNOBS
+    knob = KNOBS[family]
+    given = [k for k, v in srflow_only.items() if v != SRFLOW_ONLY[k]]
+    if given: raise InputError(f"--{given[0]} is an srflow option; --model {family} does not take it")
+    why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperature"}[knob]
+    if temperature is not None and knob != "temperature": raise InputError(f"--temperature: {family} has no temperature ({why})")
+    if steps is not None and knob != "steps": raise InputError(f"--steps: {family} has no sampling steps ({why})")
+    if knob is None and (n != 1 or first_index): raise InputError(f"--{'n' if n != 1 else 'first_index'}: {family} is deterministic, "
+                                                                  f"it writes one image per input (<stem>_{family}.png)")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
+    temps = parse_temperatures("0.8" if temperature is None else temperature) if knob == "temperature" else [None]
+    if any(isinstance(t, list) for t in temps): raise InputError(f"--temperature {temperature}: one value per level is srflow only; give one value or a sweep")
+    return knob, temps
+
+# %% ../nbs/14_sampling.ipynb #e4e4e7ee
+def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
+                          keep_nonfinite, quiet, **srflow_only) -> list[Path]:
+    "`sample_files` for every family but srflow, through the super-resolver protocol (see above)."
+    from tqdm.auto import tqdm
+    from srflow_nb.superresolvers import load_superresolver
+    n, first_index = _check_n(n, "--n"), int(first_index)
+    if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
+    knob, temps = _check_family_options(family, temperature, n, first_index, steps, **srflow_only)
+    sample_seed(seed, 0)
+    images, out_dir = _input_images(inputs), _output_dir(output)
+    sr_model, dev = load_superresolver(f"{family}:{checkpoint}" if checkpoint else family, device), get_device(device)
+    if scale is not None and sr_model.scale != scale: raise InputError(f"--scale {scale}: the {family} model is {sr_model.scale}x")
+    if hasattr(sr_model, "on_nonfinite"): sr_model.on_nonfinite = "warn"   # diverged samples come back as they are: counted below
+    written, diverged = [], []
+    for f, lr in tqdm(images, desc=f"images ({family})", disable=quiet):
+        for t in temps:
+            for i in range(first_index, first_index + n):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)    # diverged samples are counted and reported below
+                    sr = sr_model.sample(lr[None].to(dev), n=1, temperature=t, steps=steps, seed=sample_seed(seed, i))[0, 0].cpu()
+                tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}",
+                       "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
+                path, bad = out_dir / f"{f.stem}_{family}{tag}.png", not bool(torch.isfinite(sr).all())
+                if bad: diverged.append(path.name)
+                if bad and not keep_nonfinite: continue
+                _write_image(path, torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)); written.append(path)
+    if diverged and not keep_nonfinite:
+        raise NonFiniteSampleError(f"{len(diverged)} sample(s) diverged (NaN/Inf) and were not written ({', '.join(diverged[:3])}"
+                                   f"{', ...' if len(diverged) > 3 else ''}); pass --keep_nonfinite to write them clamped")
     return written

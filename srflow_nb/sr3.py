@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_sr3.ipynb #619b2c7c
 from __future__ import annotations
-import json, math, signal, time
+import json, math, time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -20,8 +20,8 @@ from .train import TrainConfig, TrainTask, learning_rate_at
 # %% auto #0
 __all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
            'noise_level_embedding', 'ResBlock', 'SelfAttention', 'SR3UNet', 'SR3Config', 'ancestral_sample',
-           'marginal_drift', 'SR3', 'overfit_tiny', 'bf16_error', 'sr3_options', 'sr3_paper', 'sr3_demo', 'SR3Task',
-           'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
+           'marginal_drift', 'SR3', 'sample_rows', 'overfit_tiny', 'bf16_error', 'sr3_options', 'sr3_paper', 'sr3_demo',
+           'SR3Task', 'export_sr3', 'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
 
 # %% ../nbs/08_sr3.ipynb #090473ea
 def beta_schedule(kind: str, n: int, start: float, end: float) -> torch.Tensor:
@@ -51,8 +51,12 @@ def betas_of(gammas: torch.Tensor) -> torch.Tensor:
     return 1 - gammas / prev
 
 # %% ../nbs/08_sr3.ipynb #db126e7d
-def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    "Standard normal draws from `generator` (on its own device), moved to `device`: the same numbers on CPU and CUDA."
+def _randn(shape, generator: torch.Generator | list | None, device) -> torch.Tensor:
+    """Standard normal draws from `generator` (on its own device), moved to `device`: the same numbers on CPU and CUDA.
+    A list of generators draws row `i` of the batch from `generator[i]` (then rows do not depend on their batch)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]: raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
+        return torch.cat([_randn((1, *shape[1:]), g, device) for g in generator])
     g_dev = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=g_dev).to(device)
 
@@ -208,11 +212,15 @@ class SR3Config:
         "CPU demo model: 32 channels, (1, 2, 2, 4), 2 blocks, attention at level 3 (1/8 of the HR size)."
         return cls(**{**dict(channels=32, channel_mults=(1, 2, 2, 4), res_blocks=2, attn_levels=(3,), groups=8), **kw})
     @classmethod
+    def demo(cls, **kw) -> SR3Config:
+        "The CPU demo campaign's model (`sr3_demo`): 32 channels, (1, 2, 2), 1 block, attention at level 2 (1/4 of the HR size)."
+        return cls(**{**dict(channels=32, channel_mults=(1, 2, 2), res_blocks=1, attn_levels=(2,), groups=8), **kw})
+    @classmethod
     def tiny(cls, **kw) -> SR3Config:
         "Test model: 16 channels, (1, 2), 1 block, attention at level 1."
         return cls(**{**dict(channels=16, channel_mults=(1, 2), res_blocks=1, attn_levels=(1,), groups=8), **kw})
 
-PRESETS = ("paper_sr_64_256", "small", "tiny")
+PRESETS = ("paper_sr_64_256", "small", "demo", "tiny")
 
 # %% ../nbs/08_sr3.ipynb #60e75047
 def ancestral_sample(eps_fn, y: torch.Tensor, gammas: torch.Tensor, generator: torch.Generator | None = None,
@@ -297,26 +305,64 @@ def _schedule(self: SR3, steps: int | None) -> torch.Tensor:
     "The inference noise levels: the full `sample_schedule`, or `steps` of them re-spaced."
     return self.sample_gammas if steps is None else respace(self.sample_gammas, steps)
 
+def _row_bytes(self: SR3, hr_hw: tuple[int, int]) -> int:
+    """Estimated peak bytes per row (one sample of one image) of the sampler at HR `hr_hw` (padded): the chain's tensors
+    and one U-Net pass in inference mode (the skips kept for the up path, a block's temporaries, the attention scores
+    and their softmax, quadratic in the pixels of an attention level); x1.5."""
+    c, m = self.config, self.multiple
+    H, W = (-(-s // m) * m for s in hr_hw)
+    skips, block = 0, 0
+    for lvl, mult in enumerate(c.channel_mults):
+        px, ch = (H >> lvl) * (W >> lvl), c.channels * mult
+        skips += (c.res_blocks + 1) * ch * px
+        attn = lvl in c.attn_levels or lvl == len(c.channel_mults) - 1    # the middle blocks attend at the deepest level
+        block = max(block, 6 * 2 * ch * px, (2 * px * px + 5 * ch * px) if attn else 0)
+    chain = 16 * 3 * H * W                      # y, condition (6 channels), eps, y0, mean, noise, the U-Net input
+    return int(1.5 * 4 * (skips + block + chain))
+
+def sample_rows(self: SR3, lr_hw: tuple[int, int], rows: int, max_memory: int | float | None = None, device="cpu") -> int:
+    """How many rows (samples x images) of an LR of `lr_hw` to sample at once within `sampling.memory_budget(max_memory)`
+    (all `rows` when they fit); `MemoryBudgetError` (one line) when not even one row fits beside the outputs and weights."""
+    from srflow_nb.sampling import MemoryBudgetError, memory_budget
+    budget, hr_hw = memory_budget(max_memory, device), (lr_hw[0] * self.scale, lr_hw[1] * self.scale)
+    fixed = 4 * (rows * 3 * hr_hw[0] * hr_hw[1] * 2 + sum(p.numel() for p in self.parameters())) + 2 ** 27   # outputs, weights, kernels
+    per_row = _row_bytes(self, hr_hw)
+    fit = (budget - fixed) // per_row
+    if fit < 1:
+        raise MemoryBudgetError(f"SR3.sample: {rows} sample(s) of a {lr_hw[0]}x{lr_hw[1]} LR ({hr_hw[0]}x{hr_hw[1]} HR) need about "
+                                f"{(fixed + per_row) / 2**30:.2f} GiB even one at a time, over the memory budget of {budget / 2**30:.2f} GiB; "
+                                "use a smaller image, fewer samples or a larger max_memory")
+    return int(min(rows, fit))
+
 @torch.no_grad()
 def _sample(self: SR3, lr: torch.Tensor, n: int = 1, steps: int | None = None, generator: torch.Generator | None = None,
-            bf16: bool = False) -> torch.Tensor:
-    "`n` SR samples of each LR image (B, 3, h, w) in [0, 1]: (n, B, 3, h*scale, w*scale) in [0, 1], by ancestral sampling."
+            bf16: bool = False, max_memory: int | float | None = None) -> torch.Tensor:
+    """`n` SR samples of each LR image (B, 3, h, w) in [0, 1]: (n, B, 3, h*scale, w*scale) in [0, 1], by ancestral sampling,
+    in chunks of rows that fit the memory budget (`max_memory` bytes; default: `sampling.memory_budget()`). Each row draws
+    its noise from its own generator (seeded from `generator`), so the samples do not depend on the chunking."""
     if not isinstance(n, int) or n < 1: raise InputError(f"SR3.sample: n must be a positive int, got {n!r}")
     gammas = _schedule(self, steps)
     cond = self.condition(lr)
     B, _, H, W = cond.shape
+    rows = sample_rows(self, tuple(lr.shape[-2:]), n * B, max_memory, cond.device)   # refuse before any work
     m = self.multiple
     ph, pw = -H % m, -W % m
     if ph or pw: cond = F.pad(cond, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
-    cond = cond.repeat(n, 1, 1, 1)                   # sample-major: row i*B + b is sample i of image b
-    y = _randn(cond.shape, generator, cond.device)   # y_T ~ N(0, I)
-    eps_fn = lambda y, sg: self.predict_eps(y, cond, sg, bf16)
-    y = ancestral_sample(eps_fn, y, gammas, generator, clip=self.config.clip_x0)
-    out = ((y[..., :H, :W] + 1) / 2).clamp(0, 1)
+    g_dev = generator.device if generator is not None else torch.device("cpu")
+    seeds = torch.randint(0, 2 ** 62, (n * B,), generator=generator, device=g_dev).tolist()
+    gens = [torch.Generator(g_dev).manual_seed(s) for s in seeds]   # sample-major: row i*B + b is sample i of image b
+    out = torch.empty(n * B, 3, H, W, device=cond.device)
+    for r0 in range(0, n * B, rows):
+        idx = torch.arange(r0, min(r0 + rows, n * B), device=cond.device)
+        c, g = cond[idx % B], gens[r0:r0 + len(idx)]
+        y = _randn(c.shape, g, c.device)                                  # y_T ~ N(0, I)
+        eps_fn = lambda y, sg, c=c: self.predict_eps(y, c, sg, bf16)
+        y = ancestral_sample(eps_fn, y, gammas, g, clip=self.config.clip_x0)
+        out[r0:r0 + len(idx)] = ((y[..., :H, :W] + 1) / 2).clamp(0, 1)
     if not bool(torch.isfinite(out).all()): raise FloatingPointError("SR3.sample: non-finite sample (diverged model or bad input)")
     return out.reshape(n, B, 3, H, W)
 
-SR3.schedule, SR3.sample = _schedule, _sample
+SR3.schedule, SR3.sample, SR3.sample_rows = _schedule, _sample, sample_rows
 
 # %% ../nbs/08_sr3.ipynb #a28632f9
 def overfit_tiny(steps: int = 120, size: int = 16, seed: int = 0, learning_rate: float = 2e-3, batch_size: int = 8,
@@ -362,11 +408,11 @@ def sr3_paper(**kw) -> TrainConfig:
                                  options=dict(warmup=10_000, val_steps=100)), **kw})
 
 def sr3_demo(**kw) -> TrainConfig:
-    "CPU demo campaign for `SR3Config.small`: the paper's optimiser on 64x64 HR patches, batch 8, bf16 autocast, 1 thread."
-    return TrainConfig(**{**dict(stage="sr3", iterations=100_000, batch_size=8, patch_size=64, scale=4, learning_rate=1e-4,
-                                 betas=(0.9, 0.999), milestones=(), amp="bf16", threads=1, log_every=50, ckpt_every_steps=1000,
-                                 ckpt_every_s=300.0, val_every=2000, best_metric="sr3_psnr", out_dir="runs/demo-4x-sr3",
-                                 options=dict(warmup=1000, val_steps=10)), **kw})
+    "CPU demo campaign for `SR3Config.demo` (one thread, a few CPU-hours: `tools/train_sr3.sh speed`): batch 8 of 48x48 HR patches, Adam 2e-4 halved at 80 %, bf16."
+    return TrainConfig(**{**dict(stage="sr3", iterations=24_000, batch_size=8, patch_size=48, scale=4, learning_rate=2e-4,
+                                 betas=(0.9, 0.999), milestones=(0.8,), gamma=0.5, amp="bf16", threads=1, log_every=50,
+                                 ckpt_every_steps=1000, ckpt_every_s=300.0, val_every=2000, best_metric="sr3_psnr",
+                                 out_dir="runs/demo-4x-sr3", options=dict(warmup=1000, val_steps=10)), **kw})
 
 # %% ../nbs/08_sr3.ipynb #750412ef
 def _mean_metric(f, sr: torch.Tensor, ref: torch.Tensor) -> float:
@@ -384,7 +430,7 @@ class SR3Task(TrainTask):
 
     @classmethod
     def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> SR3Task:
-        "`--model`: an `SR3Config` preset name (paper_sr_64_256, small, tiny) or a JSON file of its fields."
+        "`--model`: an `SR3Config` preset name (paper_sr_64_256, small, demo, tiny) or a JSON file of its fields."
         if str(model).endswith(".json"): mc = SR3Config.from_dict(json.loads(Path(model).read_text()))
         elif model in PRESETS: mc = getattr(SR3Config, model)(scale=cfg.scale)
         else: raise InputError(f"--model for stage sr3 must be one of {PRESETS} or a .json SR3Config, got {model!r}")
@@ -392,6 +438,14 @@ class SR3Task(TrainTask):
         return cls(SR3(mc), cfg, lpips=lpips)
 
     def model_config(self) -> dict: return {"kind": "sr3", **self.model.config.to_dict()}
+    def hr_multiple(self) -> int: return max(self.cfg.scale, self.model.multiple * self.cfg.scale)
+
+    @classmethod
+    def build_model(cls, model_config: dict) -> SR3:
+        "The `SR3` a checkpoint's model_config (`kind: sr3` and the `SR3Config` fields) describes."
+        mc = dict(model_config)
+        if mc.pop("kind", None) != "sr3": raise InputError(f"model_config kind {model_config.get('kind')!r} is not 'sr3'")
+        return SR3(SR3Config.from_dict(mc))
 
     def learning_rates(self, step: int) -> dict[str, float]:
         warm = self.options["warmup"]
@@ -427,14 +481,33 @@ def _validate(self: SR3Task, val_data) -> tuple[dict, list]:
 SR3Task.validate = _validate
 
 # %% ../nbs/08_sr3.ipynb #63947f1d
+def export_sr3(checkpoint, path) -> Path:
+    "Write the `SR3` of an SR3 trainer checkpoint (path or loaded dict) as an own-format safetensors file (`load_sr3` reads it)."
+    from safetensors.torch import save_file
+    from srflow_nb.checkpoints import FORMAT, first_nonfinite, load_checkpoint
+    from srflow_nb.core import atomic_write
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    model = SR3Task.from_checkpoint(ck, None if isinstance(checkpoint, dict) else checkpoint)
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if (bad := first_nonfinite(sd)): raise ValueError(f"export_sr3: non-finite tensor {bad} in {checkpoint}")
+    meta = {"format": FORMAT, "kind": "sr3", "config": json.dumps(model.config.to_dict(), sort_keys=True), "step": str(ck["step"]),
+            "train_config": json.dumps(ck["config"]), "cpu_time_s": f"{ck.get('cpu_time', 0.0):.0f}",
+            "val": json.dumps((ck.get("val_history") or [{}])[-1])}
+    return atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
+
 def load_sr3(path, device="cpu") -> SR3:
-    "An `SR3` (eval mode, on `device`) from a trainer checkpoint whose model_config has kind 'sr3'."
-    from srflow_nb.checkpoints import load_checkpoint
-    ck = load_checkpoint(path)
-    mc = dict(ck.get("model_config") or {})
-    if mc.pop("kind", None) != "sr3": raise InputError(f"{path}: not an SR3 checkpoint (model_config kind {ck.get('model_config', {}).get('kind')!r})")
-    model = SR3(SR3Config.from_dict(mc))
-    model.load_state_dict(ck["modules"]["model"])
+    "An `SR3` (eval mode, on `device`) from a file written by `export_sr3` or from an SR3 trainer checkpoint."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such SR3 model file or checkpoint")
+    if path.suffix != ".safetensors": return SR3Task.from_checkpoint(path).to(device)
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from srflow_nb.checkpoints import FORMAT
+    with safe_open(str(path), "pt") as f: meta = f.metadata() or {}
+    if meta.get("format") != FORMAT or meta.get("kind") != "sr3":
+        raise InputError(f"{path}: not an SR3 model file (format {meta.get('format')!r}, kind {meta.get('kind')!r})")
+    model = SR3(SR3Config.from_dict(json.loads(meta["config"])))
+    model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
 
 class SR3SR:
@@ -450,17 +523,21 @@ class SR3SR:
     def __repr__(self): return f"SR3SR(scale={self.scale}, steps={len(self.model.sample_gammas)})"
 
 def sr3_from(checkpoint: str | None = None, device="auto") -> SR3SR:
-    "`sr3:<trainer checkpoint>` for `superresolvers.load_superresolver` (no bundled SR3 yet: the checkpoint is required)."
+    "`sr3[:<file>]` for `superresolvers.load_superresolver`: an exported file, a trainer checkpoint or a bundled name (default: `demo-4x-sr3`)."
+    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
     from srflow_nb.core import get_device
-    if not checkpoint: raise InputError("sr3 needs a checkpoint: sr3:<path to a trainer checkpoint .pt> (no bundled SR3 model yet)")
-    if not Path(checkpoint).is_file(): raise InputError(f"sr3: checkpoint {checkpoint} not found")
-    return SR3SR(load_sr3(checkpoint, get_device(device)))
+    name = checkpoint or "demo-4x-sr3"
+    path = pretrained_dir() / PRETRAINED[name] if name in PRETRAINED else Path(name)
+    if not path.is_file():
+        if not checkpoint: raise InputError("sr3 needs a model: sr3:<exported .safetensors or trainer checkpoint .pt> (demo-4x-sr3 is not bundled yet)")
+        raise InputError(f"sr3: checkpoint {checkpoint} not found")
+    return SR3SR(load_sr3(path, get_device(device)))
 
 # %% ../nbs/08_sr3.ipynb #d6069ea3
 def train_sr3(data: str,                        # folder of HR training images
               out: str,                         # run folder (checkpoints, logs, samples); an existing run resumes
               val: str | None = None,           # folder of HR validation images (PSNR, LR-PSNR, LPIPS)
-              model: str = "small",             # SR3Config preset (paper_sr_64_256, small, tiny) or a JSON file
+              model: str = "demo",              # SR3Config preset (paper_sr_64_256, small, demo, tiny) or a JSON file
               preset: str = "demo",             # TrainConfig preset: "demo" (CPU) or "paper"
               iterations: int | None = None,    # total training steps
               batch_size: int | None = None,    # override the preset's batch size
@@ -476,28 +553,14 @@ def train_sr3(data: str,                        # folder of HR training images
               progress: bool = True,            # show a progress bar
               device: str = "auto"):            # "cpu", "cuda" or "auto"
     "Train SR3 (denoising objective) on an image folder with the shared trainer; resumable. Returns the Trainer."
-    from srflow_nb.train import PatchCache, Trainer, load_folder
-    from srflow_nb.images import quantize8
-    from srflow_nb.resize import downscale
     if preset not in ("demo", "paper"): raise InputError(f"--preset must be 'demo' or 'paper', got {preset!r}")
     base = sr3_demo() if preset == "demo" else sr3_paper()
     opts = {**base.options, **({"val_steps": val_steps} if val_steps else {})}
     kw = dict(iterations=iterations, batch_size=batch_size, patch_size=patch_size, val_every=val_every)
     cfg = base.replace(**{k: v for k, v in kw.items() if v is not None}, threads=threads, out_dir=str(out), seed=seed, options=opts,
                        **({"amp": None if amp == "none" else amp} if amp else {}))
-    task = SR3Task.create(cfg, model, lpips=lpips)
-    hrs, names = load_folder(data)
-    patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    val_pairs = [(h, quantize8(downscale(h, cfg.scale), keep_dtype=True)) for h in load_folder(val, crop=val_crop, multiple=max(cfg.scale, task.model.multiple * cfg.scale))[0]] if val else []   # 8-bit LR, as the training pairs
-    tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
-    if tr.main:
-        Path(out, "model_config.json").write_text(json.dumps(task.model_config(), sort_keys=True))
-        print(f"[sr3] {out}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
-    def stop(signum, frame): tr.stop_requested = True
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
-    tr.fit(until)
-    if tr.main: print(f"[sr3] {out}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.3f} CPU-h", flush=True)
-    return tr
+    from srflow_nb.train import run_task
+    return run_task(SR3Task.create(cfg, model, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
 
 # %% ../nbs/08_sr3.ipynb #1c9b8479
 if __name__ == "__main__" and Path(globals().get("__file__", "")).name == "sr3.py":   # python -m srflow_nb.sr3 (tools/train_sr3.sh)

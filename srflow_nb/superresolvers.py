@@ -13,9 +13,9 @@ import torch
 from .core import InputError, get_device
 
 # %% auto #0
-__all__ = ['REGISTRY', 'WRAPPERS', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR', 'HCFlowSR',
-           'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model', 'load_superresolver',
-           'FunctionSR', 'as_superresolver']
+__all__ = ['REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR',
+           'HCFlowSR', 'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model',
+           'load_superresolver', 'knob', 'available', 'FunctionSR', 'as_superresolver']
 
 # %% ../nbs/09_superresolvers.ipynb #b7533efb
 @runtime_checkable
@@ -188,6 +188,28 @@ def load_superresolver(name_or_checkpoint, device="auto", **kw) -> SuperResolver
     family, _, rest = str(spec).partition(":")
     if family in REGISTRY: return _resolve(REGISTRY[family])(rest or None, device, **kw)
     return wrap_model(_load(str(spec), device), **kw)
+
+# %% ../nbs/09_superresolvers.ipynb #e32c5238
+KNOBS: dict[str, str | None] = {"bicubic": None, "rrdb": None, "esrgan": None,    # family -> what varies its samples
+                                "srflow": "temperature", "hcflow": "temperature", "sr3": "steps"}
+BUNDLED: dict[str, str] = {"srflow": "demo-4x", "rrdb": "demo-4x-rrdb", "esrgan": "demo-4x-esrgan",   # family -> bundled model
+                           "hcflow": "demo-4x-hcflow", "sr3": "demo-4x-sr3"}
+
+def knob(sr) -> str | None:
+    "What varies the samples of `sr`: 'temperature', 'steps', or None (deterministic: one image per LR)."
+    if not sr.stochastic: return None
+    k = getattr(sr, "knob", KNOBS.get(getattr(sr, "name", None), "temperature"))
+    if k not in ("temperature", "steps"): raise InputError(f"{sr!r}: knob must be 'temperature' or 'steps', got {k!r}")
+    return k
+
+def available(**given: str | None) -> dict[str, str]:
+    "{family: spec for `load_superresolver`} of what loads now: bicubic, each family whose `BUNDLED` model exists, `given` (family=checkpoint)."
+    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+    unknown = sorted(set(given) - set(REGISTRY))
+    if unknown: raise InputError(f"unknown super-resolver family {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    found = {f: f"{f}:{name}" for f, name in BUNDLED.items() if (pretrained_dir() / PRETRAINED[name]).exists()}
+    found.update(bicubic="bicubic", **{f: f"{f}:{ck}" if ck else f for f, ck in given.items()})
+    return {f: found[f] for f in REGISTRY if f in found}
 
 # %% ../nbs/09_superresolvers.ipynb #9c457646
 class FunctionSR:

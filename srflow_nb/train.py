@@ -27,8 +27,9 @@ from .checkpoints import (CheckpointError, latest_checkpoint, list_checkpoints, 
 
 # %% auto #0
 __all__ = ['PRESETS', 'TASKS', 'TrainConfig', 'learning_rate_at', 'encoder_frozen', 'PatchCache', 'load_folder', 'TrainTask',
-           'task_class', 'RRDBL1Task', 'SRFlowNLLTask', 'init_distributed', 'broadcast_modules', 'mean_over_ranks',
-           'Updater', 'RunLog', 'BestKeeper', 'Clock', 'Trainer', 'export_weights', 'train_config', 'train_run']
+           'task_class', 'model_from_checkpoint', 'RRDBL1Task', 'SRFlowNLLTask', 'init_distributed',
+           'broadcast_modules', 'mean_over_ranks', 'Updater', 'RunLog', 'BestKeeper', 'Clock', 'Trainer',
+           'export_weights', 'train_config', 'run_task', 'train_run']
 
 # %% ../nbs/13_train.ipynb #492423d9
 _AMP = (None, "bf16", "fp16")
@@ -278,6 +279,30 @@ class TrainTask:
         "JSON-able description of the model (saved in checkpoints: what `checkpoints.load_model_any` rebuilds from)."
         return None
 
+    def hr_multiple(self) -> int:
+        "Validation HR sides are cropped to multiples of this (default: the scale)."
+        return self.cfg.scale
+
+    model_module: str = "model"   # the checkpoint module that is the deployable model
+
+    @classmethod
+    def build_model(cls, model_config: dict) -> nn.Module:
+        "A fresh model from a checkpoint's `model_config` (an InputError when it describes another kind of model)."
+        raise NotImplementedError(f"{cls.__name__}.build_model")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, name=None) -> nn.Module:
+        """The deployable model of a trainer checkpoint of this task (a path or a loaded dict): `build_model(model_config)`,
+        the weights of `model_module`, eval mode. Other tasks' checkpoints are an InputError naming `name` (default: the path)."""
+        ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+        name, got = name or ("trainer checkpoint" if isinstance(checkpoint, dict) else checkpoint), ck["config"].get("stage")
+        if got not in _stages(cls): raise InputError(f"{name}: not an {cls.__name__.removesuffix('Task')} trainer checkpoint (stage {got!r})")
+        if not ck.get("model_config"): raise CheckpointError(f"{name}: a {got!r} trainer checkpoint without a model_config")
+        try: model = cls.build_model(dict(ck["model_config"]))
+        except InputError as e: raise type(e)(f"{name}: {e}") from e
+        model.load_state_dict(ck["modules"][cls.model_module])
+        return model.eval()
+
 # %% ../nbs/13_train.ipynb #de910cbe
 TASKS = {"rrdb": "srflow_nb.train:RRDBL1Task", "flow": "srflow_nb.train:SRFlowNLLTask",
          "esrgan": "srflow_nb.esrgan:ESRGANTask", "sr3": "srflow_nb.sr3:SR3Task", "hcflow": "srflow_nb.hcflow:HCFlowTask"}
@@ -289,6 +314,18 @@ def task_class(stage: str) -> type:
     mod, cls = TASKS[stage].split(":")
     try: return getattr(importlib.import_module(mod), cls)
     except (ImportError, AttributeError) as e: raise InputError(f"training task {stage!r} needs {TASKS[stage]}, which is not available ({e})") from e
+
+def _stages(cls: type) -> list[str]:
+    "The `TASKS` names registered for the task class `cls` (matched by class name, so notebook copies of a class match too)."
+    return [k for k, v in TASKS.items() if v.split(":")[1] == cls.__name__]
+
+def model_from_checkpoint(checkpoint, name=None) -> nn.Module:
+    """The model (eval mode) of a trainer checkpoint (a path or a loaded dict), rebuilt by the task registered for its
+    stage (`TASKS`, `TrainTask.from_checkpoint`). Errors name `name` (default: the path)."""
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    name, got = name or ("trainer checkpoint" if isinstance(checkpoint, dict) else checkpoint), ck["config"].get("stage")
+    if got not in TASKS: raise CheckpointError(f"{name}: a trainer checkpoint of task {got!r} without a known model_config; load it with its task's module")
+    return task_class(got).from_checkpoint(ck, name)
 
 # %% ../nbs/13_train.ipynb #2ee05ee4
 def _metric(f: Callable, sr: torch.Tensor, ref: torch.Tensor) -> float:
@@ -317,6 +354,13 @@ class _SRFlowTask(TrainTask):
         return cls(SRFlow(mc), cfg, {"psnr": psnr, **({"lpips": lpips_fn} if lpips else {})})
 
     def model_config(self): return json.loads(json.dumps(self.model.config.to_dict()))
+    def hr_multiple(self) -> int: return max(2 ** self.model.config.L, self.cfg.scale)
+
+    @classmethod
+    def build_model(cls, model_config: dict) -> nn.Module:
+        from srflow_nb.model import SRFlow, SRFlowConfig
+        if "kind" in model_config or "model" in model_config: raise InputError(f"model_config is not an SRFlow's ({model_config.get('kind') or model_config.get('model')!r})")
+        return SRFlow(SRFlowConfig.from_dict(model_config))
 
     def _set_trainable(self, encoder: bool, flow: bool):
         "Which parameters train (walks the model only when the phase changes: it costs more than a tiny model's step)."
@@ -356,6 +400,9 @@ class RRDBL1Task(_SRFlowTask):
 
     def _srs(self, lr, index):
         with self.autocast(): return {"rrdb": self.model.encoder.sr(lr).float().clamp(0, 1)}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, name=None) -> nn.Module: return super().from_checkpoint(checkpoint, name).encoder   # the RRDB baseline
 
 class SRFlowNLLTask(_SRFlowTask):
     "Stage 2: NLL (+ optional L1 of the temperature-0 reverse pass), encoder frozen for the first `freeze_encoder`; validation: `t{T}_*`."
@@ -726,10 +773,11 @@ def fit(self: Trainer, until: int | None = None) -> Trainer:
 def export_weights(ckpt, path, half: bool = False, extra: dict | None = None) -> Path:
     "Write an SRFlow trainer checkpoint (path or loaded dict) as a `load_model`-compatible safetensors file; returns the path."
     from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT, _trainer_model
+    from srflow_nb.checkpoints import FORMAT
     ck = load_checkpoint(ckpt) if not isinstance(ckpt, dict) else ckpt
     cfg = TrainConfig.from_dict(ck["config"])
-    module = _trainer_model(ckpt, ck)
+    if cfg.stage not in ("rrdb", "flow"): raise InputError(f"export_weights: {ckpt} is a {cfg.stage!r} run; export it with its own module's exporter")
+    module = model_from_checkpoint(ck, name=ckpt)
     kind, mcfg = ("rrdb", dict(module.hparams)) if cfg.stage == "rrdb" else ("srflow", module.config.to_dict())
     sd = module.state_dict()
     if (bad := first_nonfinite(sd)): raise ValueError(f"export_weights: non-finite tensor {bad} in {ckpt}")
@@ -761,12 +809,32 @@ def train_config(config: str | None = None, preset: str | None = None, stage: st
         if v is not None: over[k] = v
     return TrainConfig.from_dict({**cfg.to_dict(), **over})
 
-def _training_data(cfg: TrainConfig, data: str, val: str | None, val_crop: int, multiple: int):
+
+# %% ../nbs/13_train.ipynb #51e53fb0
+def run_task(task: TrainTask, data: str, val: str | None = None, val_crop: int = 256, until: int | None = None,
+             device="auto", progress: bool = True) -> Trainer:
+    "Train `task` (on its `cfg`) on the HR images of folder `data`, validated on folder `val`; resumable, SIGTERM/SIGINT save and stop."
+    cfg, tag = task.cfg, f"[{task.cfg.stage}]"
     hrs, names = load_folder(data)
-    cache = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    if not val: return cache, []
-    vals, _ = load_folder(val, crop=val_crop, multiple=multiple)
-    return cache, [(h, quantize8(resize.downscale(h, cfg.scale)).float() / 255) for h in vals]
+    patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
+    vals = load_folder(val, crop=val_crop, multiple=task.hr_multiple())[0] if val else []
+    val_pairs = [(h, quantize8(resize.downscale(h, cfg.scale), keep_dtype=True)) for h in vals]   # 8-bit LR, as the training pairs
+    tr = Trainer(task, cfg, patches, val_data=val_pairs, device=device, progress=progress)
+    if tr.main:
+        if (mc := task.model_config()): Path(cfg.out_dir, "model_config.json").write_text(json.dumps(mc, sort_keys=True))
+        print(f"{tag} {cfg.out_dir}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
+    def stop(signum, frame):
+        if tr.main: print(f"{tag} signal {signum}: saving a checkpoint after this step and stopping", flush=True)
+        tr.stop_requested = True
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try: tr.fit(until)
+    finally:
+        for sig, handler in previous.items(): signal.signal(sig, handler)
+    if tr.main:
+        if tr.val_history: print(f"{tag} last validation:", json.dumps(tr.val_history[-1]), flush=True)
+        print(f"{tag} {cfg.out_dir}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.3f} CPU-h", flush=True)
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    return tr
 
 # %% ../nbs/13_train.ipynb #c3c2f731
 def train_run(data: str = None,           # folder of HR training images (required)
@@ -786,20 +854,7 @@ def train_run(data: str = None,           # folder of HR training images (requir
     "`srflow train`: train a model from image folders, resumable; under `torchrun --nproc_per_node N`, with DDP."
     if not data: raise InputError("srflow train: --data (a folder of HR training images) is required")
     cfg = train_config(config, preset, stage, out, iterations, set.split() if isinstance(set, str) else set or [])
-    task = task_class(cfg.stage).create(cfg, model, lpips=lpips)
-    mc = task.model_config() or {}
-    cache, val_pairs = _training_data(cfg, data, val, crop, max(2 ** mc.get("L", 0), cfg.scale))
-    tr = Trainer(task, cfg, cache, val_data=val_pairs, device=device, progress=progress)
-    if tr.main:
-        if mc: Path(cfg.out_dir, "model_config.json").write_text(json.dumps(mc, sort_keys=True))
-        print(f"[train] {cfg.stage} -> {cfg.out_dir}: step {tr.step}/{cfg.iterations}" + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else ""), flush=True)
-    def stop(signum, frame):
-        if tr.main: print(f"[train] signal {signum}: saving a checkpoint after this step and stopping", flush=True)
-        tr.stop_requested = True
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
-    tr.fit()
-    if tr.main and tr.val_history: print("[train] last validation:", json.dumps(tr.val_history[-1]), flush=True)
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    run_task(task_class(cfg.stage).create(cfg, model, lpips=lpips), data, val, val_crop=crop, device=device, progress=progress)
     return 0
 
 # %% ../nbs/13_train.ipynb #f2644f00

@@ -132,6 +132,15 @@ def _drag(page, label: str):
     page.mouse.up()
 
 
+def _choose(page, label: str, value: str) -> list[str]:
+    "Pick `value` in the dropdown labelled `label`; return its options."
+    dd = page.locator(f"{PANEL} .widget-dropdown", has=page.locator(".widget-label", has_text=label)).first
+    dd.scroll_into_view_if_needed()
+    options = dd.locator("select option").all_inner_texts()
+    dd.locator("select").select_option(value)
+    return options
+
+
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
 def test_notebook_runs_and_its_widget_redraws(lab, browser_page, name):
     page, errors = browser_page
@@ -148,5 +157,12 @@ def test_notebook_runs_and_its_widget_redraws(lab, browser_page, name):
     src0 = app_image.get_attribute("src")
     _drag(page, NOTEBOOKS[name])
     page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[app_image.element_handle(), src0], timeout=180_000)
+    if name == "18_explorer.ipynb":                                # the model choice: ESRGAN renders its image
+        src1 = app_image.get_attribute("src")
+        options = _choose(page, "model", "esrgan")
+        assert {"srflow", "esrgan"} <= set(options), options
+        page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[app_image.element_handle(), src1], timeout=180_000)
+        page.get_by_text("ESRGAN one image").first.wait_for(timeout=60_000)    # the status line says what is shown
+        assert "region resampling is SRFlow-only" in _outputs_text(page)
     assert "Error displaying widget" not in _outputs_text(page)
     assert not errors, "browser console errors:\n" + "\n".join(errors)

@@ -154,6 +154,7 @@ FAST = {   # README command -> options appended so that CI runs it in seconds (l
     "demo": ["--images", "small", "--temperatures", "0,0.9", "--no-progress"],
     "data build-demo": ["--verify_only"],
     "assets": ["--verify_only"],
+    "rescale": [],                  # + the bundled rescaling model, else a tiny one (`_rescale_checkpoint`)
 }
 
 
@@ -170,7 +171,8 @@ def test_readme_command_runs(line, work):
         from srflow_nb.assets import ASSETS, cache_dir
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine")
-    r = srflow(*args, *FAST.get(key, []), cwd=work)
+    extra = _rescale_checkpoint(work) if key == "rescale" else []
+    r = srflow(*args, *FAST.get(key, []), *extra, cwd=work)
     assert r.returncode == 0, (line, r.stderr[-3000:])
 
 
@@ -241,6 +243,18 @@ def bad(work):
     (["evaluate", "small", "--temperatures", "hot"], ["--temperatures"]),
     (["demo", "-o", "bad/file.txt"], ["bad/file.txt", "is a file"]),
     (["demo", "--images", "bad/none"], ["--images", "bad/none"]),
+    (["sample", "in.png", "--model", "esrgan", "--n", "2"], ["--n", "esrgan is deterministic", "<stem>_esrgan.png"]),
+    (["sample", "in.png", "--model", "esrgan", "--temperature", "0.5"], ["--temperature", "esrgan has no temperature"]),
+    (["sample", "in.png", "--model", "sr3:none.pt", "--temperature", "0.5"], ["--temperature", "sr3 has no temperature", "--steps"]),
+    (["sample", "in.png", "--model", "hcflow:none.pt", "--steps", "5"], ["--steps", "hcflow has no sampling steps"]),
+    (["sample", "in.png", "--steps", "5"], ["--steps", "srflow has no sampling steps"]),
+    (["sample", "in.png", "--model", "rrdb", "--tile", "16"], ["--tile is an srflow option", "rrdb"]),
+    (["sample", "in.png", "--model", "bicubic", "--precision", "bf16"], ["--precision is an srflow option"]),
+    (["sample", "in.png", "--model", "hcflow:none.pt", "--temperature", "[0.9,0.8]"], ["--temperature", "srflow only"]),
+    (["sample", "in.png", "--model", "gan"], ["--model gan", "unknown model", "esrgan"]),
+    (["sample", "in.png", "--model", "sr3:bad/none.pt"], ["bad/none.pt", "not found"]),
+    (["sample", "in.png", "--model", "esrgan:bad/random.pth"], ["bad/random.pth"]),
+    (["sample", "in.png", "--model", "esrgan:a.pt", "--checkpoint", "b.pt"], ["two checkpoints"]),
 ])
 def test_expected_errors_are_one_line(args, needles, work, bad, monkeypatch, capsys):
     monkeypatch.chdir(work)                                            # in-process `main` (the console script's function)
@@ -276,6 +290,77 @@ def test_bugs_keep_their_traceback(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "broken", ("tests_broken:broken", "a bug"))
     monkeypatch.setattr(cli, "resolve", lambda c: broken)
     with pytest.raises(ZeroDivisionError): main(["broken"])
+
+
+# ---------------------------------------------------------------- srflow sample --model: every family
+
+@pytest.fixture(scope="module")
+def tiny_families(tmp_path_factory):
+    "Tiny random-weight HCFlow (an `export_hcflow` file) and SR3 (a trainer checkpoint) models: their bundles do not exist yet."
+    from srflow_nb.checkpoints import save_checkpoint
+    from srflow_nb.hcflow import HCFlow, HCFlowConfig, export_hcflow
+    from srflow_nb.sr3 import SR3, SR3Config
+    d = tmp_path_factory.mktemp("families")
+    torch.manual_seed(0)
+    hc, s3 = HCFlow(HCFlowConfig.sr_tiny_4x()), SR3(SR3Config.tiny())
+    hc_run = dict(modules={"model": hc.state_dict()}, optimizers={}, step=1, config={"stage": "hcflow"},
+                  model_config={"model": "hcflow", "L": hc.config.L, **hc.config.to_dict()})
+    s3_run = dict(modules={"model": s3.state_dict()}, optimizers={}, step=1, config={"stage": "sr3"},
+                  model_config={"kind": "sr3", **s3.config.to_dict()})
+    return {"hcflow": export_hcflow(hc_run, d / "hcflow_tiny.safetensors"), "sr3": save_checkpoint(d / "sr3_tiny.pt", s3_run)}
+
+
+FAMILIES = {   # --model -> (extra options, files written for in.png with --n 2 where the family samples)
+    "srflow": ([], ["in_t0.80_000.png", "in_t0.80_001.png"]),
+    "esrgan": ([], ["in_esrgan.png"]),
+    "rrdb": ([], ["in_rrdb.png"]),
+    "bicubic": ([], ["in_bicubic.png"]),
+    "hcflow": (["--temperature", "0.8"], ["in_hcflow_t0.80_000.png", "in_hcflow_t0.80_001.png"]),
+    "sr3": (["--steps", "3"], ["in_sr3_s3_000.png", "in_sr3_s3_001.png"]),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_sample_every_model_family(family, work, tiny_families):
+    "`srflow sample --model F` writes finite, non-constant images of 4x the input's size, named as documented; samples differ."
+    from srflow_nb.images import load_image, to_tensor
+    from srflow_nb.superresolvers import load_superresolver
+    extra, files = FAMILIES[family]
+    spec = f"{family}:{tiny_families[family]}" if family in tiny_families else family
+    out = work / f"fam_{family}"
+    r = srflow("sample", "in.png", "--model", spec, *extra, *(["--n", "2"] if len(files) == 2 else []), "--seed", "3",
+               "--device", "cpu", "--quiet", "-o", out, cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == files
+    lr = to_tensor(load_image(work / "in.png"))
+    ims = [to_tensor(load_image(out / f)) for f in files]
+    for im in ims:
+        assert im.shape == (1, 3, 4 * lr.shape[-2], 4 * lr.shape[-1]) and torch.isfinite(im).all() and im.std() > 0.01
+    if len(ims) == 2: assert not torch.equal(*ims)                     # two seeds, two samples
+    else:                                                              # deterministic: the protocol's image, 8-bit
+        with torch.inference_mode(): want = load_superresolver(spec, "cpu").sample(lr)[0]
+        assert (ims[0] - want).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_sample_diverged_hcflow_is_refused(work, tiny_families):
+    "A diverged HCFlow sample (temperature 1e38: Inf latents) is not written: one line, exit 1; --keep_nonfinite writes it."
+    spec = f"hcflow:{tiny_families['hcflow']}"
+    r = srflow("sample", "in.png", "--model", spec, "--temperature", "1e38", "--device", "cpu", "--quiet", "-o", "hc_bad", cwd=work)
+    one_line_error(r, "sample", "diverged", "in_hcflow_t", "--keep_nonfinite")
+    assert not list((work / "hc_bad").glob("*.png"))
+    r = srflow("sample", "in.png", "--model", spec, "--temperature", "1e38", "--device", "cpu", "--quiet", "--keep_nonfinite", "-o", "hc_kept", cwd=work)
+    assert r.returncode == 0 and len(list((work / "hc_kept").glob("*.png"))) == 1, r.stderr[-2000:]
+
+
+def test_sample_index_alone_reproduces_the_run(work, tiny_families):
+    "Sample 1 of an HCFlow run, regenerated alone with --first_index 1 --n 1, is the same image (as for SRFlow)."
+    from srflow_nb.images import load_image
+    spec = f"hcflow:{tiny_families['hcflow']}"
+    for args, out in ((["--n", "2"], "hc_run"), (["--first_index", "1"], "hc_one")):
+        r = srflow("sample", "in.png", "--model", spec, "--seed", "3", "--device", "cpu", "--quiet", *args, "-o", out, cwd=work)
+        assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_array_equal(load_image(work / "hc_one" / "in_hcflow_t0.80_001.png"), load_image(work / "hc_run" / "in_hcflow_t0.80_001.png"))
+    assert not np.array_equal(load_image(work / "hc_run" / "in_hcflow_t0.80_000.png"), load_image(work / "hc_run" / "in_hcflow_t0.80_001.png"))
 
 
 # ---------------------------------------------------------------- the README's "Library in ten lines"

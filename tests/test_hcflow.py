@@ -289,6 +289,9 @@ from srflow_nb.train import PatchCache, Trainer, Updater
                                  _replace(HCFlowConfig.sr_tiny_4x(), K=(4, 4, 4), after_flowstep=(2, 2, 2))],
                          ids=["sr", "rescaling", "sr8x"])
 def test_decode_cached_equals_decode(cfg):
+    """float64: the cache is exact up to rounding (1e-10; a stale or mis-split cache is off by orders more). float32: the
+    cached decode stays within 4x of the plain decode's own rounding floor (the same draws decoded as one batch of 2
+    against one by one: only the summation order differs), the tolerance `benchmarks/hcflow_sample_speed.py` applies."""
     torch.manual_seed(0)
     net = perturbed(HCFlowNet(cfg), 0.05, 0).eval()
     g = torch.Generator().manual_seed(1)
@@ -296,10 +299,43 @@ def test_decode_cached_equals_decode(cfg):
     eps = [torch.randn(s, generator=g) * 0.9 for s in net.latent_shapes((3, 5), 2)]
     with torch.no_grad():
         cache = net.lr_cache(lr)
-        diff = (net.decode_cached(cache, eps) - net.decode(lr, eps)).abs().max().item()
-        other = (net.decode_cached(cache, [e * 0 for e in eps]) - net.decode(lr, eps)).abs().max().item()
-    assert diff <= 1e-5
+        plain = net.decode(lr, eps)
+        diff = (net.decode_cached(cache, eps) - plain).abs().max().item()
+        other = (net.decode_cached(cache, [e * 0 for e in eps]) - plain).abs().max().item()
+        one_by_one = torch.cat([net.decode(lr[i:i + 1], [e[i:i + 1] for e in eps]) for i in range(2)])
+        floor = (one_by_one - plain).abs().max().item()
+        net64, lr64, eps64 = copy.deepcopy(net).double(), lr.double(), [e.double() for e in eps]
+        diff64 = (net64.decode_cached(net64.lr_cache(lr64), eps64) - net64.decode(lr64, eps64)).abs().max().item()
+    assert diff64 <= 1e-10
+    assert diff <= 4 * max(floor, 1e-7)      # floor 0 when both orders happen to round alike: then one float32 ulp scale
     assert other > 1e-3          # the cached decode does use the latents
+
+
+def test_cached_decode_fails_on_a_wrong_cache():
+    "The float64 check catches cache bugs: a cache of another LR, or a split convolution without its bias, is far off."
+    net = perturbed(HCFlowNet(HCFlowConfig.sr_tiny_4x()), 0.05, 0).eval().double()
+    g = torch.Generator().manual_seed(1)
+    lr = torch.rand(1, 3, 3, 5, generator=g, dtype=torch.float64)
+    eps = [torch.randn(s, generator=g, dtype=torch.float64) * 0.9 for s in net.latent_shapes((3, 5), 1)]
+    with torch.no_grad():
+        plain, good = net.decode(lr, eps), net.lr_cache(lr)
+        stale = net.lr_cache(lr + 0.05)
+        no_bias = _replace(good, first_conv={l: v - net.cond_flow(l).conv_first.bias[:, None, None] for l, v in good.first_conv.items()})
+        assert (net.decode_cached(good, eps) - plain).abs().max().item() <= 1e-10
+        for bad in (_replace(stale, lr=lr), no_bias):
+            assert (net.decode_cached(bad, eps) - plain).abs().max().item() > 1e-6
+
+
+def test_sample_default_batch_is_the_engines(monkeypatch):
+    "batch_size=None decodes `sampling.default_batch_size` samples at a time (not all n at once: slower on CPU at full size)."
+    from srflow_nb.sampling import default_batch_size
+    m, sizes = tiny("sr"), []
+    real = type(m.flow).decode_cached
+    monkeypatch.setattr(type(m.flow), "decode_cached", lambda self, cache, eps: sizes.append(eps[0].shape[0]) or real(self, cache, eps))
+    lr = torch.rand(1, 3, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): m.sample(lr, 5, 0.8, torch.Generator().manual_seed(1))
+    k = default_batch_size(lr.device)
+    assert k < 5 and sizes == [k] * (5 // k) + ([5 % k] if 5 % k else [])
 
 
 def test_sample_uses_the_same_draws_as_plain_decode():
@@ -464,7 +500,7 @@ def test_cached_batched_sample_equals_plain_decode(kind):
         for bs in (None, 1, 2):
             fast = m.sample(lr, 3, 0.8, torch.Generator().manual_seed(7), cache=cache, batch_size=bs)
             assert fast.shape == (3, 2, 3, 12, 20)
-            assert (fast - plain).abs().max().item() <= 1e-6, bs
+            assert (fast - plain).abs().max().item() <= 1e-10, bs          # float64: exact up to rounding
         m32, g32 = tiny(kind), torch.Generator().manual_seed(7)             # float32: equal up to float rounding
         plain32 = torch.stack([m32.decode(lr.float(), None, 0.8, g32).clamp(0, 1) for _ in range(3)])
         assert (m32.sample(lr.float(), 3, 0.8, torch.Generator().manual_seed(7), batch_size=2) - plain32).abs().max().item() <= 1e-5
@@ -664,7 +700,7 @@ def test_model_card_hcflow_sections_from_files():
     from pathlib import Path
     from srflow_nb.datasets import demo_images
     ex, root = _export_demo(), Path(__file__).resolve().parents[1]
-    pre = root / "srflow_nb/assets/pretrained"
+    pre = root / "srflow_nb/pretrained"
     card = ex.hcflow_card(pre, len(demo_images("train")))
     text = (pre / "MODEL_CARD.md").read_text()
     if not card: assert "## `demo-4x-hcflow" not in text; return

@@ -66,7 +66,7 @@ def test_parameter_counts_against_official_meta():
 def test_status_training_numbers_against_metrics():
     "The Status paragraph's steps and CPU-hours of the bundled checkpoints are the last rows of their training logs."
     text = " ".join(README.split())
-    pre = ROOT / "srflow_nb/assets/pretrained"
+    pre = ROOT / "srflow_nb/pretrained"
     for name, label, kind in (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL")):
         last = pd.read_csv(pre / f"{name}.metrics.csv").iloc[-1]
         m = re.search(rf"{label}: (\d+)k {kind} steps, ([\d.]+) CPU-hours?", text)
@@ -83,7 +83,7 @@ def test_model_card_esrgan_section_from_files():
     spec = importlib.util.spec_from_file_location("export_demo", ROOT / "tools" / "export_demo.py")
     ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
     from srflow_nb.datasets import demo_images
-    pre = ROOT / "srflow_nb/assets/pretrained"
+    pre = ROOT / "srflow_nb/pretrained"
     section = ex.esrgan_card(pre, len(demo_images("train")), ROOT / ex.TABLE2_CSV)
     assert section and section.replace(str(ROOT) + "/", "") in (pre / "MODEL_CARD.md").read_text(), "run `python tools/export_demo.py --card_only`"
     last = pd.read_csv(pre / "demo-4x-esrgan.metrics.csv").iloc[-1]

@@ -161,3 +161,23 @@ def test_sample_files_errors_and_diverged_samples(tiny, tmp_path):
         kept = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o6"), checkpoint=str(bad), temperature="3", n=2,
                               keep_nonfinite=True, **kw)
     assert len(kept) == 2
+
+
+def test_sample_files_other_models_never_write_diverged_samples(tiny, tmp_path, monkeypatch):
+    "`--model hcflow`: a sample with NaN is not written (the run fails naming it) unless --keep_nonfinite; finite ones are."
+    import srflow_nb.superresolvers as SR
+    model, lr = tiny
+    _write_lr(tmp_path / "a.png", lr)
+
+    class Diverging:                                    # a stochastic super-resolver whose sample 1 diverges
+        name, scale, stochastic = "hcflow", 4, True
+        def sample(self, lr, n=1, temperature=None, steps=None, seed=0):
+            out = torch.full((n, *lr.shape[:2], 4 * lr.shape[-2], 4 * lr.shape[-1]), 0.5)
+            return out.fill_(float("nan")) if seed == S.sample_seed(0, 1) else out
+    monkeypatch.setattr(SR, "load_superresolver", lambda spec, device="auto": Diverging())
+    kw = dict(model="hcflow:x.pt", n=2, quiet=True, device="cpu")
+    with pytest.raises(S.NonFiniteSampleError, match=r"1 sample.*not written \(a_hcflow_t0.80_001.png\)"):
+        S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o"), **kw)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_hcflow_t0.80_000.png"]
+    kept = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "k"), keep_nonfinite=True, **kw)
+    assert [p.name for p in kept] == ["a_hcflow_t0.80_000.png", "a_hcflow_t0.80_001.png"]

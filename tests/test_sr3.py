@@ -1,5 +1,6 @@
 "SR3 (srflow_nb.sr3): closed-form forward noising, schedule re-spacing, the oracle sampler, overfitting, seeded bugs."
-import math
+import json, math
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,17 +192,102 @@ def test_checkpoint_to_superresolver(tmp_path):
 
 def test_result_files_written_by_the_launcher():
     "The committed measurements the notebook's prose is computed from (tools/train_sr3.sh speed | sample_speed)."
-    import json
-    from pathlib import Path
     root = Path(__file__).resolve().parents[1] / "data/results/sr3"
     res = json.loads((root / "sample_speed.json").read_text())
     psnrs = [v["sample_psnr_db"] for m in res["bf16_accuracy"].values() for v in m.values()]
     assert len(psnrs) == 4 and min(psnrs) > 45          # bf16 samples within 8-bit-level error of float32
     assert res["small_unet_eval_s_hr256"]["bf16"] > 0 and res["git_sha"]
-    for f in ("train_speed.json", "train_speed_fp32.json"):
-        sp = json.loads((root / f).read_text())
-        assert sp["timed_steps"] == 20 and sp["s_per_step_median"] > 0
-        assert sp["cpu_hours_for_preset_iterations"] == pytest.approx(sp["cpu_s_per_step_median"] * sp["preset_iterations"] / 3600)
+    sp = json.loads((root / "train_speed.json").read_text())
+    assert sp["git_sha"] and sp["threads"] == 1 and sp["preset"] == sr3.sr3_demo().to_dict() and sp["preset_model"] == SR3Config.demo().to_dict()
+    rows = {r["name"]: r for r in sp["rows"]}
+    for r in rows.values():
+        assert r["timed_steps"] >= 5 and r["cpu_s_per_step_median"] > 0 and r["load_average_after"] >= 0
+        assert r["cpu_hours_for_preset_iterations"] == pytest.approx(r["cpu_s_per_step_median"] * sp["preset"]["iterations"] / 3600)
+    demo = rows["demo (preset)"]
+    assert demo["model"] == SR3Config.demo().to_dict() and demo["patch_size"] == sr3.sr3_demo().patch_size
+    assert demo["cpu_s_per_step_median"] < rows["small, HR 64 (previous demo)"]["cpu_s_per_step_median"]
+
+
+def _tiny_run(tmp_path, iterations=2):
+    import torch.nn.functional as F
+    from srflow_nb.train import PatchCache, Trainer
+    down = lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
+    data = PatchCache.from_hr([torch.rand(3, 32, 32, generator=gen(0))], 4, 16, downscale=down)
+    cfg = sr3.sr3_demo(iterations=iterations, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=iterations, val_every=None,
+                       best_metric=None, out_dir=str(tmp_path / "run"))
+    return Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
+
+
+def test_export_and_load_both_file_kinds(tmp_path):
+    "export_sr3 -> own-format safetensors (kind 'sr3'); load_sr3, load_model_any and sr3_from read it and the trainer checkpoint."
+    from safetensors import safe_open
+    from srflow_nb.checkpoints import FORMAT, load_model_any
+    tr = _tiny_run(tmp_path)
+    ck = tmp_path / "run/checkpoints/step_00000002.pt"
+    f = sr3.export_sr3(ck, tmp_path / "demo_4x_sr3.safetensors")
+    with safe_open(str(f), "pt") as h: meta = h.metadata()
+    assert (meta["format"], meta["kind"], meta["step"]) == (FORMAT, "sr3", "2")
+    assert SR3Config.from_dict(json.loads(meta["config"])) == SR3Config.tiny()
+    ref = tr.task.model.state_dict()
+    for m in (sr3.load_sr3(f), sr3.load_sr3(ck), load_model_any(f), load_model_any(ck), sr3.sr3_from(str(f), device="cpu").model):
+        assert isinstance(m, SR3) and not m.training and m.config == SR3Config.tiny()
+        assert all(torch.equal(m.state_dict()[k], v) for k, v in ref.items())
+    bad = torch.load(ck, weights_only=True); bad["config"]["stage"] = "hcflow"; torch.save(bad, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3.load_sr3(tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3.export_sr3(tmp_path / "other.pt", tmp_path / "x.safetensors")
+    from srflow_nb.checkpoints import pretrained_dir
+    with pytest.raises(InputError, match="not an SR3 model file"): sr3.load_sr3(pretrained_dir() / "demo_4x_rrdb.safetensors")
+
+
+def test_sr3_from_defaults_to_the_bundled_model(tmp_path, monkeypatch):
+    import srflow_nb.checkpoints as C
+    monkeypatch.setattr(C, "pretrained_dir", lambda: tmp_path)
+    with pytest.raises(InputError, match="demo-4x-sr3 is not bundled yet"): sr3.sr3_from()
+    _tiny_run(tmp_path)
+    sr3.export_sr3(tmp_path / "run/checkpoints/step_00000002.pt", tmp_path / C.PRETRAINED["demo-4x-sr3"])
+    for s in (sr3.sr3_from(device="cpu"), sr3.sr3_from("demo-4x-sr3", device="cpu")):
+        assert s.model.config == SR3Config.tiny() and s.scale == 4
+    assert isinstance(C.load_pretrained("demo-4x-sr3"), SR3)
+
+
+def _bicubic_oracle(m):
+    "Make `m` a perfect denoiser of the clean image = its conditioning (the bicubic LR): every sample must be that image."
+    def eps(y, cond, sg, bf16=False):
+        g = sg.reshape(-1, 1, 1, 1) ** 2
+        return (y - g.sqrt() * cond) / (1 - g).sqrt()
+    m.predict_eps = eps
+    return m
+
+
+def test_chunked_sampling_under_a_memory_budget():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    m = SR3(SR3Config.tiny()).eval()
+    lr = torch.rand(2, 3, 5, 6, generator=gen(0))
+    per_row = sr3._row_bytes(m, (20, 24))
+    fixed = 4 * (6 * 3 * 20 * 24 * 2 + sum(p.numel() for p in m.parameters())) + 2 ** 27
+    assert [m.sample_rows((5, 6), 6, fixed + k * per_row) for k in (1, 2, 4, 100)] == [1, 2, 4, 6]
+    whole = m.sample(lr, n=3, steps=3, generator=gen(1))
+    for rows in (1, 4):                      # chunks of 1 and of 4 + 2 rows: the same samples up to float32 rounding
+        torch.testing.assert_close(m.sample(lr, n=3, steps=3, generator=gen(1), max_memory=fixed + rows * per_row), whole, atol=1e-4, rtol=0)
+    # every row keeps its own image's conditioning through the chunking: with the oracle of "clean = bicubic", row i*B+b is image b's bicubic
+    _bicubic_oracle(m)
+    ref = ((F.interpolate(lr * 2 - 1, scale_factor=4, mode="bicubic", align_corners=False) + 1) / 2).clamp(0, 1)
+    for rows in (1, 4, 6):
+        out = m.sample(lr, n=3, steps=3, generator=gen(1), max_memory=fixed + rows * per_row)
+        torch.testing.assert_close(out, ref.expand(3, -1, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+def test_sampling_that_cannot_fit_is_refused_before_any_work():
+    from srflow_nb.sampling import MemoryBudgetError
+    m = SR3(SR3Config.demo()).eval()
+    def never(*a, **k): raise AssertionError("the U-Net ran before the memory check")
+    m.predict_eps = never
+    with pytest.raises(MemoryBudgetError, match=r"need about .* GiB even one at a time, over the memory budget") as e:
+        m.sample(torch.rand(1, 3, 512, 512), steps=2)             # HR 2048: the attention scores alone exceed any CPU budget here
+    assert "\n" not in str(e.value)
+    with pytest.raises(MemoryBudgetError): m.sample(torch.rand(1, 3, 16, 16), steps=2, max_memory=2 ** 20)
+    with pytest.raises(InputError, match="max_memory must be"): m.sample(torch.rand(1, 3, 16, 16), steps=2, max_memory=-1)
 
 
 def test_loss_feeds_the_network_the_closed_form_input():

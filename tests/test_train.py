@@ -187,7 +187,7 @@ def _export_demo():
 def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_path):
     "The card's selection sentences are what the val CSVs say (here: demo-4x's bundled step is not the best validated one)."
     import pandas as pd
-    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "assets" / "pretrained"
+    ex, out = _export_demo(), Path(__file__).parents[1] / "srflow_nb" / "pretrained"
     text, facts = (out / "MODEL_CARD.md").read_text(), json.loads((out / "demo_eval.json").read_text())["facts"]
     for name, f in facts.items():
         assert ex.selection(name, out / f"{name}.val.csv", f["step"], ex.BEST_METRIC[name]) in text, name
@@ -196,3 +196,48 @@ def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_pat
     pd.DataFrame(dict(step=[1, 2, 3], m=[1.0, 3.0, 2.0])).to_csv(tmp_path / "v.csv", index=False)
     assert "is **not** the best" in ex.selection("x", tmp_path / "v.csv", 3, "m") and "3.000 at step 2" in ex.selection("x", tmp_path / "v.csv", 3, "m")
     assert "is the best of 3 validations" in ex.selection("x", tmp_path / "v.csv", 2, "m")
+
+
+def test_every_registered_task_rebuilds_its_model_from_a_checkpoint():
+    "`model_from_checkpoint` dispatches by stage: every TASKS entry must say how to rebuild its model (no base-class fallback)."
+    from srflow_nb.train import TASKS, TrainTask, task_class
+    for stage in TASKS:
+        cls = task_class(stage)
+        assert cls.build_model.__func__ is not TrainTask.build_model.__func__, f"{stage}: {cls.__name__} has no build_model"
+
+
+def _png_folder(folder, n=3, side=32, seed=0):
+    from PIL import Image
+    folder.mkdir()
+    g = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        img = F.interpolate(torch.rand(1, 3, side // 4, side // 4, generator=g), size=(side, side), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(folder / f"{i}.png")
+    return folder
+
+
+def test_launcher_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    "A family launcher (here `python -m srflow_nb.sr3`) runs through `train.run_task`: SIGTERM saves after the current step and exits 0; re-running resumes."
+    import signal, time
+    data = _png_folder(tmp_path / "hr")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "srflow_nb.sr3", str(data), str(tmp_path / "run"), "--model", "tiny", "--iterations", "100000",
+           "--batch_size", "2", "--patch_size", "16", "--amp", "none", "--no-progress"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (tmp_path / "run/model_config.json").exists():
+        assert p.poll() is None and time.time() - t0 < 300, p.stderr.read() if p.poll() is not None else "no start"
+        time.sleep(0.1)
+    time.sleep(2.0)                                    # some steps
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "signal 15: saving a checkpoint after this step and stopping" in out
+    cks = list_checkpoints(tmp_path / "run/checkpoints")
+    assert len(cks) == 1
+    step = load_checkpoint(cks[0])["step"]
+    assert 0 < step < 100000 and f"step {step}/100000" in out.splitlines()[-1] and "CPU-h" in out.splitlines()[-1]
+    r = subprocess.run(cmd + ["--until", str(step + 2)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from {cks[0].name}" in r.stdout and f"step {step + 2}/100000" in r.stdout.splitlines()[-1]
+    assert json.loads((tmp_path / "run/model_config.json").read_text())["kind"] == "sr3"

@@ -1,6 +1,6 @@
 """Export the demo campaign's best checkpoints as the bundled `demo-4x` / `demo-4x-rrdb` models, with a model card.
 
-    python tools/export_demo.py --rrdb runs/demo-4x-rrdb/best.pt --flow runs/demo-4x/best.pt --out srflow_nb/assets/pretrained
+    python tools/export_demo.py --rrdb runs/demo-4x-rrdb/best.pt --flow runs/demo-4x/best.pt --out srflow_nb/pretrained
     python tools/export_demo.py --card_only      # re-write MODEL_CARD.md from demo_eval.json and the *.val.csv logs
 
     python tools/export_demo.py --hcflow runs/demo-4x-hcflow   # bundle an HCFlow run (what `tools/train_hcflow.sh export` does)
@@ -254,7 +254,7 @@ def write_card(out: Path, n_train: int):
 @call_parse
 def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.g. runs/demo-4x-rrdb/best.pt)
          flow: str = None,             # the SRFlow run's checkpoint to bundle
-         out: str = "srflow_nb/assets/pretrained",   # where the bundled files go
+         out: str = "srflow_nb/pretrained",   # where the bundled files go
          runs: str = "",               # run folders whose logs/configs are copied next to the weights (comma-separated)
          train: str = "data/demo/train",   # the training images (counted for the card)
          card_only: bool = False,      # only re-write MODEL_CARD.md from demo_eval.json and the val CSVs

@@ -3,7 +3,7 @@
 Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced here from result files:
 - `results-table`: data/results/20_repro.table2/quick/table2.csv (+ its run.json), beside the paper's Table 2;
 - `findings`: every data/results/*/quick/findings.csv (hold / does not hold, with the measured detail);
-- `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/assets/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
+- `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
 - `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_amx.json and ..._threads2_compile.json.
 
@@ -105,7 +105,7 @@ def speed_table() -> str:
         f"bf16 accuracy against fp32: `nbs/14_sampling.ipynb`."])
 
 
-PRETRAINED = ROOT / "srflow_nb" / "assets" / "pretrained"
+PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
 
 def _unnest(detail: str) -> str:
@@ -123,7 +123,7 @@ def esrgan_note() -> str:
     text = (f"ESRGAN (`demo-4x-esrgan`, `nbs/04a_esrgan.ipynb`) is a CPU fine-tune of `demo-4x-rrdb`: {int(last.step)} GAN steps, "
             f"{last.cpu_time_s / 3600:.2f} CPU-hours, batch {cfg['batch_size']} of {cfg['patch_size']}-px patches, a "
             f"{cfg['options'].get('disc_features', 64)}-channel discriminator and AlexNet perceptual features in place of VGG19 "
-            f"(`srflow_nb/assets/pretrained/MODEL_CARD.md`; `demo-4x-esrgan.metrics.csv`). Of its {len(gan)} Table 2 verdicts, "
+            f"(`srflow_nb/pretrained/MODEL_CARD.md`; `demo-4x-esrgan.metrics.csv`). Of its {len(gan)} Table 2 verdicts, "
             f"{len(gan) - len(fail)} hold")
     if len(fail):
         from srflow_nb.findings import PAPER_TABLE2_4X as P

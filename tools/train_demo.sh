@@ -25,7 +25,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   COMMON+=("log_every=1" "val_every=2" "ckpt_every_steps=2" "batch_size=2")
   MIN_GAIN=-100
 else
-  RRDB_OUT=$RUNS/demo-4x-rrdb; FLOW_OUT=$RUNS/demo-4x; EXPORT_DIR=${EXPORT_DIR:-srflow_nb/assets/pretrained}
+  RRDB_OUT=$RUNS/demo-4x-rrdb; FLOW_OUT=$RUNS/demo-4x; EXPORT_DIR=${EXPORT_DIR:-srflow_nb/pretrained}
   MIN_GAIN=0.5   # on the 3 textured val images; the issue's >= 1 dB target is on the held-out test split (model card)
   COMMON=(--lpips "${COMMON[@]}")
 fi

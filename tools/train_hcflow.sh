@@ -17,7 +17,7 @@
 #                                                                  #   data/results/hcflow/train_speed.json (short; not a campaign)
 # Environment: PRESET (default demo-4x-hcflow), ITERS (override the preset), OUT, THREADS (default 1), EXPORT,
 # UNTIL (stop at this step, resume later), INIT (fresh runs: start from this trainer checkpoint, e.g. HCFlow+),
-# BUNDLE (export: the bundle folder, default srflow_nb/assets/pretrained), CKPT (export: this checkpoint instead of best.pt).
+# BUNDLE (export: the bundle folder, default srflow_nb/pretrained), CKPT (export: this checkpoint instead of best.pt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
@@ -48,7 +48,7 @@ ck = sys.argv[3] or list_checkpoints(f"{sys.argv[1]}/checkpoints")[-1]
 print("[hcflow] exported", ck, "->", export_hcflow(ck, sys.argv[2]))
 PY
   else                            # the bundle: model + the run's config/model_config/metrics/val as $PRESET.*, and the card
-    python tools/export_demo.py --hcflow "$OUT" --hcflow_name "$PRESET" --out "${BUNDLE:-srflow_nb/assets/pretrained}" \
+    python tools/export_demo.py --hcflow "$OUT" --hcflow_name "$PRESET" --out "${BUNDLE:-srflow_nb/pretrained}" \
       ${CKPT:+--hcflow_checkpoint "$CKPT"}
   fi
 elif [ "$STEP" = speed ]; then

@@ -1,60 +1,94 @@
 #!/usr/bin/env bash
-# CPU demo campaign for SR3 (`SR3Config.small`, TrainConfig `sr3_demo`) on the demo dataset's train split, validated on
-# the val split with few-step samples. Resumable: all state lives in $RUNS (default runs/, outside git).
+# CPU demo campaign for SR3 (`SR3Config.demo`, TrainConfig `sr3_demo`: ~2 CPU-hours on one thread) on the demo dataset's
+# train split, validated on the val split with few-step samples. Resumable: all state lives in $RUNS (default runs/,
+# outside git); re-running the same command continues from the newest checkpoint.
 #
-#   bash tools/train_sr3.sh              # the campaign (long: see `speed`), into $RUNS/demo-4x-sr3
-#   bash tools/train_sr3.sh speed        # 5 warm-up + 20 timed steps of the demo preset in a scratch folder; writes
-#                                        # data/results/sr3/train_speed.json (s/step, CPU-hours for the preset's iterations)
+#   bash tools/train_sr3.sh              # the campaign, into $RUNS/demo-4x-sr3
+#   nohup bash tools/train_sr3.sh > runs/sr3.log 2>&1 &
+#   bash tools/train_sr3.sh export       # newest checkpoint of $RUNS/demo-4x-sr3 -> srflow_nb/pretrained/demo_4x_sr3.safetensors
+#                                        # + the run's config/model_config/metrics/val files as demo-4x-sr3.* (EXPORT: another file)
+#   bash tools/train_sr3.sh speed        # CPU s/step of candidate configurations (SPEED_STEPS timed steps each, after 3 warm-up
+#                                        # steps) -> data/results/sr3/train_speed.json (git sha, configs, load, CPU-h of each)
 #   bash tools/train_sr3.sh sample_speed # bf16 vs fp32 sample accuracy and seconds per U-Net evaluation (small model, HR 256):
 #                                        # data/results/sr3/sample_speed.json
 #   SMOKE=1 bash tools/train_sr3.sh      # 4 steps of the tiny model, validation included, into $RUNS/smoke-sr3
-#   nohup bash tools/train_sr3.sh > runs/sr3.log 2>&1 &
 #
-# Environment: ITERS (override the preset's iterations), RUNS, THREADS (torch threads, default 1), MODEL (default small),
-#   BATCH (override the batch size), AMP (bf16 | none), SPEED_OUT (the speed JSON, default data/results/sr3/train_speed.json).
+# Environment: ITERS (override the preset's iterations), UNTIL (stop at this step, resume later), RUNS, THREADS (torch
+#   threads, default 1), MODEL (default demo), BATCH (override the batch size), AMP (bf16 | none), SPEED_OUT (the speed
+#   JSON), SPEED_STEPS (default 10), EXPORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
 RUNS=${RUNS:-runs}
 STEP=${1:-train}
-ARGS=(--model "${MODEL:-small}" --threads "${THREADS:-1}")
+ARGS=(--model "${MODEL:-demo}" --threads "${THREADS:-1}")
 [ -n "${BATCH:-}" ] && ARGS+=(--batch_size "$BATCH")
 [ -n "${AMP:-}" ] && ARGS+=(--amp "$AMP")
+[ -n "${UNTIL:-}" ] && ARGS+=(--until "$UNTIL")
 
 if [ "$STEP" = speed ]; then
-  python - "${ARGS[@]}" <<'PY'
-import json, os, subprocess, sys, tempfile, time
+  # Candidates: the demo preset, the previous demo (small, HR 64) in bf16 and fp32, and narrower/shallower U-Nets.
+  python - <<'PY'
+import json, os, tempfile, time
 from pathlib import Path
 import numpy as np, torch
-from srflow_nb.sr3 import sr3_demo
 from srflow_nb.core import run_info
-argv = sys.argv[1:]; kw = {argv[i][2:]: argv[i + 1] for i in range(0, len(argv), 2)}
-model, threads = kw.get("model", "small"), int(kw.get("threads", 1))
-batch = int(kw["batch_size"]) if "batch_size" in kw else None
-warm, timed = 5, 20
-from srflow_nb.sr3 import SR3Task
+from srflow_nb.sr3 import SR3, SR3Config, SR3Task, sr3_demo
 from srflow_nb.train import PatchCache, Trainer, load_folder
-over = dict(threads=threads, log_every=1, val_every=None, ckpt_every_steps=None, ckpt_every_s=None)
-if batch: over["batch_size"] = batch
-if kw.get("amp"): over["amp"] = None if kw["amp"] == "none" else kw["amp"]
-with tempfile.TemporaryDirectory() as d:
-    cfg = sr3_demo(out_dir=d, **over)
-    hrs, names = load_folder("data/demo/train")
-    tr = Trainer(SR3Task.create(cfg, model), cfg, PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, names=names), progress=False)
-    tr.fit(warm + timed)
-    hist = [r for r in tr.history if "elapsed_s" in r]
-    t = np.array([r["elapsed_s"] for r in hist]); c = np.array([r["cpu_time_s"] for r in hist])
-    wall = np.diff(t[warm - 1:]); cpu = np.diff(c[warm - 1:])
-cfg = tr.cfg
-res = dict(**run_info()); res.update(model=model, batch_size=cfg.batch_size, patch_size=cfg.patch_size, amp=cfg.amp, threads=threads, timed_steps=len(wall),
-           s_per_step_median=float(np.median(wall)), s_per_step_mean=float(wall.mean()), cpu_s_per_step_median=float(np.median(cpu)),
-           preset_iterations=sr3_demo().iterations,
-           cpu_hours_for_preset_iterations=float(np.median(cpu)) * sr3_demo().iterations / 3600,
-           load_average=os.getloadavg(), cpu_count=os.cpu_count())
+threads, timed, warm = int(os.environ.get("THREADS", 1)), int(os.environ.get("SPEED_STEPS", 10)), 3
+torch.set_num_threads(threads)
+D = SR3Config.demo()
+CANDIDATES = [   # (name, SR3Config, TrainConfig overrides of sr3_demo)
+    ("demo (preset)", D, {}),
+    ("small, HR 64 (previous demo)", SR3Config.small(), dict(patch_size=64)),
+    ("small, HR 64, fp32", SR3Config.small(), dict(patch_size=64, amp=None)),
+    ("small, 1 block, HR 64", SR3Config.small(res_blocks=1), dict(patch_size=64)),
+    ("small, 1 block, 24 channels, HR 48", SR3Config.small(res_blocks=1, channels=24), {}),
+    ("demo, HR 64", D, dict(patch_size=64)),
+    ("demo, 2 blocks", D.replace(res_blocks=2), {}),
+]
+hrs, names = load_folder("data/demo/train")
+rows, preset = [], sr3_demo()
+for name, mc, over in CANDIDATES:
+    with tempfile.TemporaryDirectory() as d:
+        cfg = sr3_demo(out_dir=d, threads=threads, log_every=1, val_every=None, ckpt_every_steps=None, ckpt_every_s=None, **over)
+        torch.manual_seed(0)
+        task = SR3Task(SR3(mc), cfg)
+        tr = Trainer(task, cfg, PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, names=names), progress=False)
+        load0 = os.getloadavg()[0]
+        tr.fit(warm + timed)
+        hist = [r for r in tr.history if "elapsed_s" in r]
+        wall = np.diff([r["elapsed_s"] for r in hist])[warm - 1:]; cpu = np.diff([r["cpu_time_s"] for r in hist])[warm - 1:]
+    s = float(np.median(cpu))
+    rows.append(dict(name=name, model=mc.to_dict(), params=sum(p.numel() for p in task.model.parameters()), batch_size=cfg.batch_size,
+                     patch_size=cfg.patch_size, amp=cfg.amp, timed_steps=len(cpu), cpu_s_per_step_median=s, wall_s_per_step_median=float(np.median(wall)),
+                     iterations=preset.iterations, cpu_hours_for_preset_iterations=s * preset.iterations / 3600,
+                     load_average_before=load0, load_average_after=os.getloadavg()[0]))
+    print(json.dumps({k: rows[-1][k] for k in ("name", "params", "cpu_s_per_step_median", "wall_s_per_step_median", "cpu_hours_for_preset_iterations", "load_average_after")}), flush=True)
+res = dict(run_info()); res.update(threads=threads, cpu_count=os.cpu_count(), preset=preset.to_dict(), preset_model=D.to_dict(), rows=rows)
 out = Path(os.environ.get("SPEED_OUT", "data/results/sr3/train_speed.json")); out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(res, indent=1, default=str) + "\n")
-print(json.dumps({k: res[k] for k in ("model", "batch_size", "amp", "s_per_step_median", "cpu_s_per_step_median", "cpu_hours_for_preset_iterations", "load_average")}))
+print("[sr3] wrote", out)
 PY
+  exit 0
+fi
+
+if [ "$STEP" = export ]; then
+  OUT=$RUNS/demo-4x-sr3
+  DEST=srflow_nb/pretrained
+  EXPORT=${EXPORT:-$DEST/demo_4x_sr3.safetensors}
+  python - "$OUT" "$EXPORT" <<'PY'
+import sys
+from srflow_nb.checkpoints import list_checkpoints
+from srflow_nb.sr3 import export_sr3
+cks = list_checkpoints(f"{sys.argv[1]}/checkpoints")
+if not cks: sys.exit(f"[sr3] export: no checkpoint in {sys.argv[1]}/checkpoints")
+print("[sr3] exported", cks[-1], "->", export_sr3(cks[-1], sys.argv[2]))
+PY
+  if [ "$EXPORT" = "$DEST/demo_4x_sr3.safetensors" ]; then
+    for f in config.json model_config.json metrics.csv val.csv; do cp "$OUT/$f" "$DEST/demo-4x-sr3.$f"; done
+    echo "[sr3] copied $OUT/{config.json,model_config.json,metrics.csv,val.csv} -> $DEST/demo-4x-sr3.*"
+  fi
   exit 0
 fi
 
@@ -96,9 +130,11 @@ if [ "${SMOKE:-0}" = 1 ]; then
   OUT=$RUNS/smoke-sr3
   python -m srflow_nb.sr3 data/demo/train "$OUT" --val data/demo/val --model tiny --iterations "${ITERS:-4}" --batch_size 2 \
          --val_every 2 --val_steps 2 --val_crop 64 --threads "${THREADS:-1}" --no-progress
-else
+elif [ "$STEP" = train ]; then
   OUT=$RUNS/demo-4x-sr3
   ITER_ARGS=(); [ -n "${ITERS:-}" ] && ITER_ARGS=(--iterations "$ITERS")
   echo "[sr3] demo campaign -> $OUT ($(date -u +%H:%M:%S))"
   python -m srflow_nb.sr3 data/demo/train "$OUT" --val data/demo/val --lpips "${ARGS[@]}" "${ITER_ARGS[@]}"
+else
+  echo "usage: bash tools/train_sr3.sh [train|export|speed|sample_speed]" >&2; exit 2
 fi
