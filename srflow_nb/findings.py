@@ -16,11 +16,12 @@ from .core import atomic_write, code_state   # code_state: re-exported for the r
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
-           'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES', 'RESCALING_ROW', 'TABLE3_ROWS', 'FIG9_SWEEPS',
-           'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend', 'same_order', 'better',
-           'findings', 'perception_distortion_findings', 'esrgan_findings', 'hcflow_findings', 'rescaling_findings',
-           'oracle_gain', 'select_by', 'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding',
-           'ablation_findings', 'markdown_table', 'check_findings', 'findings_markdown']
+           'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES', 'RESCALING_ROW',
+           'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend',
+           'same_order', 'better', 'findings', 'perception_distortion_findings', 'esrgan_findings', 'paper_numbers',
+           'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
+           'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table', 'check_findings',
+           'findings_markdown']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -150,17 +151,37 @@ def esrgan_findings(df: pd.DataFrame, temperature: float = 0.9, lpips_margin: fl
             verdict("ESRGAN LPIPS < RRDB LPIPS", g["lpips"] < r, f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet)]
 
 
-# %% ../nbs/19b_findings.ipynb #a7c1f002
-PAPER_HCFLOW_4X = pd.DataFrame([("HCFlow", 27.02, 0.76, 0.124), ("HCFlow++", 26.61, 0.74, 0.110)],
-                               columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-PAPER_IRN_4X_PSNR_Y = 35.07      # IRN, DIV2K 4x rescaling, Y-channel PSNR; HCFlow reports rescaling above it
-HCFLOW_SOURCES = {
-    "HCFlow": "HCFlow (ICCV 2021) DIV2K 4x SR table, as quoted by DREAM (CVPR 2024) Table 3",
-    "HCFlow++": "HCFlow (ICCV 2021) DIV2K 4x SR table, as quoted by DREAM (CVPR 2024) Table 3",
-    "IRN": "IRN (ECCV 2020) DIV2K 4x rescaling, Y-channel PSNR; HCFlow outperforms IRN (review)",
-    "Bicubic / RRDB / ESRGAN / SRFlow": "SRFlow (ECCV 2020) Table 2 (PAPER_TABLE2_4X)"}
+# %% ../nbs/19b_findings.ipynb #a7c1f00a
+PAPER_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "diversity")
+
+def paper_numbers(name: str | os.PathLike = "hcflow") -> pd.DataFrame:
+    "The papers' numbers in `srflow_nb/papers/<name>.csv` (or a `.csv` path): table, method, `PAPER_METRICS` (NaN = not available), first_hand, source."
+    from importlib.resources import files
+    path = Path(name) if str(name).endswith(".csv") else Path(str(files("srflow_nb") / "papers" / f"{name}.csv"))
+    if not path.exists(): raise FileNotFoundError(f"{path}: no papers' numbers file {name!r}")
+    d = pd.read_csv(path)
+    if missing := [c for c in ("table", "method", *PAPER_METRICS, "first_hand", "source") if c not in d.columns]:
+        raise ValueError(f"{path}: missing columns {missing}")
+    if (bad := d[d.source.isna() | ~d.source.astype(str).str.contains("arXiv")]).size:
+        raise ValueError(f"{path}: rows without a source naming the arXiv id: {list(zip(bad.table, bad.method))}")
+    if d.duplicated(["table", "method"]).any(): raise ValueError(f"{path}: a (table, method) row repeated")
+    return d
+
+def paper_table(d: pd.DataFrame, table: str) -> pd.DataFrame:
+    "The rows of one `table` of `paper_numbers`, indexed by method, with the metric columns that hold a number."
+    t = d[d.table == table].set_index("method")
+    if t.empty: raise KeyError(f"no paper table {table!r}: {sorted(set(d.table))}")
+    return t[[c for c in PAPER_METRICS if t[c].notna().any()]]
+
+HCFLOW_PAPER = paper_numbers("hcflow")
+PAPER_HCFLOW_4X = paper_table(HCFLOW_PAPER, "sr_div2k_4x")                   # HCFlow, HCFlow++: psnr, ssim, lpips
+PAPER_IRN_4X_PSNR_Y = float(paper_table(HCFLOW_PAPER, "rescaling_div2k_4x").loc["IRN", "psnr"])
+HCFLOW_SOURCES = {**{f"{r.method} ({r.table})": r.source for r in HCFLOW_PAPER.itertuples()},
+                  "Bicubic / RRDB / ESRGAN / SRFlow": "SRFlow (arXiv 2006.14200, ECCV 2020) Table 2 (PAPER_TABLE2_4X)"}
 RESCALING_ROW = "HCFlow rescaling"
 
+
+# %% ../nbs/19b_findings.ipynb #a7c1f002
 def hcflow_findings(df: pd.DataFrame, rescaling: pd.DataFrame | None = None, temperature: float = 0.9, psnr_margin: float = 0.5,
                     lpips_margin: float = 0.01, rescaling_margin_db: float = 3.0, lr_psnr_bound: float = 35.0,
                     quiet: bool = False) -> list[dict]:

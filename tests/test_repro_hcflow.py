@@ -91,3 +91,112 @@ def test_rescaling_table_matches_its_rows():
     sr_rows = rt.drop(index=RESCALING_ROW)
     np.testing.assert_allclose(sr_rows[["psnr", "ssim"]].to_numpy(float), sr.loc[sr_rows.index, ["psnr", "ssim"]].to_numpy(float), atol=1e-4)
     assert sr_rows.lr_psnr.isna().all()                                              # SR rows use the bicubic LR itself
+
+
+# --- the papers' numbers: every one shown comes from a committed file -------------------------------------------
+from srflow_nb import findings as F
+
+PAPERS_CSV = ROOT / "srflow_nb" / "papers" / "hcflow.csv"
+
+
+def _run(cid: str, **ns) -> dict:
+    "Execute one cell of 27 in `ns`; its last expression (a Markdown) lands in ns['_out']."
+    from IPython.display import Markdown
+    lines = _cell(cid).rstrip().splitlines()
+    k = max(i for i, l in enumerate(lines) if l.startswith("Markdown("))
+    lines[k] = "_out = " + lines[k]
+    ns = {**{k: getattr(F, k) for k in dir(F) if not k.startswith("_")}, "pd": pd, "np": np, "Markdown": Markdown, **ns}
+    exec("\n".join(lines), ns)
+    return ns
+
+
+def _file_numbers() -> set[float]:
+    "Every number of the papers' files 27 reads: srflow_nb/papers/hcflow.csv (read with plain pandas) and SRFlow's Table 2."
+    raw = pd.read_csv(PAPERS_CSV)
+    vals = raw[list(F.PAPER_METRICS)].to_numpy(float).ravel().tolist() + F.PAPER_TABLE2_4X.to_numpy(float).ravel().tolist()
+    return {round(v, 6) for v in vals if not np.isnan(v)}
+
+
+def test_papers_file_rows_have_sources_and_are_what_findings_reads():
+    raw = pd.read_csv(PAPERS_CSV)
+    assert raw.source.str.contains(r"arXiv \d{4}\.\d{5}").all() and raw.source.str.contains("[Tt]able").all()
+    assert not raw.first_hand.any(), "a first-hand row: drop the 'not in the stored paper text' wording in 27 and 19b"
+    sr = raw[raw.table == "sr_div2k_4x"].set_index("method")
+    pd.testing.assert_frame_equal(F.PAPER_HCFLOW_4X, sr[list(F.PAPER_HCFLOW_4X.columns)], check_names=False)
+    assert F.PAPER_IRN_4X_PSNR_Y == raw.set_index(["table", "method"]).loc[("rescaling_div2k_4x", "IRN"), "psnr"]
+
+
+def test_no_paper_number_typed_in_the_notebook():
+    "Numbers with two or more decimals (27.02, 0.124, 35.07) appear in no cell of 27: they are read from the files."
+    import re
+    for c in json.loads(NB.read_text())["cells"]:
+        s = re.sub(r"arXiv\s+\d{4}\.\d{4,5}", "", "".join(c["source"]))          # arXiv ids are not numbers
+        assert not re.findall(r"(?<![\w.])\d+\.\d{2,}", s), (c["id"], re.findall(r"(?<![\w.])\d+\.\d{2,}", s))
+
+
+def _fake_sr_table():
+    return pd.DataFrame({m: np.linspace(0.1, 0.7, len(SR_ROWS)) for m in ("psnr", "ssim", "lpips", "lr_psnr", "diversity")}, index=SR_ROWS)
+
+
+def test_sr_paper_column_is_the_files(monkeypatch):
+    ns = _run("c27a0010", sr_table=_fake_sr_table())
+    paper = ns["side"].xs("paper", axis=1, level=1)
+    shown = {round(v, 6) for v in paper.to_numpy(float).ravel() if not np.isnan(v)}
+    assert shown and shown <= _file_numbers()
+    assert paper.loc["HCFlow τ=0.9", "psnr"] == pd.read_csv(PAPERS_CSV).set_index(["table", "method"]).loc[("sr_div2k_4x", "HCFlow"), "psnr"]
+    assert "arXiv 2108.05301" in ns["_out"].data and "second-hand" in ns["_out"].data
+    # a changed file changes what is shown (read, not typed)
+    ns = _run("c27a0010", sr_table=_fake_sr_table(), PAPER_HCFLOW_4X=F.PAPER_HCFLOW_4X.assign(psnr=11.11))
+    assert ns["side"].loc["HCFlow τ=0.9", ("psnr", "paper")] == 11.11
+
+
+def test_rescaling_paper_column_is_the_files():
+    rescaling = pd.DataFrame({"psnr": [30.0, 25, 26, 26, 25], "ssim": [0.9, 0.7, 0.8, 0.8, 0.7], "lr_psnr": [40.0] + [np.nan] * 4},
+                             index=[RESCALING_ROW, "Bicubic", "RRDB", "SRFlow τ=0", "HCFlow τ=0"])
+    ns = _run("c27a0014", rescaling=rescaling)
+    shown = {round(v, 6) for v in ns["paper_resc"].to_numpy(float).ravel() if not np.isnan(v)}
+    assert shown <= _file_numbers() and np.isnan(ns["paper_resc"].loc[RESCALING_ROW, "psnr"])   # HCFlow's own: not available
+    assert f"{F.PAPER_IRN_4X_PSNR_Y:.2f} dB" in ns["_out"].data and "arXiv 2005.05650" in ns["_out"].data
+
+
+def test_papers_section_lists_what_is_missing():
+    ns = _run("c27a0031")
+    text = ns["_out"].data
+    for r in pd.read_csv(PAPERS_CSV).itertuples():
+        assert r.source in text                                          # every row's source is shown
+    assert "HCFlow (rescaling_div2k_4x): no number" in text
+
+
+def test_verdict_details_quote_the_files():
+    import re
+    df = pd.DataFrame([dict(image=i, method=m, temperature=t, sample=0, psnr=p, lpips=l) for i in ("a", "b")
+                       for m, t, p, l in [("rrdb", np.nan, 26, 0.25), ("srflow", 0.0, 26, 0.25), ("srflow", 0.9, 25, 0.2),
+                                          ("hcflow", 0.0, 25.5, 0.3), ("hcflow", 0.9, 24, 0.34)]])
+    for v in F.hcflow_findings(df, quiet=True):
+        for x in re.findall(r"paper ([\d.]+) vs ([\d.]+)", v["detail"]):
+            assert {round(float(y), 3) for y in x} <= {round(n, 3) for n in _file_numbers()}, v
+
+
+# --- verdicts: computed from the CSVs the notebook writes, and able to fail ---------------------------------------
+def _write_results(out: Path, hc_psnr: float, resc_psnr: float):
+    rows = []
+    for i in ("a", "b"):
+        rows += [dict(image=i, method="rrdb", temperature=np.nan, sample=0, psnr=26.0, ssim=0.8, lpips=0.25),
+                 dict(image=i, method="srflow", temperature=0.0, sample=0, psnr=26.0, ssim=0.8, lpips=0.25),
+                 dict(image=i, method="srflow", temperature=0.9, sample=0, psnr=25.0, ssim=0.75, lpips=0.20)]
+    pd.DataFrame(rows).to_csv(out / "evaluation.csv", index=False)
+    pd.DataFrame([dict(image=i, method="hcflow", temperature=t, sample=0, psnr=hc_psnr - t, ssim=0.8, lpips=0.2)
+                  for i in ("a", "b") for t in (0.0, 0.9)]).to_csv(out / "hcflow_evaluation.csv", index=False)
+    pd.DataFrame({"psnr": [resc_psnr, 25.0, 26.0], "ssim": [0.9, 0.7, 0.8], "lr_psnr": [40.0, np.nan, np.nan]},
+                 index=pd.Index([RESCALING_ROW, "Bicubic", "RRDB"], name="method")).to_csv(out / "rescaling_table.csv")
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_findings_cell_reads_the_written_csvs_and_can_fail(good, tmp_path):
+    "The findings cell judges the CSVs in R.out (not in-memory tables): a strong HCFlow holds, a weak one does not."
+    from types import SimpleNamespace
+    _write_results(tmp_path, hc_psnr=26.2 if good else 20.0, resc_psnr=33.0 if good else 26.5)
+    ns = _run("c27a0018", R=SimpleNamespace(out=tmp_path))
+    holds = dict((v["finding"], v["holds"]) for v in ns["V"])
+    assert holds["HCFlow τ=0 PSNR > SRFlow τ=0 PSNR"] is good and holds["rescaling HR PSNR >= best SR PSNR + 3 dB"] is good
+    assert pd.read_csv(tmp_path / "findings.csv").holds.tolist() == [v["holds"] for v in ns["V"]]
