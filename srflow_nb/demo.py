@@ -17,14 +17,15 @@ from .core import repo_root
 from .datasets import demo_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
-from .findings import PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2
+from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, verdict
 from .checkpoints import load_model_any
-from .superresolvers import BicubicSR, RRDBSR, SRFlowSR
+from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, knob, max_steps
 from . import plots, sampling
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'more_baselines',
-           'folder_dataset', 'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo', 'demo']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'AtSetting',
+           'more_baselines', 'compared_label', 'compare_findings', 'folder_dataset', 'demo_dataset', 'results_dir',
+           'write_run', 'repro_setup', 'run_demo', 'demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
@@ -60,20 +61,67 @@ def baselines(model, rrdb=None) -> dict:
     "{'bicubic': BicubicSR, 'rrdb': RRDBSR}: `rrdb` defaults to the SRFlow model's encoder head."
     return {"bicubic": BicubicSR(model.config.scale), "rrdb": RRDBSR(rrdb if rrdb is not None else model.encoder)}
 
-def more_baselines(compare: str | None, scale: int, device="cpu") -> dict:
+
+# %% ../nbs/19a_demo.ipynb #bd35c083
+_FAMILY_LABELS = {"esrgan": "ESRGAN", "hcflow": "HCFlow", "sr3": "SR3", "srflow": "SRFlow", "rrdb": "RRDB", "bicubic": "Bicubic"}
+
+class AtSetting:
+    "A stochastic super-resolver at one fixed setting (a temperature or a step count, by its knob): a baseline beside SRFlow."
+    stochastic = True
+    def __init__(self, sr, temperature: float | None = None, steps: int | None = None):
+        self.sr, self.name, self.scale, self.knob = sr, sr.name, sr.scale, knob(sr)
+        self.temperature = temperature if self.knob == "temperature" else None
+        self.steps = steps if self.knob == "steps" else None
+    @property
+    def label(self) -> str:
+        name = _FAMILY_LABELS.get(self.name, self.name)
+        if self.knob == "temperature": return f"{name} τ={self.temperature if self.temperature is not None else self.sr.default_temperature:g}"
+        return f"{name} {self.steps} steps" if self.steps is not None else f"{name} full schedule"
+    def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
+        return self.sr.sample(lr, n, temperature=self.temperature, steps=self.steps, seed=seed)
+    def __repr__(self): return f"AtSetting({self.sr!r}, {self.label!r})"
+
+
+# %% ../nbs/19a_demo.ipynb #80ca4f8a
+def more_baselines(compare: str | None, scale: int, device="cpu", temperature: float | None = None, steps: int | None = None) -> dict:
     "{name: super-resolver} beside bicubic and RRDB: `compare` = comma-separated `NAME[:checkpoint]` ('' none); None: ESRGAN when bundled at `scale`."
     from srflow_nb.superresolvers import available, load_superresolver
     if compare is None:
         spec = available().get("esrgan")
         sr = None if spec is None else load_superresolver(spec, device)
-        return {"esrgan": sr} if sr is not None and sr.scale == scale else {}
-    out = {}
-    for spec in (x.strip() for x in str(compare).split(",") if x.strip()):
-        sr = load_superresolver(spec, device)
-        if sr.name in ("srflow", "bicubic", "rrdb", *out): raise InputError(f"--compare {spec}: {sr.name} is already compared")
-        if sr.scale != scale: raise InputError(f"--compare {spec}: a {sr.scale}x model, the SRFlow model is {scale}x")
-        out[sr.name] = sr
+        out = {"esrgan": sr} if sr is not None and sr.scale == scale else {}
+    else:
+        out = {}
+        for spec in (x.strip() for x in str(compare).split(",") if x.strip()):
+            sr = load_superresolver(spec, device)
+            if sr.name in ("srflow", "bicubic", "rrdb", *out): raise InputError(f"--compare {spec}: {sr.name} is already compared")
+            if sr.scale != scale: raise InputError(f"--compare {spec}: a {sr.scale}x model, the SRFlow model is {scale}x")
+            if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {spec} has a {T}-step schedule")
+            out[sr.name] = AtSetting(sr, temperature, steps) if sr.stochastic else sr
+    if steps is not None and not any(getattr(sr, "knob", None) == "steps" for sr in out.values()):
+        raise InputError(f"--steps {steps}: no compared model has sampling steps (--compare sr3[:<file>])")
     return out
+
+def compared_label(name: str, sr) -> str:
+    "The Table 2 row / figure label of a compared method: its `label` (stochastic ones: with their setting), else the family's name."
+    return getattr(sr, "label", None) or _FAMILY_LABELS.get(name, name)
+
+
+# %% ../nbs/19a_demo.ipynb #bb8a1851
+def compare_findings(df: pd.DataFrame, method: str, label: str | None = None, temperature: float = 0.9, lpips_margin: float = 0.01,
+                     quiet: bool = False) -> list[dict]:
+    "SRFlow at `temperature` vs `method` (a baseline row of an `evaluate` table; `label` names it): PSNR, LR-PSNR, LPIPS, and its LPIPS vs RRDB's."
+    def mean(meth, t, m):
+        d = df[(df.method == meth) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))]
+        return float(d[m].mean()) if len(d) and m in d else float("nan")
+    ms, L, t = ("psnr", "lr_psnr", "lpips"), label or method, f"τ={temperature:g}"
+    s, c, r = {m: mean("srflow", temperature, m) for m in ms}, {m: mean(method, None, m) for m in ms}, mean("rrdb", None, "lpips")
+    return [verdict(f"SRFlow {t} PSNR > {L} PSNR", s["psnr"] > c["psnr"], f"{s['psnr']:.2f} vs {c['psnr']:.2f} dB", quiet),
+            verdict(f"SRFlow {t} LR-PSNR > {L} LR-PSNR", s["lr_psnr"] > c["lr_psnr"], f"{s['lr_psnr']:.2f} vs {c['lr_psnr']:.2f} dB", quiet),
+            verdict(f"SRFlow {t} LPIPS <= {L} LPIPS + {lpips_margin:g}", s["lpips"] <= c["lpips"] + lpips_margin,
+                    f"{s['lpips']:.4f} vs {c['lpips']:.4f}", quiet),
+            verdict(f"{L} LPIPS < RRDB LPIPS", c["lpips"] < r, f"{c['lpips']:.4f} vs {r:.4f}", quiet)]
+
 
 # %% ../nbs/19a_demo.ipynb #e810a7d5
 def _center_crop(t: torch.Tensor, crop: int | None, multiple: int) -> torch.Tensor:
@@ -139,7 +187,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
 # %% ../nbs/19a_demo.ipynb #67d71d30
 def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, images=None, temperatures=None,
              n_samples: int | None = None, seed: int = 0, device="auto", progress: bool = True,
-             crop: int | None = None, limit: int | None = None, compare: str | None = None) -> dict:
+             crop: int | None = None, limit: int | None = None, compare: str | None = None, steps: int | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
     from srflow_nb.cli import check_output_folder
@@ -156,29 +204,38 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     for it in ds:                       # the evaluator's LR (MATLAB bicubic, 8 bit), computed once: baselines and samples share it
         it["lr"] = downscale(it["hr"][None], s, quantize=True)[0]
         for k, im in (("hr", it["hr"]), ("lr", it["lr"])): save_image(out / "samples" / f"{it['name']}_{k}.png", im)
-    base = {**baselines(model, rrdb_m), **more_baselines(compare, s, dev)}   # bicubic, RRDB, ESRGAN (bundled) ...
-    def save_samples(name, method, t, sr):
-        for i in range(sr.shape[0]):
-            save_image(out / "samples" / (f"{name}_{method}.png" if t is None else f"{name}_t{t:g}_s{i}.png"), sr[i])
+    t_cmp = 0.9 if 0.9 in temps else temps[-1]                                   # Table 2's temperature: SRFlow's and HCFlow's
+    more = more_baselines(compare, s, dev, temperature=t_cmp, steps=steps)         # ESRGAN (bundled), HCFlow, SR3 ...
+    base, labels = {**baselines(model, rrdb_m), **more}, {k: compared_label(k, sr) for k, sr in more.items()}
     df = evaluate(SRFlowSR(model), ds, s, temps, n, metrics=list(TABLE2_METRICS), out_csv=out / "evaluation.csv", seed=seed,
-                  baselines=base, device=dev, progress=progress, on_sample=save_samples)
+                  baselines=base, device=dev, progress=progress, on_sample=_sample_saver(out / "samples"))
     t2 = table2(df, temperatures=[t for t in (0.0, 0.9) if t in temps] or temps[-1:])
+    t2 = t2.rename(index={BASELINE_LABELS.get(k, k): v for k, v in labels.items()})
     atomic_write(out / "table2.csv", lambda p: t2.to_csv(p, float_format="%.4f"))
-    _demo_figures(df, ds, model, base, temps, seed, dev, out / "figures")
+    _demo_figures(df, ds, model, base, temps, seed, dev, out / "figures", labels)
     print(f"\nTable 2 analog ({len(ds)} images{', quick' if quick else ''}; ours) beside the paper's DIV2K 4x numbers (100 images):")
     rows = {k: {"Bicubic": "Bicubic", "RRDB": "RRDB", "ESRGAN": "ESRGAN"}.get(k, "SRFlow τ=0.9" if k == "SRFlow τ=0.9" else None) for k in t2.index}
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(beside_paper(t2, PAPER_TABLE2_4X, {k: v for k, v in rows.items() if v}).round(3).to_string())
     print()
-    fd = findings(df, temperature=0.9 if 0.9 in temps else temps[-1])
-    if "esrgan" in base: fd += esrgan_findings(df, temperature=0.9 if 0.9 in temps else temps[-1])
+    fd = findings(df, temperature=t_cmp)
+    for k in more: fd += esrgan_findings(df, temperature=t_cmp) if k == "esrgan" else compare_findings(df, k, labels[k], t_cmp)
     atomic_write(out / "findings.json", lambda p: p.write_text(json.dumps(fd, indent=1)))
-    write_run(out, dev, seed=seed, temperatures=temps, n_samples=n, quick=quick, images=[it["name"] for it in ds], **desc)
+    write_run(out, dev, seed=seed, temperatures=temps, n_samples=n, quick=quick, images=[it["name"] for it in ds],
+              compared=labels, **desc)
     print(f"\nwrote {out}/: evaluation.csv, table2.csv, samples/ ({len(list((out / 'samples').glob('*.png')))} PNG), figures/, findings.json, run.json")
     return dict(table2=t2, evaluation=df, findings=fd, out=out)
 
 # %% ../nbs/19a_demo.ipynb #0098dec9
-def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path):
+def _sample_saver(folder: Path) -> Callable:
+    "`evaluate`'s on_sample for the demo: `<image>_t<τ>_s<i>.png` (SRFlow), `<image>_<method>.png` or `<image>_<method>_s<i>.png`."
+    def save(name, method, t, sr):
+        for i in range(sr.shape[0]):
+            tag = f"t{t:g}_s{i}" if t is not None else method if sr.shape[0] == 1 else f"{method}_s{i}"
+            save_image(folder / f"{name}_{tag}.png", sr[i])
+    return save
+
+def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path, labels: Mapping[str, str] | None = None):
     "The temperature sweep, perception-distortion and comparison figures of the demo job."
     plots.save_fig(plots.temperature_curves(df, title="SRFlow temperature sweep (demo-scale; Figs 12-14 analog)"), figs / "temperature.png")
     plots.save_fig(plots.perception_distortion(df, title="Perception-distortion (Fig 15 analog)"), figs / "perception_distortion.png")
@@ -189,11 +246,13 @@ def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path):
         ims = {k: b.sample(lr0)[0].cpu() for k, b in base.items()}
     fig = plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims.pop("bicubic"), rrdb=ims.pop("rrdb"), temperature=t, title=it["name"])
     if ims:                             # ESRGAN and the other compared methods: a row above SRFlow's samples
-        names = [{"esrgan": "ESRGAN"}.get(k, k) for k in ims]
+        names = [(labels or {}).get(k, k) for k in ims]
         fig = plots.image_grid([[it["lr"], *ims.values(), it["hr"]], list(smp)],
                                [["LR", *names, "HR"], [f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))]], suptitle=it["name"])
     plots.save_fig(fig, figs / "comparison.png")
 
+
+# %% ../nbs/19a_demo.ipynb #f1bee95d
 def demo(
     out: str = "demo_out",        # output folder (-o)
     quick: bool = False,          # 2 cropped images, 3 temperatures, 2 samples: a smoke run
@@ -206,11 +265,13 @@ def demo(
     device: str = "auto",         # auto, cpu or cuda
     threads: int = None,          # torch CPU threads
     progress: bool = True,        # show progress bars
-    compare: str = None,          # more methods beside bicubic and RRDB: NAME[:checkpoint],... (default: the bundled ESRGAN; "" none)
+    compare: str = None,          # more methods beside bicubic and RRDB: NAME[:checkpoint],... e.g. hcflow,sr3:<file> (default: the bundled ESRGAN; "" none)
+    steps: int = None,            # sampling steps of a compared sr3 (default: its full schedule)
 ):
     "Super-resolve the bundled test images with the bundled checkpoint; write samples, the Table 2-analog CSV and figures."
     from srflow_nb.evaluate import _floats
     if threads: torch.set_num_threads(threads)
     temps = _floats(temperatures, "--temperatures") if temperatures is not None else None
     if images is not None and not Path(images).is_dir(): raise InputError(f"--images {images} is not a folder")
-    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress, compare=compare)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
+    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress, compare=compare, steps=steps)

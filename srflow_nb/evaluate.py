@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import InputError, atomic_write, get_device, name_seed, run_info
 from . import metrics as M
 from .resize import downscale
-from .superresolvers import BicubicSR, as_superresolver, load_superresolver
+from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
 
 # %% auto #0
 __all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize',
@@ -111,39 +111,52 @@ def _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, na
     if "diversity" in metrics: vals["diversity"] = np.full(n, M.diversity(sr[:, None], quantize=quantize)[0] if n > 1 else np.nan)
     return vals
 
+# %% ../nbs/12_evaluate.ipynb #7f205cac
+def _groups(main, method: str, bases: dict, temps: list, n_samples: int) -> list[tuple]:
+    "(method, super-resolver, temperature or None, samples) of every group: baselines once, then `main` by its knob."
+    out = [(b, sr, None, n_samples if sr.stochastic else 1) for b, sr in bases.items()]
+    if main is None: return out
+    k = knob(main)
+    if k == "temperature": return out + [(method, main, t, n_samples) for t in temps]
+    return out + [(method, main, None, n_samples if k == "steps" else 1)]
+
+def _check_args(main, method, metrics, n_samples, scale, steps):
+    bad = [m for m in metrics if m not in METRICS]
+    if bad: raise InputError(f"unknown metrics {bad}; available: {list(METRICS)}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1: raise InputError(f"n_samples must be a positive int, got {n_samples!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1: raise InputError(f"scale must be a positive int, got {scale!r}")
+    if steps is not None and (main is None or knob(main) != "steps"): raise InputError(f"steps={steps}: {method} has no sampling steps")
+
+
 # %% ../nbs/12_evaluate.ipynb #966351c0
 def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[float] = (0.8,), n_samples: int = 1,
              metrics: Sequence[str] = DEFAULT_METRICS, out_csv: str | Path | None = None, seed: int = 0,
              baselines: Mapping[str, Callable] | None = None, method: str = "srflow", crop_border: int = 0,
              quantize="round", device="auto", resume: bool = True, progress: bool = True,
-             on_sample: Callable | None = None) -> pd.DataFrame:
+             on_sample: Callable | None = None, steps: int | None = None) -> pd.DataFrame:
     "Evaluate a super-resolver (and `baselines`) on `dataset`: one row per (image, method, temperature, sample); CSV + `<stem>.run.json` when `out_csv`."
     main = None if model_or_fn is None else as_superresolver(model_or_fn, method)
-    bad = [m for m in metrics if m not in METRICS]
-    if bad: raise InputError(f"unknown metrics {bad}; available: {list(METRICS)}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1: raise InputError(f"n_samples must be a positive int, got {n_samples!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1: raise InputError(f"scale must be a positive int, got {scale!r}")
+    _check_args(main, method, metrics, n_samples, scale, steps)
     bases = {k: as_superresolver(v, k, scale, stochastic=False) for k, v in (baselines or {}).items()}
     if method in bases: raise InputError(f"baseline name {method!r} collides with the sampler's method name")
     dev = get_device(device)
-    temps = [float(t) for t in temperatures] if main is not None and main.stochastic else []
+    temps = [float(t) for t in temperatures] if main is not None and knob(main) == "temperature" else []
     config = dict(method=method, scale=scale, temperatures=temps, n_samples=n_samples, metrics=list(metrics), seed=seed,
-                  baselines=sorted(bases), crop_border=crop_border, quantize=str(quantize))
+                  baselines=sorted(bases), crop_border=crop_border, quantize=str(quantize), steps=steps)
     out_csv = Path(out_csv) if out_csv is not None else None
     old = _load_existing(out_csv, config, resume)
     done = set() if old is None else {(str(r.image), str(r.method), _tkey(r.temperature), int(r.sample)) for r in old.itertuples()}
     rows = [] if old is None else old.to_dict("records")
     if out_csv is not None: _write_run_record(out_csv, run_info(dev, config=config, rows_at_start=len(rows)), old is not None)
-    groups = [(b, sr, None) for b, sr in bases.items()] + ([(method, main, t) for t in temps] if main is not None and main.stochastic
-                                                          else [(method, main, None)] if main is not None else [])
+    groups = _groups(main, method, bases, temps, n_samples)
     bar = tqdm(total=len(dataset) * len(groups) if hasattr(dataset, "__len__") else None, disable=not progress, desc="evaluate")
     warned = set()
-    for name, hr, lr, (meth, sr_fn, t) in ((nm, h, l, g) for nm, h, l in _items(dataset, scale) for g in groups):  # lazy: one image in memory
+    for name, hr, lr, (meth, sr_fn, t, n) in ((nm, h, l, g) for nm, h, l in _items(dataset, scale) for g in groups):  # lazy: one image in memory
         bar.update(1)
-        n = 1 if t is None else n_samples
         if all((name, meth, _tkey(t), s) in done for s in range(n)): continue
-        gseed = None if t is None else group_seed(seed, name, t)
-        with torch.inference_mode(): sr = sr_fn.sample(lr.to(dev), n, temperature=t, seed=0 if gseed is None else gseed)
+        gseed = group_seed(seed, name, math.nan if t is None else t) if sr_fn.stochastic else None
+        with torch.inference_mode():
+            sr = sr_fn.sample(lr.to(dev), n, temperature=t, steps=steps if sr_fn is main else None, seed=0 if gseed is None else gseed)
         if tuple(sr.shape) != (n, 1, *hr.shape[1:]):
             raise ValueError(f"{meth} returned shape {tuple(sr.shape)} for {name!r}; expected {(n, 1, *hr.shape[1:])}")
         sr = sr[:, 0].float().cpu().clamp(0, 1)                               # (n, 3, H, W)
@@ -156,6 +169,7 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
             atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
     bar.close()
     return pd.DataFrame(rows, columns=_KEY + ["seed"] + list(metrics))
+
 
 # %% ../nbs/12_evaluate.ipynb #38d01c69
 def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -172,12 +186,23 @@ def _floats(text, option: str) -> list[float]:
 
 def _names(text) -> list[str]: return [x.strip() for x in str(text or "").split(",") if x.strip()]
 
+def _check_knob(sr, temperatures, steps):
+    "One `InputError` line for `--temperatures`/`--steps` given to a model that does not vary with it."
+    k = knob(sr)
+    why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperatures"}[k]
+    if temperatures is not None and k != "temperature": raise InputError(f"--temperatures: {sr.name} has no temperature ({why})")
+    if steps is not None and k != "steps": raise InputError(f"--steps: {sr.name} has no sampling steps ({why})")
+    if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {sr.name}'s schedule has {T} steps; give 1..{T}")
+
+
+# %% ../nbs/12_evaluate.ipynb #564d14f1
 def evaluate_folder(
     images: str,                                  # folder of HR images; their LR inputs are MATLAB-bicubic downscales
     out: str = "evaluation.csv",                  # CSV (one row per image, method, temperature, sample) + `<stem>.run.json`
-    model: str = "demo-4x",                       # super-resolver: bicubic, rrdb[:ckpt], srflow[:ckpt] or a checkpoint
+    model: str = "demo-4x",                       # super-resolver: NAME[:ckpt] (srflow, hcflow, sr3, esrgan, rrdb, bicubic) or a checkpoint
     baselines: str = "bicubic",                   # comma-separated super-resolvers evaluated beside it ("" for none)
-    temperatures: str = "0.8",                    # comma-separated temperatures of a stochastic model
+    temperatures: str = None,                     # comma-separated temperatures of a temperature model (srflow, hcflow; default 0.8)
+    steps: int = None,                            # sampling steps of a steps model (sr3; default: its full schedule)
     n_samples: int = 1,                           # samples per image and temperature
     metrics: str = ",".join(DEFAULT_METRICS),     # comma-separated metric names
     seed: int = 0,                                # seed of every (image, temperature) group
@@ -194,12 +219,14 @@ def evaluate_folder(
     if not folder.is_dir(): raise InputError(f"images: {folder} is not a folder")
     paths = image_files(folder)[:limit or None]
     if not paths: raise InputError(f"images: no image files in {folder}")
-    temps, mets = _floats(temperatures, "--temperatures"), _names(metrics)
+    temps, mets = _floats("0.8" if temperatures is None else temperatures, "--temperatures"), _names(metrics)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
     sr = load_superresolver(model, device)
+    _check_knob(sr, temperatures, steps)
     bases = {b.split(":")[0]: load_superresolver(b, device, **({"scale": sr.scale} if b == "bicubic" else {})) for b in _names(baselines)}
     ds = ({"name": p.stem, "hr": to_tensor(load_image(p))[0]} for p in paths)   # lazy: one image in memory
     df = evaluate(sr, _Sized(ds, len(paths)), sr.scale, temps, n_samples, mets, out, seed, bases, sr.name, crop_border,
-                  device=device, progress=progress)
+                  device=device, progress=progress, steps=steps)
     print(summarize(df).round(4).to_string())
     print(f"wrote {out} ({len(df)} rows)")
     return df

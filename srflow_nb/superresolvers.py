@@ -15,7 +15,7 @@ from .core import InputError, get_device
 # %% auto #0
 __all__ = ['REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR',
            'HCFlowSR', 'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model',
-           'load_superresolver', 'knob', 'available', 'FunctionSR', 'as_superresolver']
+           'load_superresolver', 'knob', 'max_steps', 'available', 'FunctionSR', 'as_superresolver']
 
 # %% ../nbs/09_superresolvers.ipynb #b7533efb
 @runtime_checkable
@@ -100,6 +100,9 @@ class HCFlowSR:
     default_temperature = 0.8
     def __init__(self, model, name: str = "hcflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
         if not callable(getattr(model, "sample_eps", None)): raise InputError(f"HCFlowSR needs an HCFlow model, got {type(model).__name__}")
+        if getattr(model.config, "kind", "sr") != "sr":   # it upscales its own downscaled LR, not a bicubic one
+            raise InputError(f"{name}: an HCFlow {model.config.kind} model is not a super-resolver of bicubic LR images; "
+                             "use srflow rescale for it, or an HCFlow SR model (demo-4x-hcflow)")
         self.model, self.name, self.scale = model, name, int(model.scale)
         self.batch_size, self.on_nonfinite, self._cached = batch_size, on_nonfinite, None
     def lr_cache(self, lr: torch.Tensor):
@@ -201,6 +204,11 @@ def knob(sr) -> str | None:
     k = getattr(sr, "knob", KNOBS.get(getattr(sr, "name", None), "temperature"))
     if k not in ("temperature", "steps"): raise InputError(f"{sr!r}: knob must be 'temperature' or 'steps', got {k!r}")
     return k
+
+def max_steps(sr) -> int | None:
+    "The longest `steps` a steps model takes (its full inference schedule, e.g. SR3's `sample_gammas`); None if unknown or not a steps model."
+    gammas = getattr(getattr(sr, "model", None), "sample_gammas", None)
+    return len(gammas) if knob(sr) == "steps" and gammas is not None else None
 
 def available(**given: str | None) -> dict[str, str]:
     "{family: spec for `load_superresolver`} of what loads now: bicubic, each family whose `BUNDLED` model exists, `given` (family=checkpoint)."
