@@ -32,7 +32,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['srflow_nb', 'srflow_nb.*']),
     include_package_data=True,
-    package_data={'srflow_nb': ['pretrained/*']},
+    package_data={'srflow_nb': ['pretrained/*', 'papers/*']},
     install_requires=reqs,
     extras_require={'dev': dev_reqs},
     python_requires=f'>={cfg["min_python"]}',

@@ -16,10 +16,12 @@ from .core import atomic_write, code_state   # code_state: re-exported for the r
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
+           'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES', 'RESCALING_ROW',
            'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend',
-           'same_order', 'better', 'findings', 'perception_distortion_findings', 'esrgan_findings', 'oracle_gain',
-           'select_by', 'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings',
-           'markdown_table', 'check_findings', 'findings_markdown']
+           'same_order', 'better', 'findings', 'perception_distortion_findings', 'esrgan_findings', 'paper_numbers',
+           'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
+           'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table', 'check_findings',
+           'findings_markdown', 'sr3_findings']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -148,6 +150,68 @@ def esrgan_findings(df: pd.DataFrame, temperature: float = 0.9, lpips_margin: fl
                     f"{s['lpips']:.4f} vs {g['lpips']:.4f} (paper {ps.lpips:.3f} vs {pg.lpips:.3f})", quiet),
             verdict("ESRGAN LPIPS < RRDB LPIPS", g["lpips"] < r, f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet)]
 
+
+# %% ../nbs/19b_findings.ipynb #a7c1f00a
+PAPER_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "diversity")
+
+def paper_numbers(name: str | os.PathLike = "hcflow") -> pd.DataFrame:
+    "The papers' numbers in `srflow_nb/papers/<name>.csv` (or a `.csv` path): table, method, `PAPER_METRICS` (NaN = not available), first_hand, source."
+    from importlib.resources import files
+    path = Path(name) if str(name).endswith(".csv") else Path(str(files("srflow_nb") / "papers" / f"{name}.csv"))
+    if not path.exists(): raise FileNotFoundError(f"{path}: no papers' numbers file {name!r}")
+    d = pd.read_csv(path)
+    if missing := [c for c in ("table", "method", *PAPER_METRICS, "first_hand", "source") if c not in d.columns]:
+        raise ValueError(f"{path}: missing columns {missing}")
+    if (bad := d[d.source.isna() | ~d.source.astype(str).str.contains("arXiv")]).size:
+        raise ValueError(f"{path}: rows without a source naming the arXiv id: {list(zip(bad.table, bad.method))}")
+    if d.duplicated(["table", "method"]).any(): raise ValueError(f"{path}: a (table, method) row repeated")
+    return d
+
+def paper_table(d: pd.DataFrame, table: str) -> pd.DataFrame:
+    "The rows of one `table` of `paper_numbers`, indexed by method, with the metric columns that hold a number."
+    t = d[d.table == table].set_index("method")
+    if t.empty: raise KeyError(f"no paper table {table!r}: {sorted(set(d.table))}")
+    return t[[c for c in PAPER_METRICS if t[c].notna().any()]]
+
+HCFLOW_PAPER = paper_numbers("hcflow")
+PAPER_HCFLOW_4X = paper_table(HCFLOW_PAPER, "sr_div2k_4x")                   # HCFlow, HCFlow++: psnr, ssim, lpips
+PAPER_IRN_4X_PSNR_Y = float(paper_table(HCFLOW_PAPER, "rescaling_div2k_4x").loc["IRN", "psnr"])
+HCFLOW_SOURCES = {**{f"{r.method} ({r.table})": r.source for r in HCFLOW_PAPER.itertuples()},
+                  "Bicubic / RRDB / ESRGAN / SRFlow": "SRFlow (arXiv 2006.14200, ECCV 2020) Table 2 (PAPER_TABLE2_4X)"}
+RESCALING_ROW = "HCFlow rescaling"
+
+
+# %% ../nbs/19b_findings.ipynb #a7c1f002
+def hcflow_findings(df: pd.DataFrame, rescaling: pd.DataFrame | None = None, temperature: float = 0.9, psnr_margin: float = 0.5,
+                    lpips_margin: float = 0.01, rescaling_margin_db: float = 3.0, lr_psnr_bound: float = 35.0,
+                    quiet: bool = False) -> list[dict]:
+    "HCFlow's SR verdicts on an `evaluate` table (`hcflow`, `srflow`, `rrdb`) and, given `rescaling`, its rescaling verdicts (see above)."
+    m = lambda k, t, c: _mean(df, k, t, c)
+    h0, s0 = m("hcflow", 0.0, "psnr"), m("srflow", 0.0, "psnr")
+    ht, st = ({c: m(k, temperature, c) for c in ("psnr", "lpips")} for k in ("hcflow", "srflow"))
+    r, P, S, t = m("rrdb", None, "lpips"), PAPER_HCFLOW_4X.loc["HCFlow"], PAPER_TABLE2_4X, f"τ={temperature:g}"
+    out = [verdict("HCFlow τ=0 PSNR > SRFlow τ=0 PSNR", h0 > s0, f"{h0:.2f} vs {s0:.2f} dB, Δ={h0 - s0:+.2f}", quiet),
+           verdict(f"HCFlow {t} PSNR within {psnr_margin:g} dB of SRFlow {t}", abs(ht["psnr"] - st["psnr"]) <= psnr_margin,
+                   f"{ht['psnr']:.2f} vs {st['psnr']:.2f} dB (paper {P.psnr:.2f} vs {S.loc['SRFlow τ=0.9', 'psnr']:.2f})", quiet),
+           verdict(f"HCFlow {t} LPIPS < RRDB LPIPS", ht["lpips"] < r, f"{ht['lpips']:.4f} vs {r:.4f} (paper {P.lpips:.3f} vs {S.loc['RRDB', 'lpips']:.3f})", quiet),
+           verdict(f"HCFlow {t} LPIPS within {lpips_margin:g} of SRFlow {t}", abs(ht["lpips"] - st["lpips"]) <= lpips_margin,
+                   f"{ht['lpips']:.4f} vs {st['lpips']:.4f} (paper {P.lpips:.3f} vs {S.loc['SRFlow τ=0.9', 'lpips']:.3f})", quiet)]
+    return out if rescaling is None else out + rescaling_findings(rescaling, rescaling_margin_db, lr_psnr_bound, quiet)
+
+# %% ../nbs/19b_findings.ipynb #a7c1f004
+def rescaling_findings(rescaling: pd.DataFrame, margin_db: float = 3.0, lr_psnr_bound: float = 35.0, quiet: bool = False) -> list[dict]:
+    "Rescaling verdicts on a table with row `RESCALING_ROW` and SR rows (columns psnr, ssim, lr_psnr): HR PSNR gap, SSIM, LR close to bicubic."
+    if RESCALING_ROW not in rescaling.index: raise KeyError(f"rescaling table has no {RESCALING_ROW!r} row: {list(rescaling.index)}")
+    rs, sr = rescaling.loc[RESCALING_ROW], rescaling.drop(index=RESCALING_ROW)
+    if sr.empty: raise ValueError("rescaling table has no SR rows to compare with")
+    best, gap = sr.psnr.idxmax(), float(rs.psnr - sr.psnr.max())     # NaN PSNRs: idxmax skips them, a NaN gap never passes
+    paper = f"paper: above IRN's {PAPER_IRN_4X_PSNR_Y:.2f} dB (Y) vs SRFlow {PAPER_TABLE2_4X.loc['SRFlow τ=0.9', 'psnr']:.2f} dB"
+    return [verdict(f"rescaling HR PSNR >= best SR PSNR + {margin_db:g} dB", gap >= margin_db,
+                    f"{rs.psnr:.2f} vs {sr.psnr.max():.2f} dB ({best}), gap {gap:+.2f} dB; {paper}", quiet),
+            verdict("rescaling HR SSIM above every SR method's", bool((rs.ssim > sr.ssim).all()),
+                    f"{rs.ssim:.4f} vs best {sr.ssim.max():.4f} ({sr.ssim.idxmax()})", quiet),
+            verdict(f"rescaling LR within {lr_psnr_bound:g} dB of bicubic (LR-PSNR vs the bicubic LR)", rs.lr_psnr >= lr_psnr_bound,
+                    f"{rs.lr_psnr:.2f} dB", quiet)]
 
 # %% ../nbs/19b_findings.ipynb #a1635cc8
 def _samples(df, method, temperature):
@@ -279,3 +343,22 @@ def findings_markdown(found: Sequence[Mapping] | pd.DataFrame | str | os.PathLik
     if isinstance(found, (str, os.PathLike)): found = pd.read_csv(found)
     rows = found.to_dict("records") if isinstance(found, pd.DataFrame) else list(found)
     return "\n".join(f"- **{'holds' if bool(r['holds']) else 'does not hold'}**: {r['finding']} ({r['detail']})" for r in rows)
+
+# %% ../nbs/19b_findings.ipynb #e6a3601f
+def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 0.9, time: str = "s_per_sample", quiet: bool = False) -> list[dict]:
+    "SR3's verdicts (see above) of a cost-quality table (rows 'sr3' at `steps`, 'srflow' at `temperature`; lpips, lr_psnr, `time` per sample) and bicubic's LPIPS."
+    miss = [c for c in ("method", "steps", "temperature", "lpips", "lr_psnr", time) if c not in cost.columns]
+    if miss: raise KeyError(f"cost table lacks columns {miss}")
+    sr3 = cost[cost.method == "sr3"].sort_values("steps")
+    fl = cost[(cost.method == "srflow") & np.isclose(cost.temperature.astype(float), temperature)]
+    if sr3.empty or fl.empty: raise ValueError(f"cost table needs 'sr3' rows and an 'srflow' row at τ={temperature:g}")
+    few, full, fl = sr3.iloc[0], sr3.iloc[-1], fl.iloc[0]
+    near = sr3.iloc[int((sr3.lpips - fl.lpips).abs().to_numpy().argmin())]   # SR3 at the LPIPS nearest SRFlow's
+    ratio, n, t = near[time] / fl[time], (lambda r: f"{int(r.steps)} steps"), f"τ={temperature:g}"
+    u = "CPU-s" if time.startswith("cpu") else "s"
+    return [verdict(f"SR3 ({n(full)}) LPIPS < bicubic LPIPS", full.lpips < bicubic_lpips, f"{full.lpips:.4f} vs {bicubic_lpips:.4f}", quiet),
+            verdict(f"SR3 LPIPS improves from {n(few)} to {n(full)}", full.lpips < few.lpips, f"{few.lpips:.4f} -> {full.lpips:.4f}", quiet),
+            verdict(f"SRFlow {t} LR-PSNR > SR3 ({n(full)}) LR-PSNR", fl.lr_psnr > full.lr_psnr, f"{fl.lr_psnr:.2f} vs {full.lr_psnr:.2f} dB", quiet),
+            verdict(f"SRFlow {t} faster per sample than SR3 at the nearest LPIPS", ratio > 1,
+                    f"SR3 {n(near)}: {near[time]:.3g} {u}, LPIPS {near.lpips:.4f}; SRFlow: {fl[time]:.3g} {u}, "
+                    f"LPIPS {fl.lpips:.4f}; SR3/SRFlow {time} x{ratio:.3g}", quiet)]

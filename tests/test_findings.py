@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from srflow_nb import plots
-from srflow_nb.findings import (TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings, findings,
-                                perception_distortion_findings, restoration_sweep_finding, same_order, select_by,
-                                table5_findings, trend)
+from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings,
+                                findings, hcflow_findings, perception_distortion_findings, rescaling_findings,
+                                restoration_sweep_finding, same_order, select_by, sr3_findings, table5_findings, trend)
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
          "24_repro.ablations", "25_repro.restoration"]
+PENDING = ["27_repro.hcflow", "28_repro.sr3"]   # results regenerated once their bundled models exist: checked when committed, skipped (with the reason) until then
 
 
 def holds(vs): return [v["holds"] for v in vs]
@@ -92,6 +93,62 @@ def test_ablation_findings_fail():
     assert holds(ablation_findings(rev, t4.iloc[::-1].set_axis(t4.index), quiet=True)) == [False] * 9 + [True] * 3
 
 
+def _hcflow_ok(fake):
+    hc = fake[fake.method == "srflow"].assign(method="hcflow", psnr=lambda d: d.psnr + 0.1, lpips=lambda d: d.lpips + 0.005)
+    resc = pd.DataFrame(dict(psnr=[33.0, 24.0, 27.0, 27.0, 27.2], ssim=[0.93, 0.70, 0.80, 0.78, 0.79], lr_psnr=[41.0] + [np.nan] * 4),
+                        index=[RESCALING_ROW, "Bicubic", "RRDB", "SRFlow τ=0", "HCFlow τ=0"])
+    return pd.concat([fake, hc]), hc, resc
+
+
+def test_hcflow_sr_findings_fail(fake):
+    ok, hc, resc = _hcflow_ok(fake)
+    assert holds(hcflow_findings(ok, resc, 0.8, quiet=True)) == [True] * 7
+    weak = pd.concat([fake, hc.assign(psnr=lambda d: d.psnr - 3, lpips=0.5)])    # far below SRFlow, LPIPS worse than the RRDB
+    assert holds(hcflow_findings(weak, temperature=0.8, quiet=True)) == [False] * 4
+    below0 = hc.copy(); below0.loc[np.isclose(below0.temperature, 0.0), "psnr"] -= 0.2  # τ=0 just under SRFlow's: only the first fails
+    assert holds(hcflow_findings(pd.concat([fake, below0]), temperature=0.8, quiet=True)) == [False, True, True, True]
+    close = hc.assign(lpips=lambda d: d.lpips + 0.02)                             # LPIPS 0.025 above SRFlow's, still below the RRDB's
+    assert holds(hcflow_findings(pd.concat([fake, close]), temperature=0.8, quiet=True))[2:] == [True, False]
+    assert holds(hcflow_findings(fake, temperature=0.8, quiet=True)) == [False] * 4  # no HCFlow rows: NaN never passes
+
+
+def test_rescaling_findings_fail(fake):
+    _, _, resc = _hcflow_ok(fake)
+    assert holds(rescaling_findings(resc, quiet=True)) == [True] * 3
+    sr_like = resc.assign(psnr=[27.5, 24.0, 27.0, 27.0, 27.2], ssim=[0.79, 0.70, 0.80, 0.78, 0.79], lr_psnr=[30.0] + [np.nan] * 4)
+    assert holds(rescaling_findings(sr_like, quiet=True)) == [False] * 3           # an "upscale" no better than SR, LR far from bicubic
+    v = rescaling_findings(resc.assign(psnr=[30.1, 24.0, 27.0, 27.0, 27.2]), quiet=True)[0]   # gap 2.9 dB to the best SR row (HCFlow)
+    assert not v["holds"] and "HCFlow τ=0" in v["detail"] and "+2.90" in v["detail"]
+    assert rescaling_findings(resc.assign(psnr=[30.1, 24.0, 27.0, 27.0, 27.2]), margin_db=2.5, quiet=True)[0]["holds"]
+    assert not rescaling_findings(resc.assign(lr_psnr=[np.nan] * 5), quiet=True)[2]["holds"]   # NaN LR-PSNR never passes
+    assert not rescaling_findings(resc.assign(psnr=[np.nan, 24.0, 27.0, 27.0, 27.2]), quiet=True)[0]["holds"]
+    with pytest.raises(KeyError, match="HCFlow rescaling"): rescaling_findings(resc.drop(index=RESCALING_ROW))
+
+
+def _cost(**kw):
+    "A cost-quality table where every SR3 verdict holds; `kw` replaces columns (4 rows: SR3 at 10, 50, 100 steps, SRFlow τ=0.9)."
+    nan = float("nan")
+    d = dict(method=["sr3"] * 3 + ["srflow"], steps=[10, 50, 100, nan], temperature=[nan, nan, nan, 0.9], lpips=[0.40, 0.25, 0.20, 0.24],
+             lr_psnr=[38.0, 39.0, 39.5, 45.0], s_per_sample=[0.5, 2.5, 5.0, 0.1], cpu_s_per_sample=[0.4, 2.0, 4.0, 0.2])
+    return pd.DataFrame({**d, **kw})
+
+
+def test_sr3_findings_fail():
+    assert holds(sr3_findings(_cost(), 0.45, quiet=True)) == [True] * 4
+    assert holds(sr3_findings(_cost(), 0.15, quiet=True))[0] is False                          # SR3 worse than bicubic
+    assert holds(sr3_findings(_cost(lpips=[0.20, 0.25, 0.40, 0.24]), 0.45, quiet=True))[1] is False   # more steps, worse
+    assert holds(sr3_findings(_cost(lpips=[0.20, 0.25, 0.20, 0.24]), 0.45, quiet=True))[1] is False   # no better is no improvement
+    assert holds(sr3_findings(_cost(lr_psnr=[38.0, 39.0, 45.0, 45.0]), 0.45, quiet=True))[2] is False  # a tie is not "above"
+    # the time verdict compares SR3 at the LPIPS nearest SRFlow's (50 steps here), not its fastest or its full schedule
+    v = sr3_findings(_cost(s_per_sample=[0.05, 2.5, 5.0, 3.0]), 0.45, quiet=True)[3]
+    assert v["holds"] is False and "SR3 50 steps: 2.5 s" in v["detail"]
+    v = sr3_findings(_cost(s_per_sample=[0.05, 0.08, 5.0, 0.1]), 0.45, quiet=True)[3]        # SR3 faster at 50 steps, slower at 100
+    assert v["holds"] is False
+    assert sr3_findings(_cost(s_per_sample=[0.5, 0.05, 5.0, 0.1]), 0.45, time="cpu_s_per_sample", quiet=True)[3]["holds"] is True
+    with pytest.raises(ValueError, match="srflow"):
+        sr3_findings(_cost(temperature=[float("nan")] * 3 + [0.8]), 0.45)                    # no SRFlow row at τ=0.9
+
+
 def test_check_findings_refuses_a_flip(tmp_path, fake):
     ok = findings(fake, 0.8, quiet=True)
     check_findings(ok, tmp_path / "f.csv")
@@ -118,12 +175,20 @@ def _recompute(nb: str, d: Path) -> list[dict]:
     if nb == "25_repro.restoration":
         return table5_findings(pd.read_csv(d / "table5.csv", index_col=0), pd.read_csv(d / "per_image.csv"), quiet=True) + \
             [restoration_sweep_finding(pd.read_csv(d / "temperature_sweep.csv"), quiet=True)]
+    if nb == "27_repro.hcflow":
+        ev = pd.concat([pd.read_csv(d / "evaluation.csv"), pd.read_csv(d / "hcflow_evaluation.csv")], ignore_index=True)
+        return hcflow_findings(ev, pd.read_csv(d / "rescaling_table.csv", index_col=0), 0.9, quiet=True)
+    if nb == "28_repro.sr3":
+        run = json.loads((d / "run.json").read_text())
+        return sr3_findings(pd.read_csv(d / "cost.csv"), float(pd.read_csv(d / "table.csv", index_col=0).loc["Bicubic", "lpips"]),
+                            time="s_per_sample" if run["device"].startswith("cuda") else "cpu_s_per_sample", quiet=True)
     raise KeyError(nb)
 
 
-@pytest.mark.parametrize("nb", REPRO)
+@pytest.mark.parametrize("nb", REPRO + PENDING)
 def test_committed_findings_match_results(nb):
     d = RESULTS / nb / "quick"
+    if nb in PENDING and not (d / "findings.csv").exists(): pytest.skip(f"{d}/findings.csv not committed yet (its bundled models are still training)")
     assert (d / "findings.csv").exists(), f"{d}/findings.csv is not committed"
     committed = pd.read_csv(d / "findings.csv")
     got = pd.DataFrame(_recompute(nb, d))
@@ -132,9 +197,10 @@ def test_committed_findings_match_results(nb):
     assert committed.detail.tolist() == got.detail.tolist()       # the numbers quoted come from these result files
 
 
-@pytest.mark.parametrize("nb", REPRO + ["26_repro.gallery"])
+@pytest.mark.parametrize("nb", REPRO + ["26_repro.gallery"] + PENDING)
 def test_run_records_from_committed_code(nb):
     "The committed results were produced by committed code (`code_state`: result files excluded, untracked code included)."
+    if nb in PENDING and not (RESULTS / nb / "quick" / "run.json").exists(): pytest.skip(f"{nb}: run.json not committed yet (bundled models still training)")
     run = json.loads((RESULTS / nb / "quick" / "run.json").read_text())
     assert not run["git_sha"].endswith("-dirty") and run["git_sha"] != "unknown", \
         f"{nb}: results from uncommitted code ({run['git_sha']}, dirty: {run.get('git_dirty')}); regenerate from a clean checkout"

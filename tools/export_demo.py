@@ -4,10 +4,12 @@
     python tools/export_demo.py --card_only      # re-write MODEL_CARD.md from demo_eval.json and the *.val.csv logs
 
     python tools/export_demo.py --hcflow runs/demo-4x-hcflow   # bundle an HCFlow run (what `tools/train_hcflow.sh export` does)
+    python tools/export_demo.py --sr3 runs/demo-4x-sr3         # after the SR3 model is exported: its run files + card (`tools/train_sr3.sh export`)
 
 The card's `demo-4x-esrgan` section (bundled by `tools/train_esrgan.sh export` + its run's config/metrics/val files copied as
 demo-4x-esrgan.*) is written from those files and the Table 2 analog's table2.csv (`esrgan_card`); the HCFlow sections
-(`hcflow_card`) from the bundled HCFlow weights' metadata and their run files copied as demo-4x-hcflow[-rescaling].*.
+(`hcflow_card`) from the bundled HCFlow weights' metadata and their run files copied as demo-4x-hcflow[-rescaling].*; the
+`demo-4x-sr3` section (`sr3_card`) likewise, plus the SR3 comparison's held-out results (nbs/28_repro.sr3) when present.
 
 Evaluates bicubic, the RRDB and SRFlow (temperatures 0 and 0.9, fixed seed) on the demo dataset's held-out test split
 (PSNR, SSIM, LPIPS, LR-PSNR, RGB, no border crop) and writes demo_4x_rrdb.safetensors, demo_4x.safetensors (conv kernels
@@ -233,6 +235,89 @@ def hcflow_card(out: Path, n_train: int) -> str:
     return "\n".join(s for s in (_hcflow_section(Path(out), n, n_train) for n in HCFLOW) if s)
 
 
+SR3 = "demo-4x-sr3"
+SR3_FILES = HCFLOW_FILES
+SR3_RESULTS = Path("data/results/28_repro.sr3/quick")   # held-out results of the SR3 comparison (nbs/28_repro.sr3)
+
+
+def bundle_sr3_files(run: Path, out: Path) -> Path:
+    "Check the bundled `demo-4x-sr3` model (exported by `tools/train_sr3.sh export`) loads, and copy its run's files as demo-4x-sr3.*."
+    from srflow_nb.sr3 import load_sr3
+    run, out = Path(run), Path(out)
+    weights = out / PRETRAINED[SR3]
+    if not weights.exists(): sys.exit(f"[sr3] {weights} does not exist: export the model first (bash tools/train_sr3.sh export)")
+    missing = [f for f in SR3_FILES if not (run / f).exists()]
+    if missing: sys.exit(f"[sr3] {run} lacks {', '.join(missing)}: validate at least once before bundling (the card reads them)")
+    load_sr3(weights)                                                  # the bundled file loads
+    for f in SR3_FILES: shutil.copy(run / f, out / f"{SR3}.{f}")
+    print(f"[sr3] {SR3}: {weights} ({weights.stat().st_size / 2 ** 20:.1f} MB) and {SR3}.{{{','.join(SR3_FILES)}}} from {run}")
+    return weights
+
+
+def _f(v, spec: str) -> str: return "-" if pd.isna(v) else format(v, spec)
+
+
+def _sr3_held_out(results: Path) -> list[str]:
+    "Card lines from the SR3 comparison's quick results (table.csv, cost.csv), when they were made with the bundled model."
+    run_json = results / "run.json"
+    if not all((results / f).exists() for f in ("table.csv", "cost.csv", "run.json")) or json.loads(run_json.read_text()).get("sr3") != SR3: return []
+    run, t, c = json.loads(run_json.read_text()), pd.read_csv(results / "table.csv", index_col=0), pd.read_csv(results / "cost.csv")
+    s3, fl = c[c.method == "sr3"].set_index("steps"), c[c.method == "srflow"].set_index("temperature")
+    rows = [r for r in t.index if r in ("Bicubic", "SRFlow τ=0.9") or r.startswith("SR3")]
+    lines = ["", f"Held-out **test** split (`{results}/table.csv`, written by `nbs/28_repro.sr3.ipynb`: {len(run['images'])} images, "
+             f"{run['n_samples']} samples each; the crop size is in its `run.json`):", "", "| method | PSNR | SSIM | LPIPS | LR-PSNR | diversity |", "|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {t.loc[m, 'psnr']:.2f} | {t.loc[m, 'ssim']:.4f} | {t.loc[m, 'lpips']:.4f} | {t.loc[m, 'lr_psnr']:.2f} | {_f(t.loc[m, 'diversity'], '.3g')} |" for m in rows]
+    if 0.9 in fl.index:
+        lines += ["", f"Time per sample in the same run (`cost.csv`, {run['device']}): SR3 {s3.cpu_s_per_sample.iloc[-1]:.3g} CPU-s at "
+                  f"{int(s3.index[-1])} steps, {s3.cpu_s_per_sample.iloc[0]:.3g} at {int(s3.index[0])}; SRFlow τ=0.9 {fl.loc[0.9, 'cpu_s_per_sample']:.3g} CPU-s."]
+    return lines
+
+
+def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
+    "The `demo-4x-sr3` section of MODEL_CARD.md: every number from the bundled weights' metadata, their run files in `out` and the "
+    "SR3 comparison's results; deviations from `sr3_paper` / `SR3Config.paper_sr_64_256`; '' when SR3 is not bundled."
+    from safetensors import safe_open
+    from srflow_nb.sr3 import SR3Config, load_sr3, sr3_options, sr3_paper
+    out = Path(out)
+    files, weights = {k: out / f"{SR3}.{k}" for k in SR3_FILES}, out / PRETRAINED[SR3]
+    if not weights.exists() or not all(f.exists() for f in files.values()): return ""
+    with safe_open(str(weights), "pt") as f: meta = f.metadata()
+    cfg, mc = json.loads(files["config.json"].read_text()), json.loads(files["model_config.json"].read_text())
+    metrics, val = pd.read_csv(files["metrics.csv"]), pd.read_csv(files["val.csv"])
+    step, last, model = int(meta["step"]), metrics.iloc[-1], load_sr3(weights)
+    paper, pmodel = sr3_paper().to_dict(), SR3Config.paper_sr_64_256().to_dict()
+    opts, popts = sr3_options(TrainConfig.from_dict(cfg)), sr3_options(sr3_paper())
+    lines = [f"## `{SR3}`: SR3 diffusion super-resolution", "",
+             f"SR3 (`srflow_nb.sr3`: U-Net denoiser conditioned on the bicubic-upsampled LR, ancestral sampling) trained from scratch with "
+             f"`bash tools/train_sr3.sh` (`sr3.sr3_demo`, the shared trainer; {model.config.loss_type.upper()} on the noise) on the **train** split "
+             f"({n_train} images, {cfg['patch_size']}-px HR patches, batch {cfg['batch_size']}, LR by MATLAB bicubic, stored 8-bit), validated "
+             f"every {cfg['val_every']} steps on the **val** split with {opts['val_steps']}-step samples.", "",
+             "| model | file | parameters | bundled step | CPU hours to it | run steps | run CPU hours | skipped steps | inference steps | size |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| `{SR3}` | `{weights.name}` | {sum(p.numel() for p in model.parameters()):,} | {step} | {float(meta['cpu_time_s']) / 3600:.2f} "
+             f"| {int(last.step)} | {last.cpu_time_s / 3600:.2f} | {int(metrics.skipped.max()) if 'skipped' in metrics else 0} "
+             f"| {len(model.sample_gammas)} | {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
+             "- " + selection(SR3, files["val.csv"], step, "sr3_psnr"), "",
+             "Deviations from the paper's recipe (`sr3.sr3_paper`) and natural-image configuration (`SR3Config.paper_sr_64_256`):", "",
+             "| setting | paper | here |", "|---|---|---|", "| training data | ImageNet (the paper's 64->256 natural images) | the demo train split |"]
+    for k in RECIPE:
+        if paper[k] != cfg[k]: lines.append(f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |")
+    for k, v in popts.items():
+        if opts[k] != v: lines.append(f"| option {k} | {v} | {opts[k]} |")
+    for k, v in pmodel.items():
+        here, there = json.dumps(mc.get(k)), json.dumps(v)
+        if k in mc and here != there: lines.append(f"| model {k} | {there} | {here} |")
+    v = val.set_index("step")
+    lp = f", LPIPS {v.sr3_lpips.iloc[-1]:.4f} (bicubic {v.bicubic_lpips.iloc[-1]:.4f})" if "sr3_lpips" in v else ""
+    lines += ["", f"Validation (`{files['val.csv'].name}`, {len(val)} validations, {opts['val_steps']}-step samples): PSNR {v.sr3_psnr.iloc[0]:.2f} dB at step "
+              f"{int(v.index[0])} -> {v.sr3_psnr.iloc[-1]:.2f} dB at step {int(v.index[-1])} (best {v.sr3_psnr.max():.2f} dB at step {int(v.sr3_psnr.idxmax())}); "
+              f"at the last one LR-PSNR {v.sr3_lr_psnr.iloc[-1]:.2f} dB{lp}, bicubic {v.bicubic_psnr.iloc[-1]:.2f} dB."]
+    lines += _sr3_held_out(Path(results))
+    lines += ["", f"Usage: `load_pretrained('{SR3}')` (an `SR3`: `.sample(lr, n, steps)`), `load_superresolver('sr3')`, "
+              "`srflow sample --model sr3 --steps N`.", "", f"Training config: `{json.dumps(cfg)}`", f"  model: `{json.dumps(mc)}`"]
+    return "\n".join(lines) + "\n"
+
+
 def write_card(out: Path, n_train: int):
     "Re-write MODEL_CARD.md from demo_eval.json and the val CSVs, keeping the hand-written notes section."
     ev = json.loads((out / "demo_eval.json").read_text())
@@ -246,6 +331,8 @@ def write_card(out: Path, n_train: int):
     if gan: text += "\n" + gan
     hc = hcflow_card(out, n_train)
     if hc: text += "\n" + hc
+    sr = sr3_card(out, n_train)
+    if sr: text += "\n" + sr
     if notes: text += "\n" + notes
     atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
     return text
@@ -261,6 +348,7 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
          hcflow: str = None,           # an HCFlow run folder to bundle (its best.pt, else the newest checkpoint), then re-write the card
          hcflow_name: str = None,      # the bundled name for --hcflow (default: demo-4x-hcflow or demo-4x-hcflow-rescaling, by model kind)
          hcflow_checkpoint: str = None,   # the checkpoint of --hcflow to bundle instead of best.pt
+         sr3: str = None,              # the SR3 run folder whose demo-4x-sr3 model `tools/train_sr3.sh export` bundled: copy its files, re-write the card
         ):
     "Export the demo campaign's checkpoints as the bundled models, evaluate them on the held-out split, write the model card."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -270,6 +358,11 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
         bundle_hcflow(Path(hcflow), out, hcflow_name, hcflow_checkpoint)
         if (out / "demo_eval.json").exists(): print(write_card(out, n_train))
         else: print(hcflow_card(out, n_train))
+        return
+    if sr3:
+        bundle_sr3_files(Path(sr3), out)
+        if (out / "demo_eval.json").exists(): print(write_card(out, n_train))
+        else: print(sr3_card(out, n_train))
         return
     if not rrdb: sys.exit("[export] --rrdb is required (or --card-only)")
     torch.set_num_threads(2)

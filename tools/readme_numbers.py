@@ -26,7 +26,7 @@ SPEED_JSON = BENCH / "sample_speed_lr64_threads2_idle_amx.json"
 COMPILE_JSON = BENCH / "sample_speed_lr64_threads2_compile.json"
 EQUIVALENCE_JSON = BENCH / "official_equivalence.json"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
-         "24_repro.ablations", "25_repro.restoration"]
+         "24_repro.ablations", "25_repro.restoration", "27_repro.hcflow", "28_repro.sr3"]
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "lr_psnr": 2, "niqe": 2, "brisque": 1, "piqe": 1}
 
 
@@ -61,6 +61,7 @@ def findings_table() -> str:
     lines = ["| notebook | finding | verdict | measured |", "|---|---|---|---|"]
     for nb in REPRO:
         f = RESULTS / nb / "quick" / "findings.csv"
+        if not f.exists(): raise FileNotFoundError(f"{f}: no findings yet; run nbs/{nb}.ipynb (tools/run_notebooks.py) and commit its results first")
         for r in pd.read_csv(f).itertuples():
             lines.append(f"| `{nb}` | {r.finding} | {'holds' if r.holds else '**does not hold**'} | {r.detail} |")
     return "\n".join(lines)

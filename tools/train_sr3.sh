@@ -5,8 +5,9 @@
 #
 #   bash tools/train_sr3.sh              # the campaign, into $RUNS/demo-4x-sr3
 #   nohup bash tools/train_sr3.sh > runs/sr3.log 2>&1 &
-#   bash tools/train_sr3.sh export       # newest checkpoint of $RUNS/demo-4x-sr3 -> srflow_nb/pretrained/demo_4x_sr3.safetensors
-#                                        # + the run's config/model_config/metrics/val files as demo-4x-sr3.* (EXPORT: another file)
+#   bash tools/train_sr3.sh export       # newest checkpoint of $RUNS/demo-4x-sr3 -> srflow_nb/pretrained/demo_4x_sr3.safetensors,
+#                                        # then tools/export_demo.py --sr3: the run's config/model_config/metrics/val files as
+#                                        # demo-4x-sr3.* and the MODEL_CARD.md section (EXPORT: only the model file, elsewhere)
 #   bash tools/train_sr3.sh speed        # CPU s/step of candidate configurations (SPEED_STEPS timed steps each, after 3 warm-up
 #                                        # steps) -> data/results/sr3/train_speed.json (git sha, configs, load, CPU-h of each)
 #   bash tools/train_sr3.sh sample_speed # bf16 vs fp32 sample accuracy and seconds per U-Net evaluation (small model, HR 256):
@@ -84,9 +85,8 @@ cks = list_checkpoints(f"{sys.argv[1]}/checkpoints")
 if not cks: sys.exit(f"[sr3] export: no checkpoint in {sys.argv[1]}/checkpoints")
 print("[sr3] exported", cks[-1], "->", export_model(cks[-1], sys.argv[2]))
 PY
-  if [ "$EXPORT" = "$DEST/demo_4x_sr3.safetensors" ]; then
-    for f in config.json model_config.json metrics.csv val.csv; do cp "$OUT/$f" "$DEST/demo-4x-sr3.$f"; done
-    echo "[sr3] copied $OUT/{config.json,model_config.json,metrics.csv,val.csv} -> $DEST/demo-4x-sr3.*"
+  if [ "$EXPORT" = "$DEST/demo_4x_sr3.safetensors" ]; then   # the bundle: the run's files as demo-4x-sr3.* and the card
+    python tools/export_demo.py --sr3 "$OUT" --out "$DEST"
   fi
   exit 0
 fi
