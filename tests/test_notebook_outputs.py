@@ -60,6 +60,13 @@ def test_stamp_follows_code_and_inputs(repo):
     (repo / "srflow_nb" / "lib.py").write_text("X = 2\n")            # library changed: stale
     assert any("stale" in p for p in rn.check([nbp], repo))
     (repo / "srflow_nb" / "lib.py").write_text("X = 1\n")
+    (repo / "srflow_nb" / "CARD.md").write_text("rewritten from results\n")   # a document (model card): not an input
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    assert rn.check([nbp], repo) == []
+    (repo / "srflow_nb" / "card.json").write_text("{}\n")              # a tracked non-document file: an input
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    assert any("stale" in p for p in rn.check([nbp], repo))
+    (repo / "srflow_nb" / "card.json").unlink(); subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
     nb["cells"][3]["source"] = "print(1 + 2)"; nbp.write_text(json.dumps(nb))   # a cell changed: stale
     assert any("stale" in p for p in rn.check([nbp], repo))
     del nb["metadata"]["srflow_nb"]; nbp.write_text(json.dumps(nb))

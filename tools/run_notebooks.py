@@ -16,7 +16,9 @@ then `nbdev_clean` runs on the file, so the sync gate stays clean.
 
 The stamp (`metadata.srflow_nb.inputs_sha256`) hashes the code the run depended on: every code cell source of the
 notebook, and every git-tracked file under `srflow_nb/` (library + bundled checkpoints) and `data/` (demo images,
-committed results), except the `quick/` and `partial/` result folders that the notebooks themselves (re)write.
+committed results), except the `quick/` and `partial/` result folders that the notebooks themselves (re)write and
+Markdown documents (`*.md`: model cards, READMEs), which no notebook executes or reads. That keeps the model card,
+whose held-out sections are rendered from the repro notebooks' results, from staling the notebooks that produced them.
 `--check` recomputes it: a notebook whose cells, library or inputs changed since its outputs were produced is stale,
 and CI fails with the command that refreshes it. It also fails on error outputs, figures left as text
 (`<Figure size ...>`) and notebooks over the size budget.
@@ -40,6 +42,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MAX_NOTEBOOK_BYTES = 2_000_000          # per notebook, outputs included
 INPUT_DIRS = ("srflow_nb", "data")
 EXCLUDED_PARTS = {"quick", "partial", "cache", "__pycache__"}
+DOC_SUFFIXES = {".md"}                   # documents, not inputs: no notebook's outputs depend on them
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:
@@ -51,7 +54,8 @@ def notebooks(root: Path = ROOT) -> list[Path]:
 def _tracked_inputs(root: Path) -> list[str]:
     out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--", *INPUT_DIRS], capture_output=True, check=True).stdout
     files = [f for f in out.decode().split("\0") if f]
-    return sorted(f for f in files if not (EXCLUDED_PARTS & set(Path(f).parts[:-1])) and (root / f).is_file())
+    return sorted(f for f in files if not (EXCLUDED_PARTS & set(Path(f).parts[:-1])) and Path(f).suffix not in DOC_SUFFIXES
+                  and (root / f).is_file())
 
 
 def inputs_digest(root: Path = ROOT) -> str:
