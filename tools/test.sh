@@ -19,7 +19,9 @@ python3 tools/run_notebooks.py --check
 
 echo "[test] nbdev_test (quick mode; slow/cuda cells skipped)"
 start=$(date +%s)
-nbdev_test --n_workers "${SRFLOW_NB_WORKERS:-2}" --timing --flags ""
+# One torch/OpenMP thread per notebook worker unless told otherwise: two workers with two threads each on two cores
+# oversubscribe, and OpenMP's spinning threads then burn many times the CPU of the work itself.
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers "${SRFLOW_NB_WORKERS:-2}" --timing --flags ""
 echo "[test] nbdev_test took $(( $(date +%s) - start )) s"
 
 echo "[test] pytest (with the real-browser test: it fails, never skips, when chromium or playwright is missing)"
