@@ -200,13 +200,7 @@ def _hcflow_section(out: Path, name: str, n_train: int) -> str:
              f"Deviations from the official recipe (`hcflow.{'hcflow_paper_rescaling' if rescaling else 'hcflow_paper_sr'}`) and "
              f"configuration (`HCFlowConfig.{'rescaling_div2k_4x' if rescaling else 'sr_div2k_4x'}`):", "",
              "| setting | official | here |", "|---|---|---|", "| training data | DF2K (DIV2K + Flickr2K) | the demo train split |"]
-    for k in RECIPE:
-        if paper[k] != cfg[k]: lines.append(f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |")
-    for k, v in popts.items():
-        if opts[k] != v: lines.append(f"| option {k} | {v} | {opts[k]} |")
-    for k, v in pmodel.items():
-        here, there = json.dumps(mc.get(k)), json.dumps(list(v) if isinstance(v, tuple) else v)
-        if k in mc and here != there: lines.append(f"| model {k} | {there} | {here} |")
+    lines += deviation_rows(paper, cfg, popts, opts, pmodel, mc)
     lines += ["", "Also (documented in `nbs/07_hcflow.ipynb`, Training): a non-finite loss skips the whole update (the trainer's NaN guard)"
               + ("" if rescaling else "; patches are augmented with 90-degree rotations too (the official SR configs flip only); "
                  "HCFlow++ (VGG perceptual + GAN losses) is not provided") + ".", ""]
@@ -227,6 +221,14 @@ def _hcflow_section(out: Path, name: str, n_train: int) -> str:
                "(the default checkpoint of the `hcflow` family).")
     lines += ["", use, "", f"Training config: `{json.dumps(cfg)}`", f"  model: `{json.dumps(mc)}`"]
     return "\n".join(lines) + "\n"
+
+
+def deviation_rows(paper: dict, cfg: dict, popts: dict, opts: dict, pmodel: dict, mc: dict) -> list[str]:
+    "Rows `| setting | paper | here |` of a card's deviation table: training recipe, its options, then model fields (JSON-compared)."
+    rows = [f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |"
+            for k in RECIPE if paper[k] != cfg[k]]
+    rows += [f"| option {k} | {v} | {opts[k]} |" for k, v in popts.items() if opts[k] != v]
+    return rows + [f"| model {k} | {json.dumps(v)} | {json.dumps(mc[k])} |" for k, v in pmodel.items() if k in mc and json.dumps(mc[k]) != json.dumps(v)]
 
 
 def hcflow_card(out: Path, n_train: int) -> str:
@@ -300,13 +302,7 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
              "- " + selection(SR3, files["val.csv"], step, "sr3_psnr"), "",
              "Deviations from the paper's recipe (`sr3.sr3_paper`) and natural-image configuration (`SR3Config.paper_sr_64_256`):", "",
              "| setting | paper | here |", "|---|---|---|", "| training data | ImageNet (the paper's 64->256 natural images) | the demo train split |"]
-    for k in RECIPE:
-        if paper[k] != cfg[k]: lines.append(f"| {k} | {paper[k] or 'fp32'} | {cfg[k] or 'fp32'} |" if k == "amp" else f"| {k} | {paper[k]} | {cfg[k]} |")
-    for k, v in popts.items():
-        if opts[k] != v: lines.append(f"| option {k} | {v} | {opts[k]} |")
-    for k, v in pmodel.items():
-        here, there = json.dumps(mc.get(k)), json.dumps(v)
-        if k in mc and here != there: lines.append(f"| model {k} | {there} | {here} |")
+    lines += deviation_rows(paper, cfg, popts, opts, pmodel, mc)
     v = val.set_index("step")
     lp = f", LPIPS {v.sr3_lpips.iloc[-1]:.4f} (bicubic {v.bicubic_lpips.iloc[-1]:.4f})" if "sr3_lpips" in v else ""
     lines += ["", f"Validation (`{files['val.csv'].name}`, {len(val)} validations, {opts['val_steps']}-step samples): PSNR {v.sr3_psnr.iloc[0]:.2f} dB at step "
