@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['OUTPUT_DIRS', 'get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write', 'code_state', 'git_sha',
-           'run_info', 'repo_root', 'InputError', 'sum_except_batch']
+__all__ = ['OUTPUT_DIRS', 'ISA_FLAGS', 'OUTPUT_ENV', 'get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write',
+           'code_state', 'git_sha', 'machine_info', 'cpu_kind', 'run_info', 'repo_root', 'output_root',
+           'committed_path', 'InputError', 'refuse_existing', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -88,11 +89,32 @@ def git_sha(path: str | os.PathLike | None = None) -> str:
     return code_state(path)["git_sha"]
 
 # %% ../nbs/00_core.ipynb #e7b92d44
-def run_info(device: str | torch.device | None = None, **extra) -> dict:
-    "A JSON-serialisable record of the code version (`code_state`), libraries and machine, plus any `extra` fields."
+ISA_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512-BF16", "avx512f": "AVX-512F", "avx2": "AVX2"}
+
+def machine_info() -> dict:
+    "The CPU model, its bf16/SIMD instruction sets (`ISA_FLAGS`), torch's CPU kernel level, cores and torch threads."
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():   # Linux; elsewhere the model from `platform`
+            key, _, value = line.partition(":")
+            if key.strip() == "model name": model = value.strip()
+            elif key.strip() == "flags": flags = set(value.split()); break
+    except OSError: pass
+    isa = [name for flag, name in ISA_FLAGS.items() if flag in flags]
+    return dict(cpu=model, isa=isa, cpu_kind=cpu_kind(isa), torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                cores=os.cpu_count(), threads=torch.get_num_threads())
+
+def cpu_kind(isa: Sequence[str]) -> str:
+    "The class that decides bf16 speed and rounding: 'AMX' (Intel AMX-BF16), 'AVX-512-BF16' (e.g. AMD Zen 4), else 'AVX-512' / 'AVX2' / 'other'."
+    for name, kind in (("AMX-BF16", "AMX"), ("AVX-512-BF16", "AVX-512-BF16"), ("AVX-512F", "AVX-512"), ("AVX2", "AVX2")):
+        if name in isa: return kind
+    return "other"
+
+def run_info(device: str | torch.device | None = None, precision: str = "fp32", **extra) -> dict:
+    "A JSON-serialisable record of the code version (`code_state`), libraries, machine (`machine_info`) and `precision`, plus any `extra` fields."
     info = dict(**code_state(), time_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
-                threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
+                threads=torch.get_num_threads(), cuda=torch.cuda.is_available(), machine=machine_info(), precision=precision)
     if device is not None:
         dev = torch.device(device)
         info["device"] = str(dev)
@@ -109,9 +131,39 @@ def repo_root() -> Path:
     parent = Path(srflow_nb.__file__).resolve().parent.parent
     return parent if (parent / "settings.ini").exists() or (parent / "data" / "demo").is_dir() else Path.cwd()
 
+# %% ../nbs/00_core.ipynb #a1c0e003
+OUTPUT_ENV = "SRFLOW_OUTPUT_ROOT"
+_SCRATCH: list[Path] = []
+
+def output_root() -> Path:
+    "Where results and figures go: `$SRFLOW_OUTPUT_ROOT`; under a test run (`IN_TEST`) a scratch folder removed at exit; else `repo_root()`."
+    if os.environ.get(OUTPUT_ENV): return Path(os.environ[OUTPUT_ENV])
+    if not os.environ.get("IN_TEST"): return repo_root()
+    if not _SCRATCH:
+        import atexit, shutil
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="srflow_nb-test-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
+    return _SCRATCH[0]
+
+def committed_path(path: str | os.PathLike) -> Path:
+    "The checkout's twin of `path` when `path` lies under a scratch `output_root()`; else `path` itself."
+    path, root = Path(path).resolve(), output_root().resolve()
+    if root == repo_root().resolve() or not path.is_relative_to(root): return path
+    return repo_root().resolve() / path.relative_to(root)
+
 # %% ../nbs/00_core.ipynb #4e9d2bb1
 class InputError(ValueError):
     "An expected error caused by the user's input (a file, an option value): reported as one line, without a traceback."
+
+# %% ../nbs/00_core.ipynb #a1c0e008
+def refuse_existing(outputs: Sequence[str | os.PathLike], option: str = "--output", overwrite: bool = False,
+                    inputs: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    "`outputs` as Paths; `InputError` when one is an input (always) or exists already (unless `overwrite`)."
+    outs, ins = [Path(p) for p in outputs], {Path(p).resolve() for p in inputs}
+    if (same := [p for p in outs if p.resolve() in ins]): raise InputError(f"{option} {same[0]} is an input of this command: choose another name")
+    if not overwrite and (old := [p for p in outs if p.exists()]):
+        raise InputError(f"{option}: {old[0]} exists already ({len(old)} of {len(outs)} output(s) would be replaced): pass --overwrite, or choose another name")
+    return outs
 
 # %% ../nbs/00_core.ipynb #80f4e2ee
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .core import InputError, atomic_write, get_device, run_info
-from .core import repo_root
+from .core import output_root, repo_root
 from .datasets import demo_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
@@ -144,8 +144,8 @@ def demo_dataset(split: str = "test", crop: int | None = None, limit: int | None
 
 # %% ../nbs/19a_demo.ipynb #f291c36d
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
-    "`<root or repo>/data/results/<name>/`, created."
-    d = (Path(root) if root is not None else repo_root() / "data" / "results") / name
+    "`<root>/<name>/`, created; `root` defaults to `data/results` of `core.output_root()` (the checkout, or a test run's scratch folder)."
+    d = (Path(root) if root is not None else output_root() / "data" / "results") / name
     d.mkdir(parents=True, exist_ok=True)
     return d
 

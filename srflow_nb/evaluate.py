@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_write, get_device, name_seed, run_info
+from .core import InputError, atomic_write, get_device, name_seed, refuse_existing, run_info
 from . import metrics as M
 from .resize import downscale
 from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
@@ -147,7 +147,7 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
     old = _load_existing(out_csv, config, resume)
     done = set() if old is None else {(str(r.image), str(r.method), _tkey(r.temperature), int(r.sample)) for r in old.itertuples()}
     rows = [] if old is None else old.to_dict("records")
-    if out_csv is not None: _write_run_record(out_csv, run_info(dev, config=config, rows_at_start=len(rows)), old is not None)
+    record = run_info(dev, config=config, rows_at_start=len(rows)) if out_csv is not None else None   # written with the first rows
     groups = _groups(main, method, bases, temps, n_samples)
     bar = tqdm(total=len(dataset) * len(groups) if hasattr(dataset, "__len__") else None, disable=not progress, desc="evaluate")
     warned = set()
@@ -165,9 +165,11 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
         rows += [dict(image=name, method=meth, temperature=np.nan if t is None else t, sample=s, seed=np.nan if gseed is None else gseed,
                       **{m: round(float(vals[m][s]), DECIMALS) for m in metrics}) for s in range(n)]
         if out_csv is not None:
+            if record is not None: _write_run_record(out_csv, record, old is not None); record = None
             df = pd.DataFrame(rows)
             atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
     bar.close()
+    if record is not None and rows: _write_run_record(out_csv, record, old is not None)   # a fully resumed run: its record too
     return pd.DataFrame(rows, columns=_KEY + ["seed"] + list(metrics))
 
 
@@ -210,11 +212,15 @@ def evaluate_folder(
     limit: int = 0,                               # evaluate the first `limit` images (0: all)
     device: str = "auto",                         # auto, cpu or cuda
     progress: bool = True,                        # show a progress bar
+    overwrite: bool = False,                      # start afresh, replacing `out` (default: resume an evaluation CSV, refuse any other file)
 ) -> pd.DataFrame:
     "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
     from srflow_nb.cli import check_output
     from srflow_nb.images import image_files, load_image, to_tensor
-    check_output(out, "--out")
+    out = check_output(out, "--out")
+    if out.suffix.lower() != ".csv": raise InputError(f"--out {out}: the evaluation is written as CSV; give a name ending in .csv")
+    ours = out.with_name(out.stem + ".run.json").exists()     # an evaluation CSV this command wrote: a rerun resumes it
+    if out.exists() and not ours: refuse_existing([out], "--out", overwrite)
     folder = Path(images)
     if not folder.is_dir(): raise InputError(f"images: {folder} is not a folder")
     paths = image_files(folder)[:limit or None]
@@ -226,7 +232,7 @@ def evaluate_folder(
     bases = {b.split(":")[0]: load_superresolver(b, device, **({"scale": sr.scale} if b == "bicubic" else {})) for b in _names(baselines)}
     ds = ({"name": p.stem, "hr": to_tensor(load_image(p))[0]} for p in paths)   # lazy: one image in memory
     df = evaluate(sr, _Sized(ds, len(paths)), sr.scale, temps, n_samples, mets, out, seed, bases, sr.name, crop_border,
-                  device=device, progress=progress, steps=steps)
+                  device=device, progress=progress, steps=steps, resume=not overwrite)
     print(summarize(df).round(4).to_string())
     print(f"wrote {out} ({len(df)} rows)")
     return df

@@ -4,7 +4,7 @@
 
 # %% ../nbs/19b_findings.ipynb #aa218e06
 from __future__ import annotations
-import itertools, math, os
+import itertools, math, os, re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .core import atomic_write, code_state   # code_state: re-exported for the reproduction notebooks
+from .core import atomic_write, code_state, committed_path, repo_root   # code_state: re-exported for the reproduction notebooks
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
-           'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES', 'RESCALING_ROW',
-           'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV', 'beside_paper', 'table2', 'verdict', 'trend',
-           'same_order', 'better', 'findings', 'perception_distortion_findings', 'esrgan_findings', 'paper_numbers',
-           'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
-           'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table', 'check_findings',
-           'findings_markdown', 'sr3_findings']
+           'TOLERANCES', 'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES',
+           'RESCALING_ROW', 'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV', 'FINDINGS_COLUMNS',
+           'TIME_COLUMNS', 'beside_paper', 'table2', 'compare', 'conj', 'verdict', 'trend', 'same_order', 'better',
+           'gain', 'trend_check', 'order_check', 'findings', 'perception_distortion_findings', 'esrgan_findings',
+           'paper_numbers', 'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by',
+           'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table',
+           'check_findings', 'findings_markdown', 'compare_results', 'check_results', 'sr3_findings']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -70,10 +71,26 @@ def table2(df: pd.DataFrame, temperatures: Sequence[float] = (0.0, 0.9), metrics
     return mm[metrics]
 
 # %% ../nbs/19b_findings.ipynb #63f0d60a
-def verdict(name: str, holds: bool, detail: str, quiet: bool = False) -> dict:
-    "Print (unless `quiet`) and return one finding: `name: holds (detail)` or `name: does not hold (detail)`."
-    v = dict(finding=name, holds=bool(holds), detail=detail)
-    if not quiet: print(f"{name}: {'holds' if v['holds'] else 'does not hold'} ({detail})")
+TOLERANCES = {"psnr": 0.01, "psnr_y": 0.01, "lr_psnr": 0.01, "ssim": 1e-4, "ssim_y": 1e-4, "lpips": 2e-4, "diversity": 1e-3,
+              "niqe": 1e-3, "brisque": 1e-2, "piqe": 1e-2, "relative_gain": 1e-3, "log_time_ratio": math.log(2)}
+
+def compare(metric: str, *diffs: float) -> tuple[bool, float]:
+    "Whether every diff > 0, and the margin in units of `TOLERANCES[metric]`: the smallest diff if it holds, else the largest shortfall (NaN: fails, margin inf)."
+    d = np.asarray(diffs, float) / TOLERANCES[metric.lower()]
+    if not len(d) or not np.isfinite(d).all(): return False, math.inf
+    ok = d > 0
+    return bool(ok.all()), float(d.min() if ok.all() else (-d[~ok]).max())
+
+def conj(*checks: tuple[bool, float]) -> tuple[bool, float]:
+    "The conjunction of `compare` results: holds when all hold; margin = the smallest if it holds, else the largest of the failing ones."
+    fail = [m for ok, m in checks if not ok]
+    return (True, min(m for _, m in checks)) if not fail else (False, max(fail))
+
+def verdict(name: str, holds: bool | tuple[bool, float], detail: str, quiet: bool = False) -> dict:
+    "Print (unless `quiet`) and return one finding; `holds` is a bool or a `compare`/`conj` result (holds, margin), fragile when margin <= 1."
+    holds, margin = holds if isinstance(holds, tuple) else (holds, math.inf)
+    v = dict(finding=name, holds=bool(holds), detail=detail, margin=round(float(margin), 2), fragile=bool(margin <= 1))
+    if not quiet: print(f"{name}: {'holds' if v['holds'] else 'does not hold'}{' (fragile)' if v['fragile'] else ''} ({detail})")
     return v
 
 def trend(xs: Sequence[float], ys: Sequence[float], increasing: bool, strict: bool = True) -> bool:
@@ -93,8 +110,22 @@ def same_order(ours: Mapping[str, float], paper: Mapping[str, float]) -> bool:
 
 def better(metric: str, a: float, b: float) -> bool:
     "Whether value `a` of `metric` is strictly better than `b` (lower for LPIPS, NIQE, BRISQUE, PIQE; NaN never is)."
-    hi = plots.HIGHER_IS_BETTER.get(metric.lower(), True)
-    return bool(a > b) if hi else bool(a < b)
+    return bool(gain(metric, a, b) > 0)
+
+def gain(metric: str, a: float, b: float) -> float:
+    "How much better `a` is than `b` in `metric`'s units (`a - b`, or `b - a` where lower is better)."
+    return float(a - b) if plots.HIGHER_IS_BETTER.get(metric.lower(), True) else float(b - a)
+
+def trend_check(metric: str, xs: Sequence[float], ys: Sequence[float], increasing: bool) -> tuple[bool, float]:
+    "`trend` (strict) as a `compare` result: every step of `ys` ordered by `xs` goes the right way, with its margin."
+    y = np.asarray(ys, float)[np.argsort(np.asarray(xs, float), kind="stable")]
+    if len(y) < 2: return False, math.inf
+    return compare(metric, *(np.diff(y) if increasing else -np.diff(y)))
+
+def order_check(metric: str, ours: Mapping[str, float], paper: Mapping[str, float]) -> tuple[bool, float]:
+    "`same_order` as a `compare` result: each of the paper's strict inequalities kept by ours, with its margin."
+    diffs = [(float(ours[a]) - float(ours[b])) * np.sign(paper[a] - paper[b]) for a, b in itertools.combinations(list(paper), 2) if paper[a] != paper[b]]
+    return compare(metric, *diffs) if diffs else (True, math.inf)
 
 # %% ../nbs/19b_findings.ipynb #8f35bf0c
 def _mean(df, method, t, m):
@@ -105,23 +136,23 @@ def findings(df: pd.DataFrame, temperature: float = 0.9, lr_psnr_bound: float = 
     "The Table 2 and temperature-sweep verdicts (see above) of an `evaluate` table."
     out = []
     s, r = _mean(df, "srflow", temperature, "lpips"), _mean(df, "rrdb", None, "lpips")
-    out.append(verdict(f"SRFlow LPIPS (τ={temperature:g}) < RRDB LPIPS", s < r, f"{s:.4f} vs {r:.4f}", quiet))
+    out.append(verdict(f"SRFlow LPIPS (τ={temperature:g}) < RRDB LPIPS", compare("lpips", r - s), f"{s:.4f} vs {r:.4f}", quiet))
     temps = sorted(df[df.method == "srflow"].temperature.dropna().unique())
     if any(np.isclose(temps, 0.0)):
         p0, pr = _mean(df, "srflow", 0.0, "psnr"), _mean(df, "rrdb", None, "psnr")
-        out.append(verdict(f"SRFlow τ=0 PSNR within {psnr_margin:g} dB of RRDB", abs(p0 - pr) <= psnr_margin, f"{p0:.2f} vs {pr:.2f} dB, Δ={p0 - pr:+.2f}", quiet))
+        out.append(verdict(f"SRFlow τ=0 PSNR within {psnr_margin:g} dB of RRDB", compare("psnr", psnr_margin - abs(p0 - pr)), f"{p0:.2f} vs {pr:.2f} dB, Δ={p0 - pr:+.2f}", quiet))
     if len(temps) >= 2:
         ps = [_mean(df, "srflow", t, "psnr") for t in temps]
-        out.append(verdict("PSNR decreases with temperature", trend(temps, ps, increasing=False),
+        out.append(verdict("PSNR decreases with temperature", trend_check("psnr", temps, ps, increasing=False),
                            "PSNR " + ", ".join(f"τ={t:g}: {p:.2f}" for t, p in zip(temps, ps)), quiet))
     pos = [t for t in temps if t > 0]
     if "diversity" in df.columns and len(pos) >= 2:
         dv = [_mean(df, "srflow", t, "diversity") for t in pos]
-        out.append(verdict("diversity increases with temperature (τ > 0)", trend(pos, dv, increasing=True),
+        out.append(verdict("diversity increases with temperature (τ > 0)", trend_check("diversity", pos, dv, increasing=True),
                            "diversity " + ", ".join(f"τ={t:g}: {d:.3f}" for t, d in zip(pos, dv)), quiet))
     if "lr_psnr" in df.columns:
         lp = _mean(df, "srflow", temperature, "lr_psnr")
-        out.append(verdict(f"LR-PSNR >= {lr_psnr_bound:g} dB (τ={temperature:g})", lp >= lr_psnr_bound, f"{lp:.2f} dB (paper {PAPER_TABLE2_4X.loc['SRFlow τ=0.9', 'lr_psnr']:.2f})", quiet))
+        out.append(verdict(f"LR-PSNR >= {lr_psnr_bound:g} dB (τ={temperature:g})", compare("lr_psnr", lp - lr_psnr_bound) if lp != lr_psnr_bound else (True, 0.0), f"{lp:.2f} dB (paper {PAPER_TABLE2_4X.loc['SRFlow τ=0.9', 'lr_psnr']:.2f})", quiet))
     return out
 
 # %% ../nbs/19b_findings.ipynb #b956f39f
@@ -130,9 +161,9 @@ def perception_distortion_findings(df: pd.DataFrame, psnr_margin: float = 0.5, q
     curve, base = plots.split_methods(df, ["psnr", "lpips"])
     rr = base.set_index("method").loc["rrdb"]
     c0, chi = curve.iloc[0], curve.iloc[-1]
-    return [verdict(f"τ={c0.temperature:g} PSNR within {psnr_margin:g} dB of RRDB", abs(c0.psnr - rr.psnr) <= psnr_margin, f"{c0.psnr:.2f} vs {rr.psnr:.2f} dB", quiet),
-            verdict(f"LPIPS at τ={chi.temperature:g} below RRDB", chi.lpips < rr.lpips, f"{chi.lpips:.4f} vs {rr.lpips:.4f}", quiet),
-            verdict("higher τ trades PSNR for LPIPS", bool(chi.psnr < c0.psnr and chi.lpips < c0.lpips),
+    return [verdict(f"τ={c0.temperature:g} PSNR within {psnr_margin:g} dB of RRDB", compare("psnr", psnr_margin - abs(c0.psnr - rr.psnr)), f"{c0.psnr:.2f} vs {rr.psnr:.2f} dB", quiet),
+            verdict(f"LPIPS at τ={chi.temperature:g} below RRDB", compare("lpips", rr.lpips - chi.lpips), f"{chi.lpips:.4f} vs {rr.lpips:.4f}", quiet),
+            verdict("higher τ trades PSNR for LPIPS", conj(compare("psnr", c0.psnr - chi.psnr), compare("lpips", c0.lpips - chi.lpips)),
                     f"τ={c0.temperature:g}: ({c0.psnr:.2f}, {c0.lpips:.4f}) -> τ={chi.temperature:g}: ({chi.psnr:.2f}, {chi.lpips:.4f})", quiet)]
 
 # %% ../nbs/19b_findings.ipynb #c67f34f0
@@ -142,13 +173,13 @@ def esrgan_findings(df: pd.DataFrame, temperature: float = 0.9, lpips_margin: fl
     s, g = ({m: _mean(df, k, t, m) for m in ms} for k, t in (("srflow", temperature), ("esrgan", None)))
     r, P = _mean(df, "rrdb", None, "lpips"), PAPER_TABLE2_4X
     ps, pg, t = P.loc["SRFlow τ=0.9"], P.loc["ESRGAN"], f"τ={temperature:g}"
-    return [verdict(f"SRFlow {t} PSNR > ESRGAN PSNR", s["psnr"] > g["psnr"],
+    return [verdict(f"SRFlow {t} PSNR > ESRGAN PSNR", compare("psnr", s["psnr"] - g["psnr"]),
                     f"{s['psnr']:.2f} vs {g['psnr']:.2f} dB (paper {ps.psnr:.2f} vs {pg.psnr:.2f})", quiet),
-            verdict(f"SRFlow {t} LR-PSNR > ESRGAN LR-PSNR", s["lr_psnr"] > g["lr_psnr"],
+            verdict(f"SRFlow {t} LR-PSNR > ESRGAN LR-PSNR", compare("lr_psnr", s["lr_psnr"] - g["lr_psnr"]),
                     f"{s['lr_psnr']:.2f} vs {g['lr_psnr']:.2f} dB (paper {ps.lr_psnr:.2f} vs {pg.lr_psnr:.2f})", quiet),
-            verdict(f"SRFlow {t} LPIPS <= ESRGAN LPIPS + {lpips_margin:g}", s["lpips"] <= g["lpips"] + lpips_margin,
+            verdict(f"SRFlow {t} LPIPS <= ESRGAN LPIPS + {lpips_margin:g}", compare("lpips", g["lpips"] + lpips_margin - s["lpips"]) if s["lpips"] != g["lpips"] + lpips_margin else (True, 0.0),
                     f"{s['lpips']:.4f} vs {g['lpips']:.4f} (paper {ps.lpips:.3f} vs {pg.lpips:.3f})", quiet),
-            verdict("ESRGAN LPIPS < RRDB LPIPS", g["lpips"] < r, f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet)]
+            verdict("ESRGAN LPIPS < RRDB LPIPS", compare("lpips", r - g["lpips"]), f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet)]
 
 
 # %% ../nbs/19b_findings.ipynb #a7c1f00a
@@ -190,11 +221,11 @@ def hcflow_findings(df: pd.DataFrame, rescaling: pd.DataFrame | None = None, tem
     h0, s0 = m("hcflow", 0.0, "psnr"), m("srflow", 0.0, "psnr")
     ht, st = ({c: m(k, temperature, c) for c in ("psnr", "lpips")} for k in ("hcflow", "srflow"))
     r, P, S, t = m("rrdb", None, "lpips"), PAPER_HCFLOW_4X.loc["HCFlow"], PAPER_TABLE2_4X, f"τ={temperature:g}"
-    out = [verdict("HCFlow τ=0 PSNR > SRFlow τ=0 PSNR", h0 > s0, f"{h0:.2f} vs {s0:.2f} dB, Δ={h0 - s0:+.2f}", quiet),
-           verdict(f"HCFlow {t} PSNR within {psnr_margin:g} dB of SRFlow {t}", abs(ht["psnr"] - st["psnr"]) <= psnr_margin,
+    out = [verdict("HCFlow τ=0 PSNR > SRFlow τ=0 PSNR", compare("psnr", h0 - s0), f"{h0:.2f} vs {s0:.2f} dB, Δ={h0 - s0:+.2f}", quiet),
+           verdict(f"HCFlow {t} PSNR within {psnr_margin:g} dB of SRFlow {t}", compare("psnr", psnr_margin - abs(ht["psnr"] - st["psnr"])),
                    f"{ht['psnr']:.2f} vs {st['psnr']:.2f} dB (paper {P.psnr:.2f} vs {S.loc['SRFlow τ=0.9', 'psnr']:.2f})", quiet),
-           verdict(f"HCFlow {t} LPIPS < RRDB LPIPS", ht["lpips"] < r, f"{ht['lpips']:.4f} vs {r:.4f} (paper {P.lpips:.3f} vs {S.loc['RRDB', 'lpips']:.3f})", quiet),
-           verdict(f"HCFlow {t} LPIPS within {lpips_margin:g} of SRFlow {t}", abs(ht["lpips"] - st["lpips"]) <= lpips_margin,
+           verdict(f"HCFlow {t} LPIPS < RRDB LPIPS", compare("lpips", r - ht["lpips"]), f"{ht['lpips']:.4f} vs {r:.4f} (paper {P.lpips:.3f} vs {S.loc['RRDB', 'lpips']:.3f})", quiet),
+           verdict(f"HCFlow {t} LPIPS within {lpips_margin:g} of SRFlow {t}", compare("lpips", lpips_margin - abs(ht["lpips"] - st["lpips"])),
                    f"{ht['lpips']:.4f} vs {st['lpips']:.4f} (paper {P.lpips:.3f} vs {S.loc['SRFlow τ=0.9', 'lpips']:.3f})", quiet)]
     return out if rescaling is None else out + rescaling_findings(rescaling, rescaling_margin_db, lr_psnr_bound, quiet)
 
@@ -206,11 +237,11 @@ def rescaling_findings(rescaling: pd.DataFrame, margin_db: float = 3.0, lr_psnr_
     if sr.empty: raise ValueError("rescaling table has no SR rows to compare with")
     best, gap = sr.psnr.idxmax(), float(rs.psnr - sr.psnr.max())     # NaN PSNRs: idxmax skips them, a NaN gap never passes
     paper = f"paper: above IRN's {PAPER_IRN_4X_PSNR_Y:.2f} dB (Y) vs SRFlow {PAPER_TABLE2_4X.loc['SRFlow τ=0.9', 'psnr']:.2f} dB"
-    return [verdict(f"rescaling HR PSNR >= best SR PSNR + {margin_db:g} dB", gap >= margin_db,
+    return [verdict(f"rescaling HR PSNR >= best SR PSNR + {margin_db:g} dB", compare("psnr", gap - margin_db) if gap != margin_db else (True, 0.0),
                     f"{rs.psnr:.2f} vs {sr.psnr.max():.2f} dB ({best}), gap {gap:+.2f} dB; {paper}", quiet),
-            verdict("rescaling HR SSIM above every SR method's", bool((rs.ssim > sr.ssim).all()),
+            verdict("rescaling HR SSIM above every SR method's", compare("ssim", *(rs.ssim - sr.ssim)),
                     f"{rs.ssim:.4f} vs best {sr.ssim.max():.4f} ({sr.ssim.idxmax()})", quiet),
-            verdict(f"rescaling LR within {lr_psnr_bound:g} dB of bicubic (LR-PSNR vs the bicubic LR)", rs.lr_psnr >= lr_psnr_bound,
+            verdict(f"rescaling LR within {lr_psnr_bound:g} dB of bicubic (LR-PSNR vs the bicubic LR)", compare("lr_psnr", rs.lr_psnr - lr_psnr_bound) if rs.lr_psnr != lr_psnr_bound else (True, 0.0),
                     f"{rs.lr_psnr:.2f} dB", quiet)]
 
 # %% ../nbs/19b_findings.ipynb #a1635cc8
@@ -246,13 +277,13 @@ def best_of_n_findings(df: pd.DataFrame, temperature: float | None = None, crite
     "Fig 17's verdicts: LPIPS gains most from oracle selection; selecting by `criterion` (no ground truth) beats one sample on PSNR and LPIPS."
     bon = plots.best_of_n(df, ("psnr", "ssim", "lpips"), temperature=temperature)
     g, N = oracle_gain(bon).relative_gain, bon.index[-1]
-    out = [verdict(f"oracle best-of-{N}: LPIPS gains most (relative)", bool(g.lpips > g.psnr and g.lpips > g.ssim),
+    out = [verdict(f"oracle best-of-{N}: LPIPS gains most (relative)", compare("relative_gain", g.lpips - g.psnr, g.lpips - g.ssim),
                    f"relative gain n=1 -> {N}: LPIPS {g.lpips:.2%}, PSNR {g.psnr:.2%}, SSIM {g.ssim:.2%}", quiet)]
     if criterion in df.columns:
         sel = select_by(df, criterion, ("psnr", "lpips"), temperature=temperature)
         for m in ("psnr", "lpips"):
             v1, vn = float(sel[m].iloc[0]), float(sel[m].iloc[-1])
-            out.append(verdict(f"best of {N} by {criterion} (no ground truth) beats one sample on {m.upper()}", better(m, vn, v1), f"{vn:.4f} vs {v1:.4f}", quiet))
+            out.append(verdict(f"best of {N} by {criterion} (no ground truth) beats one sample on {m.upper()}", compare(m, gain(m, vn, v1)), f"{vn:.4f} vs {v1:.4f}", quiet))
     return out
 
 # %% ../nbs/19b_findings.ipynb #3dd36fe8
@@ -272,13 +303,13 @@ def table5_findings(t5: pd.DataFrame, per_image: pd.DataFrame | None = None, pap
             pp = dict(zip(TABLE5_COLUMNS, paper[m])) if m in paper else None
             ref = f"; paper {pp['Restored']:g} vs {pp[col]:g}" if pp else ""
             out.append(verdict(f"restored {m} better than {other}" + (" (paper's order)" if col != "Original" else ""),
-                               better(m, r, v), f"{r:.4f} vs {v:.4f}{k}{ref}", quiet))
+                               compare(m, gain(m, r, v)), f"{r:.4f} vs {v:.4f}{k}{ref}", quiet))
     return out
 
 def restoration_sweep_finding(sweep: pd.DataFrame, margin_db: float = 2.0, quiet: bool = False) -> dict:
     "Whether some normalization temperature of a sweep (columns temperature, method, PSNR) restores >= `margin_db` above the noisy input."
     rest, noisy = sweep[sweep.method == "Restored"].set_index("temperature").PSNR, float(sweep[sweep.method == "Original"].PSNR.iloc[0])
-    return verdict(f"some temperature restores above the noisy input by >= {margin_db:g} dB", rest.max() - noisy >= margin_db,
+    return verdict(f"some temperature restores above the noisy input by >= {margin_db:g} dB", compare("psnr", rest.max() - noisy - margin_db) if rest.max() - noisy != margin_db else (True, 0.0),
                    f"best {rest.max():.2f} dB at temperature {rest.idxmax():g} vs noisy {noisy:.2f} dB", quiet)
 
 # %% ../nbs/19b_findings.ipynb #7f1a9fe9
@@ -298,11 +329,11 @@ def ablation_findings(abl: pd.DataFrame, t4: pd.DataFrame | None = None, table3_
         if res is None: continue
         for m in metrics:
             ours, pap = {p: float(res.loc[o, m]) for p, o in rows.items()}, {p: float(paper.loc[p, m]) for p in rows}
-            out.append(verdict(f"{table} {m.upper()}: same order as the paper", same_order(ours, pap), f"ours {_fmt(ours)}; paper {_fmt(pap)}", quiet))
+            out.append(verdict(f"{table} {m.upper()}: same order as the paper", order_check(m, ours, pap), f"ours {_fmt(ours)}; paper {_fmt(pap)}", quiet))
     for what, sweep in sweeps.items():
         for m in metrics:
             xs, ys = list(sweep.values()), [float(abl.loc[v, m]) for v in sweep]
-            ok = trend(xs, ys, increasing=plots.HIGHER_IS_BETTER.get(m, True))
+            ok = trend_check(m, xs, ys, increasing=plots.HIGHER_IS_BETTER.get(m, True))
             out.append(verdict(f"Fig 9: {m.upper()} improves with the {what}", ok, ", ".join(f"{x:g}: {y:.4f}" for x, y in zip(xs, ys)), quiet))
     return out
 
@@ -323,18 +354,28 @@ def markdown_table(df: pd.DataFrame, digits: int | Mapping[str, int] = 4, index:
 # %% ../nbs/19b_findings.ipynb #d11deba4
 UPDATE_ENV = "SRFLOW_UPDATE_FINDINGS"
 
+FINDINGS_COLUMNS = ["finding", "holds", "detail", "margin", "fragile"]
+
+def _read_findings(path) -> pd.DataFrame:
+    old = pd.read_csv(path)
+    return old.assign(holds=old.holds.astype(bool), fragile=old.fragile.astype(bool) if "fragile" in old else False)
+
 def check_findings(found: Sequence[Mapping], path: str | os.PathLike, update: bool | None = None) -> pd.DataFrame:
-    "Assert `found` verdicts equal the committed `path` (finding, holds), then write them there; `update` (or $SRFLOW_UPDATE_FINDINGS=1) accepts changes."
-    path, new = Path(path), pd.DataFrame(list(found), columns=["finding", "holds", "detail"])
-    update = os.environ.get(UPDATE_ENV) == "1" if update is None else update
-    if path.exists() and not update:
-        old = pd.read_csv(path)
-        a = list(zip(old.finding, old.holds.astype(bool))); b = list(zip(new.finding, new.holds.astype(bool)))
-        if a != b:
-            diff = [f"  {x[0]}: committed {'holds' if x[1] else 'does not hold'}" for x in a if x not in b] + \
-                   [f"  {x[0]}: now {'holds' if x[1] else 'does not hold'}" for x in b if x not in a]
-            raise AssertionError(f"verdicts differ from the committed {path}:\n" + "\n".join(diff) +
-                                 f"\n(a broken model or metric? if the change is intended, rerun with {UPDATE_ENV}=1 and commit)")
+    "Assert `found` equals the committed twin of `path` (finding, holds; fragile flips reported, not failed), then write `path`; `update` (or $SRFLOW_UPDATE_FINDINGS=1) accepts changes."
+    path, new = Path(path), pd.DataFrame([{"margin": math.inf, "fragile": False, **f} for f in found], columns=FINDINGS_COLUMNS)
+    committed, update = committed_path(path), os.environ.get(UPDATE_ENV) == "1" if update is None else update
+    if committed.exists() and not update:
+        old = _read_findings(committed)
+        if list(old.finding) != list(new.finding):
+            raise AssertionError(f"findings differ from the committed {committed}: {list(old.finding)} vs now {list(new.finding)}\n"
+                                 f"(if the change is intended, rerun with {UPDATE_ENV}=1 and commit)")
+        flips = [(o, n) for o, n in zip(old.itertuples(), new.itertuples()) if o.holds != n.holds]
+        hard = [f"  {n.finding}: committed {'holds' if o.holds else 'does not hold'}, now {'holds' if n.holds else 'does not hold'} (margin {n.margin:g} tolerances)"
+                for o, n in flips if not (o.fragile and n.fragile)]
+        for o, n in flips:
+            if o.fragile and n.fragile: print(f"fragile verdict flipped (inside the tolerance, not a failure): {n.finding}: now {'holds' if n.holds else 'does not hold'} ({n.detail})")
+        if hard: raise AssertionError(f"verdicts differ from the committed {committed}:\n" + "\n".join(hard) +
+                                      f"\n(a broken model or metric? if the change is intended, rerun with {UPDATE_ENV}=1 and commit)")
     atomic_write(path, lambda p: new.to_csv(p, index=False))
     return new
 
@@ -342,7 +383,53 @@ def findings_markdown(found: Sequence[Mapping] | pd.DataFrame | str | os.PathLik
     "Markdown bullets `- **holds**: finding (detail)` of verdicts, a findings DataFrame or a findings CSV path."
     if isinstance(found, (str, os.PathLike)): found = pd.read_csv(found)
     rows = found.to_dict("records") if isinstance(found, pd.DataFrame) else list(found)
-    return "\n".join(f"- **{'holds' if bool(r['holds']) else 'does not hold'}**: {r['finding']} ({r['detail']})" for r in rows)
+    frag = lambda r: " (fragile: inside the tolerance)" if bool(r.get("fragile", False)) else ""
+    return "\n".join(f"- **{'holds' if bool(r['holds']) else 'does not hold'}**{frag(r)}: {r['finding']} ({r['detail']})" for r in rows)
+
+# %% ../nbs/19b_findings.ipynb #b19c0002
+TIME_COLUMNS = re.compile(r"(^|_)(wall|cpu|train|time)(_s)?(_|$)|s_per_sample$|^seconds")
+
+def _tolerance(column: str, metric: str | None = None) -> float | None:
+    "The absolute tolerance of `column` (or of the row's `metric`), None for columns compared to a relative 1e-5."
+    name = (metric or column).lower()
+    return TOLERANCES.get(name) or next((t for k, t in TOLERANCES.items() if name.endswith("_" + k)), None)
+
+def compare_results(new: pd.DataFrame, old: pd.DataFrame) -> list[str]:
+    "The differences between two result tables beyond `TOLERANCES` (time columns skipped), as lines; [] when they agree."
+    if list(new.columns) != list(old.columns) or len(new) != len(old): return [f"columns/rows {list(old.columns)} x {len(old)} -> {list(new.columns)} x {len(new)}"]
+    rows_metric = old["metric"].astype(str).tolist() if "metric" in old else [None] * len(old)
+    out = []
+    for c in new.columns:
+        a, b = new[c], old[c]
+        if TIME_COLUMNS.search(c.lower()): continue
+        if not (pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)):
+            if not a.astype(str).equals(b.astype(str)): out.append(f"{c}: labels differ")
+            continue
+        x, y = a.to_numpy(float), b.to_numpy(float)
+        tol = np.array([_tolerance(c, m) or np.nan for m in rows_metric])
+        ok = np.where(np.isnan(tol), np.isclose(x, y, rtol=1e-5, atol=1e-12), np.abs(x - y) <= tol) | (np.isnan(x) & np.isnan(y))
+        if not ok.all():
+            k = int(np.argmax(~ok))
+            out.append(f"{c}: {int((~ok).sum())} value(s) beyond tolerance, e.g. row {k}: {y[k]:.6g} -> {x[k]:.6g} (tolerance {tol[k]:g})")
+    return out
+
+# %% ../nbs/19b_findings.ipynb #b19c0003
+def check_results(folder: str | os.PathLike) -> dict[str, list[str]]:
+    "A test run: every `*.csv` of `folder` but findings.csv against its committed twin (`compare_results`); AssertionError listing what differs."
+    folder = Path(folder)
+    twin = committed_path(folder)
+    if twin == folder.resolve(): return {}                       # a real run writes the committed files themselves
+    found = {}
+    for f in sorted(folder.glob("*.csv")):
+        if f.name == "findings.csv" or not (twin / f.name).exists(): continue
+        d = compare_results(pd.read_csv(f), pd.read_csv(twin / f.name))
+        if d: found[f.name] = d
+    if found:
+        lines = "\n".join(f"  {k}: {x}" for k, v in found.items() for x in v)
+        raise AssertionError(f"results differ from the committed {twin} beyond TOLERANCES:\n{lines}\n"
+                             "(a broken model or metric? if the change is intended, regenerate with tools/run_notebooks.py and commit)")
+    print(f"results within tolerance of the committed {twin.relative_to(repo_root().resolve()) if twin.is_relative_to(repo_root().resolve()) else twin}")
+    return found
 
 # %% ../nbs/19b_findings.ipynb #e6a3601f
 def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 0.9, time: str = "s_per_sample", quiet: bool = False) -> list[dict]:
@@ -356,9 +443,9 @@ def sr3_findings(cost: pd.DataFrame, bicubic_lpips: float, temperature: float = 
     near = sr3.iloc[int((sr3.lpips - fl.lpips).abs().to_numpy().argmin())]   # SR3 at the LPIPS nearest SRFlow's
     ratio, n, t = near[time] / fl[time], (lambda r: f"{int(r.steps)} steps"), f"τ={temperature:g}"
     u = "CPU-s" if time.startswith("cpu") else "s"
-    return [verdict(f"SR3 ({n(full)}) LPIPS < bicubic LPIPS", full.lpips < bicubic_lpips, f"{full.lpips:.4f} vs {bicubic_lpips:.4f}", quiet),
-            verdict(f"SR3 LPIPS improves from {n(few)} to {n(full)}", full.lpips < few.lpips, f"{few.lpips:.4f} -> {full.lpips:.4f}", quiet),
-            verdict(f"SRFlow {t} LR-PSNR > SR3 ({n(full)}) LR-PSNR", fl.lr_psnr > full.lr_psnr, f"{fl.lr_psnr:.2f} vs {full.lr_psnr:.2f} dB", quiet),
-            verdict(f"SRFlow {t} faster per sample than SR3 at the nearest LPIPS", ratio > 1,
+    return [verdict(f"SR3 ({n(full)}) LPIPS < bicubic LPIPS", compare("lpips", bicubic_lpips - full.lpips), f"{full.lpips:.4f} vs {bicubic_lpips:.4f}", quiet),
+            verdict(f"SR3 LPIPS improves from {n(few)} to {n(full)}", compare("lpips", few.lpips - full.lpips), f"{few.lpips:.4f} -> {full.lpips:.4f}", quiet),
+            verdict(f"SRFlow {t} LR-PSNR > SR3 ({n(full)}) LR-PSNR", compare("lr_psnr", fl.lr_psnr - full.lr_psnr), f"{fl.lr_psnr:.2f} vs {full.lr_psnr:.2f} dB", quiet),
+            verdict(f"SRFlow {t} faster per sample than SR3 at the nearest LPIPS", compare("log_time_ratio", math.log(ratio)) if ratio > 0 else (False, math.inf),
                     f"SR3 {n(near)}: {near[time]:.3g} {u}, LPIPS {near.lpips:.4f}; SRFlow: {fl[time]:.3g} {u}, "
                     f"LPIPS {fl.lpips:.4f}; SR3/SRFlow {time} x{ratio:.3g}", quiet)]

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastcore.script import Param
 from torch import nn
 
-from .core import InputError, sum_except_batch
+from .core import InputError, refuse_existing, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
 from .train import TrainConfig, TrainTask
@@ -795,28 +795,28 @@ def rescale_roundtrip(model: HCFlow, hr: torch.Tensor, temperature: float = 0.0,
 # %% ../nbs/07_hcflow.ipynb #500b7715
 RESCALE_MODES = ("down", "up", "roundtrip")
 
-def _rescale_plan(mode, inputs, out: Path) -> list[tuple[Path, list[Path]]]:
-    "(input, outputs) per image, checked: inputs exist, unique output names, nothing overwritten."
+def _rescale_plan(mode, inputs, out: Path, overwrite: bool = False) -> list[tuple[Path, list[Path]]]:
+    "(input, outputs) per image, checked: inputs exist, unique output names, nothing overwritten (unless `overwrite`) and never an input."
     from srflow_nb.images import input_files
     files = input_files(inputs)
     suffixes = {"down": ["lr"], "up": ["hr"], "roundtrip": ["lr", "hr"]}[mode]
     plan = [(f, [out / f"{f.stem}_{s}.png" for s in suffixes]) for f in files]
     names = [o.name for _, outs in plan for o in outs]
     if (dup := sorted({n for n in names if names.count(n) > 1})): raise InputError(f"two inputs would write the same output {dup[0]}: rename one")
-    if (old := [o for _, outs in plan for o in outs if o.exists()] + ([out / "roundtrip.csv"] if mode == "roundtrip" and (out / "roundtrip.csv").exists() else [])):
-        raise InputError(f"{old[0]} exists already ({len(old)} output(s) would be overwritten): choose another --output")
+    refuse_existing([o for _, outs in plan for o in outs] + ([out / "roundtrip.csv"] if mode == "roundtrip" else []), "--output", overwrite, inputs=files)
     return plan
 
 # %% ../nbs/07_hcflow.ipynb #271cc27a
 def rescale_files(
     mode: Param("down: HR -> 8-bit LR; up: LR -> HR; roundtrip: HR -> 8-bit LR -> HR, with PSNRs", str, choices=RESCALE_MODES),
     inputs: Param("image files and/or folders of images", str, nargs="+"),
-    output: str = "srflow_rescaled",  # output folder (created); existing files are never overwritten
+    output: str = "srflow_rescaled",  # output folder (created); existing files are refused unless --overwrite
     checkpoint: str = "demo-4x-hcflow-rescaling",  # HCFlow rescaling model: bundled name, exported .safetensors or trainer checkpoint
     temperature: float = 0.0,  # up/roundtrip: std of the high-frequency latents (0: their conditional mean)
     seed: int = 0,  # up/roundtrip above temperature 0: image i draws from core.mix_seed(seed, i)
     device: str = "auto",  # cpu, cuda, cuda:1 or auto
     quiet: bool = False,  # no progress bar, no PSNR lines
+    overwrite: bool = False,  # replace outputs that exist already (never an input)
 ) -> list[Path]:
     "Downscale HR images to 8-bit LR PNGs, upscale LR images, or both (with the PSNRs) with an HCFlow rescaling model."
     import pandas as pd
@@ -829,7 +829,7 @@ def rescale_files(
     if mode not in RESCALE_MODES: raise InputError(f"mode must be one of {RESCALE_MODES}, got {mode!r}")
     if not (math.isfinite(temperature) and temperature >= 0): raise InputError(f"--temperature must be a number >= 0, got {temperature}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise InputError(f"--seed must be an int >= 0, got {seed!r}")
-    plan = _rescale_plan(mode, inputs, Path(output))
+    plan = _rescale_plan(mode, inputs, Path(output), overwrite)
     images = [(f, outs, to_tensor(load_image(f))) for f, outs in plan]
     model = load_rescaling_model(checkpoint, device)
     dev, s = next(model.parameters()).device, model.scale

@@ -11,11 +11,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .core import InputError, get_device, make_generator
+from .core import InputError, get_device, make_generator, refuse_existing
 from .datasets import add_gaussian_noise, gaussian_blur, jpeg_compress
 from .images import load_image, quantize8, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
-from .sampling import pad_to_multiple
+from .sampling import NonFiniteSampleError, pad_to_multiple
 from .resize import downscale
 from .latent import latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
 
@@ -134,6 +134,7 @@ def restore_files(
     strategies: str = "spatial,local",  # comma-separated latent normalizations, applied in order
     seed: int = 0,                      # random seed of the normalizations' draws
     device: str = "auto",               # auto, cpu or cuda
+    overwrite: bool = False,            # replace an existing output image (never the input itself)
 ) -> Path:
     "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
     from srflow_nb.cli import check_output
@@ -144,6 +145,7 @@ def restore_files(
     inp = Path(image)
     out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
     if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
+    refuse_existing([out], "--output", overwrite, inputs=[inp])
     img = _load_image(inp)
     dev = get_device(device)
     model = load_model_any(checkpoint)
@@ -151,6 +153,8 @@ def restore_files(
     model = model.to(dev)
     with torch.inference_mode():
         res = restore(model, img.to(dev), temperature, strat, generator=make_generator(seed, dev), temperature_is=temperature_is)
+    if not torch.isfinite(res).all():
+        raise NonFiniteSampleError(f"the restoration of {inp} diverged at --temperature {temperature:g} (NaN/Inf values; nothing written): lower the temperature")
     print(f"wrote {_save_image(res.cpu(), out)}")
     return out
 

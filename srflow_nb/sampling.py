@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastcore.script import Param
 
-from .core import InputError, atomic_write, get_device, mix_seed
-from .images import input_files, load_image, save_image
+from .core import InputError, atomic_write, get_device, mix_seed, refuse_existing
+from .images import image_size, input_files, load_image, save_image
 from .layers import unsqueeze2d
 from .latent import resample_latents
 
@@ -26,7 +26,7 @@ __all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'SRFLOW_ONLY', 'FoldedInjector', 'Fol
            'MemoryBudgetError', 'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory',
            'largest_tile', 'check_memory', 'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite',
            'sample', 'temperature_sweep', 'resample_region', 'super_resolve_tiled', 'load_sampling_model',
-           'parse_temperatures', 'sample_files', 'model_choice']
+           'parse_temperatures', 'sample_files', 'model_choice', 'sample_name']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
 def _f64(t): return t.detach().to(torch.float64)
@@ -637,22 +637,33 @@ def _read_image(path: Path) -> Tensor:
 def _write_image(path: Path, img: Tensor):
     return save_image(path, img.clamp(0, 1))
 
-def _input_images(paths) -> list[tuple[Path, Tensor]]:
-    "Every input image (`images.input_files`: files, and the images directly inside folders), read; one `InputError` naming every bad one."
+def _why(f, e) -> str: return f"{f}: cannot read the image ({str(e).replace(str(f), '').strip(': ') or type(e).__name__})"
+
+def _input_sizes(paths) -> list[tuple[Path, tuple[int, int]]]:
+    "Every input image (`images.input_files`) with its `(H, W)` from the file header only (nothing decoded); one `InputError` naming every bad one."
     bad, out = [], []
     for f in input_files(paths, bad):
+        try: out.append((f, image_size(f)))
+        except (OSError, ValueError) as e: bad.append(_why(f, e))
+    if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
+    return out
+
+def _input_images(sizes) -> list[tuple[Path, Tensor]]:
+    "The images of `_input_sizes`, decoded (after the memory plan accepted their sizes); one `InputError` naming every bad one."
+    bad, out = [], []
+    for f, _ in sizes:
         try: out.append((f, _read_image(f)))
-        except (OSError, ValueError) as e: bad.append(f"{f}: cannot read the image ({str(e).replace(str(f), '').strip(': ') or type(e).__name__})")
+        except (OSError, ValueError) as e: bad.append(_why(f, e))
     if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
     return out
 
 def _output_dir(output) -> Path:
-    "The output folder, created; `InputError` when it is a file, cannot be created or is not writable."
+    "The output folder, checked but not created (the first image written creates it, so a failed run leaves none behind)."
     out = Path(output)
     if out.exists() and not out.is_dir(): raise InputError(f"output {out}: exists and is not a folder")
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise InputError(f"output {out}: cannot create the folder ({e.strerror or e})") from None
-    if not os.access(out, os.W_OK | os.X_OK): raise InputError(f"output {out}: the folder is not writable")
+    parent = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not parent.is_dir(): raise InputError(f"output {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK): raise InputError(f"output {out}: {parent} is not writable")
     return out
 
 # %% ../nbs/14_sampling.ipynb #9749903d
@@ -679,10 +690,10 @@ def parse_temperatures(text) -> list:
 
 def _tag(t) -> str: return "x".join(f"{v:.2f}" for v in t) if isinstance(t, list) else f"{t:.2f}"
 
-def _plan(model, lr, tile, overlap, n, batch_size, budget, dev) -> int | None:
-    "The tile for one image (None: untiled), checked against the budget before any work."
+def _plan(model, hw, tile, overlap, n, batch_size, budget, dev) -> int | None:
+    "The tile for one image of `hw = (H, W)` (None: untiled), checked against the budget before any work."
     m = lr_multiple(model)
-    lr_hw = tuple(-(-v // m) * m for v in lr.shape[1:])
+    lr_hw = tuple(-(-v // m) * m for v in hw)
     if tile is None: return plan_tile(model, lr_hw, n, batch_size, 1, budget, dev)
     return _check_tile(model, int(tile), min(overlap, int(tile) - 1), lr_hw, n, batch_size, 1, budget, dev)[0]
 
@@ -704,6 +715,7 @@ def sample_files(
     compile: bool = False,  # srflow only: torch.compile the engine (pays off for long runs at one size, e.g. many tiles)
     device: str = "auto",  # cpu, cuda, cuda:1 or auto
     keep_nonfinite: bool = False,  # also write diverged (NaN/Inf) samples, clamped, instead of failing
+    overwrite: bool = False,  # replace samples that exist already in `output` (default: refuse before any work)
     quiet: bool = False,  # no progress bars
     model: str = "srflow",  # NAME[:checkpoint]: srflow, hcflow (temperature); sr3 (steps); esrgan, rrdb, bicubic (one <stem>_<model>.png each)
     steps: int = None,  # sr3 only: sampling steps (default: its full inference schedule)
@@ -712,7 +724,7 @@ def sample_files(
     family, checkpoint = model_choice(model, checkpoint)
     if family != "srflow":
         return _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
-                                     keep_nonfinite, quiet, tile=tile, overlap=overlap, max_memory=max_memory,
+                                     keep_nonfinite, quiet, overwrite, tile=tile, overlap=overlap, max_memory=max_memory,
                                      batch_size=batch_size, precision=precision, compile=compile)
     if steps is not None: raise InputError(f"--steps {steps}: srflow has no sampling steps (--steps is for --model sr3)")
     temps = parse_temperatures("0.8" if temperature is None else temperature)
@@ -720,14 +732,17 @@ def sample_files(
     if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
     sample_seed(seed, 0)
     budget = None if max_memory is None else memory_budget(float(max_memory) * 2**30)
-    images, out_dir = _input_images(inputs), _output_dir(output)
+    sizes, out_dir = _input_sizes(inputs), _output_dir(output)
+    refuse_existing([out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i) for f, _ in sizes for t in temps for i in range(n)],
+                    "--output", overwrite, inputs=[f for f, _ in sizes])
     flow = load_sampling_model(checkpoint, device)
     if scale is not None and flow.config.scale != scale:
         raise InputError(f"--scale {scale}: the checkpoint is a {flow.config.scale}x model")
     for t in temps: flow.latent_temperatures(t)
     dev = _model_device(flow)
     _autocast(precision, dev)
-    plans = [_plan(flow, lr, tile, overlap, n, batch_size, budget, dev) for _, lr in images]  # refuse before any work
+    plans = [_plan(flow, hw, tile, overlap, n, batch_size, budget, dev) for _, hw in sizes]  # refuse before decoding anything
+    images = _input_images(sizes)
     return _sample_images(flow, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
                           precision, compile, keep_nonfinite, quiet)
 
@@ -748,7 +763,7 @@ def _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, o
             bad = nonfinite_samples(sr)[:, 0]
             sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
             for i in range(n):
-                path = out_dir / f"{f.stem}_t{_tag(t)}_{first_index + i:03d}.png"
+                path = out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i)
                 if bad[i]: diverged.append(path.name)
                 if bad[i] and not keep_nonfinite: continue
                 _write_image(path, sr[i, 0].cpu()); written.append(path)
@@ -788,8 +803,21 @@ def _check_family_options(family, temperature, n, first_index, steps, **srflow_o
     return knob, temps
 
 # %% ../nbs/14_sampling.ipynb #e4e4e7ee
+def sample_name(f: Path, family: str, knob: str | None, t, steps: int | None, i: int) -> str:
+    "The file name of sample `i` of image `f`: SRFlow `<stem>_t<τ>_<i>.png`; other families `<stem>_<family>[_t<τ>|_s<steps>]_<i>.png`, or `<stem>_<family>.png` when deterministic."
+    if family == "srflow": return f"{f.stem}_t{_tag(t)}_{i:03d}.png"
+    tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}", "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
+    return f"{f.stem}_{family}{tag}.png"
+
+def _check_hr_memory(sizes, scale: int, budget: int):
+    "Refuse (one line) an image whose float32 SR output alone, twice over, would not fit `budget` bytes (only SRFlow tiles)."
+    for f, (h, w) in sizes:
+        need = 2 * 3 * 4 * h * w * scale * scale
+        if need > budget: raise InputError(f"{f}: a {h}x{w} LR gives a {h * scale}x{w * scale} output needing ~{need / 2**30:.1f} GiB, above the "
+                                           f"{budget / 2**30:.1f} GiB memory budget: use --model srflow (tiled) or a smaller image")
+
 def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
-                          keep_nonfinite, quiet, **srflow_only) -> list[Path]:
+                          keep_nonfinite, quiet, overwrite=False, **srflow_only) -> list[Path]:
     "`sample_files` for every family but srflow, through the super-resolver protocol (see above)."
     from tqdm.auto import tqdm
     from srflow_nb.superresolvers import load_superresolver
@@ -797,9 +825,13 @@ def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, se
     if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
     knob, temps = _check_family_options(family, temperature, n, first_index, steps, **srflow_only)
     sample_seed(seed, 0)
-    images, out_dir = _input_images(inputs), _output_dir(output)
+    sizes, out_dir = _input_sizes(inputs), _output_dir(output)
+    refuse_existing([out_dir / sample_name(f, family, knob, t, steps, i) for f, _ in sizes for t in temps for i in range(first_index, first_index + n)],
+                    "--output", overwrite, inputs=[f for f, _ in sizes])
     sr_model, dev = load_superresolver(f"{family}:{checkpoint}" if checkpoint else family, device), get_device(device)
     if scale is not None and sr_model.scale != scale: raise InputError(f"--scale {scale}: the {family} model is {sr_model.scale}x")
+    _check_hr_memory(sizes, sr_model.scale, memory_budget(None, dev))
+    images = _input_images(sizes)
     if hasattr(sr_model, "on_nonfinite"): sr_model.on_nonfinite = "warn"   # diverged samples come back as they are: counted below
     written, diverged = [], []
     for f, lr in tqdm(images, desc=f"images ({family})", disable=quiet):
@@ -808,9 +840,7 @@ def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, se
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)    # diverged samples are counted and reported below
                     sr = sr_model.sample(lr[None].to(dev), n=1, temperature=t, steps=steps, seed=sample_seed(seed, i))[0, 0].cpu()
-                tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}",
-                       "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
-                path, bad = out_dir / f"{f.stem}_{family}{tag}.png", not bool(torch.isfinite(sr).all())
+                path, bad = out_dir / sample_name(f, family, knob, t, steps, i), not bool(torch.isfinite(sr).all())
                 if bad: diverged.append(path.name)
                 if bad and not keep_nonfinite: continue
                 _write_image(path, torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)); written.append(path)

@@ -26,10 +26,10 @@ from .checkpoints import (CheckpointError, latest_checkpoint, list_checkpoints, 
                                    first_nonfinite, torch_load)
 
 # %% auto #0
-__all__ = ['PRESETS', 'TASKS', 'TrainConfig', 'learning_rate_at', 'encoder_frozen', 'PatchCache', 'load_folder', 'TrainTask',
-           'task_class', 'model_from_checkpoint', 'RRDBL1Task', 'SRFlowNLLTask', 'init_distributed',
-           'broadcast_modules', 'mean_over_ranks', 'Updater', 'RunLog', 'BestKeeper', 'Clock', 'Trainer',
-           'export_weights', 'train_config', 'run_task', 'train_run']
+__all__ = ['MAX_VAL_TEMPERATURE', 'PRESETS', 'TASKS', 'TrainConfig', 'learning_rate_at', 'encoder_frozen', 'PatchCache',
+           'load_folder', 'TrainTask', 'task_class', 'model_from_checkpoint', 'RRDBL1Task', 'SRFlowNLLTask',
+           'init_distributed', 'broadcast_modules', 'mean_over_ranks', 'Updater', 'RunLog', 'BestKeeper', 'Clock',
+           'Trainer', 'export_weights', 'train_config', 'run_task', 'train_run']
 
 # %% ../nbs/13_train.ipynb #492423d9
 _AMP = (None, "bf16", "fp16")
@@ -99,6 +99,8 @@ def from_json(cls: TrainConfig, path) -> TrainConfig:
     return cls.from_dict(d)
 
 # %% ../nbs/13_train.ipynb #ca9297b8
+MAX_VAL_TEMPERATURE = 1.5   # the papers validate at τ <= 1; every demo-4x sample diverges from τ=1.3 on (benchmarks/results/temperature_range_demo-4x.json)
+
 def _check_config(c: TrainConfig):
     "Validate a TrainConfig: an InputError naming the field and the bad value."
     def bad(msg): raise InputError(f"TrainConfig: {msg}")
@@ -117,6 +119,9 @@ def _check_config(c: TrainConfig):
         v = getattr(c, k)
         if v is not None and (not isinstance(v, int) or v < 1): bad(f"{k} must be a positive int or None, got {v!r}")
     if not isinstance(c.options, dict): bad(f"options must be a dict, got {c.options!r}")
+    vt = c.val_temperatures
+    if not isinstance(vt, (tuple, list)) or not vt or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 <= t <= MAX_VAL_TEMPERATURE for t in vt):
+        bad(f"val_temperatures must be a non-empty list of numbers in [0, {MAX_VAL_TEMPERATURE:g}], got {vt!r}")
 
 # %% ../nbs/13_train.ipynb #c36a9620
 @patch(cls_method=True)

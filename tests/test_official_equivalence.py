@@ -1,11 +1,13 @@
 """The official-code fixture (tests/fixtures/official_4x_tiny, see its README): loading its official state dict with
 an inferred config must reproduce its conditioning, RRDB output, latents, NLL, log-dets and samples.
 
-The maximum errors themselves are the README's equivalence figures: `measure()` computes them,
-`python tests/test_official_equivalence.py --write` records them in `EQUIVALENCE_JSON`, and
-`test_equivalence_json_is_current` checks that the committed file still says what this code measures."""
+The maximum errors themselves are the README's equivalence figures: `measure()` computes them, and
+`python tests/test_official_equivalence.py --write` records them in `EQUIVALENCE_JSON` with the machine that measured
+them. Their last digits depend on the CPU (an AMX Intel and an AVX-512 AMD pick other float kernels: one measured
+4.8e-6 on the latents where the other measured 0), so `test_equivalence_json_is_current` checks that both the
+committed figures and this machine's are within the tolerance the equivalence must stay within, never that they are
+equal or of the same magnitude."""
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from srflow_nb.checkpoints import load_official
+from srflow_nb.core import machine_info
 from srflow_nb.layers import gaussian_logp
 from srflow_nb.model import SRFlowConfig
 from srflow_nb.testing import official_fixture
@@ -52,7 +55,7 @@ def measure(loaded=None) -> dict:
                    samples=max(_maxabs(model.decode([float(t) * x for x in u], fx["input.lr"]), fx[f"rev.sr.heat{t}"]) for t in ("0.9", "0")),
                    round_trip=_maxabs(model.decode(latents, cond=conds), fx["rev.roundtrip"]))
     return dict(fixture="tests/fixtures/official_4x_tiny", torch=torch.__version__, threads=torch.get_num_threads(),
-                max_abs_error=out, written_by="tests/test_official_equivalence.py --write")
+                machine=machine_info(), max_abs_error=out, written_by="tests/test_official_equivalence.py --write")
 
 
 def close(a, b, rtol=RTOL, atol=ATOL):
@@ -122,20 +125,15 @@ def test_official_sampling_order(fixture):
     close(sr[0], fx["rev.sr.heat0.9"])
 
 
-def _same_magnitude(a: float, b: float) -> bool:
-    "Both exactly 0 (bit-exact), or within a factor of 3 (float summation order differs between machines)."
-    if a == 0 or b == 0: return a == b
-    return abs(math.log10(a) - math.log10(b)) < math.log10(3)
-
-
 def test_equivalence_json_is_current(fixture):
-    "The committed figures (README's source) are what this code measures, and within the test tolerances."
+    "The committed figures (README's source) and this machine's are both within the equivalence tolerance (0 = bit-exact is valid)."
     got = measure(fixture)["max_abs_error"]
-    committed = json.loads(EQUIVALENCE_JSON.read_text())["max_abs_error"]
-    assert set(committed) == set(got)
-    for k, v in got.items():
-        assert v <= ATOL + RTOL, f"{k}: {v:.2e}"
-        assert _same_magnitude(v, committed[k]), f"{k}: measured {v:.2e}, {EQUIVALENCE_JSON.name} says {committed[k]:.2e}: rerun with --write"
+    committed = json.loads(EQUIVALENCE_JSON.read_text())
+    assert set(committed["max_abs_error"]) == set(got), "the committed file lists other outputs: rerun with --write"
+    assert {"cpu", "cpu_kind", "isa"} <= set(committed.get("machine", {})), "the committed file does not name its machine: rerun with --write"
+    for k in got:
+        for who, v in (("measured here", got[k]), (EQUIVALENCE_JSON.name, committed["max_abs_error"][k])):
+            assert 0 <= v <= ATOL + RTOL, f"{k}: {who} {v:.2e} beyond the tolerance {ATOL + RTOL:.1e}"
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

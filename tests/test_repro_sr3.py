@@ -170,12 +170,3 @@ def test_full_mode_needs_its_models(monkeypatch, given):
     for src in cells[:-1]: exec(src, ns)
     assert ns["FULL"] is True and (ns["SR3"], ns["HCFLOW"]) == (given.get("SRFLOW_SR3"), given.get("SRFLOW_HCFLOW"))
     with pytest.raises(KeyError, match=r"\$SRFLOW_SR3 .* and \$SRFLOW_HCFLOW"): exec(cells[-1], ns)
-
-
-def test_test_runs_do_not_rewrite_committed_results():
-    "Under nbdev_test (IN_TEST), 28 measures into a scratch folder: its committed CPU timings, which a rerun cannot reproduce, stay as committed."
-    import json
-    cells = ["".join(c["source"]) for c in json.loads((ROOT / "nbs/28_repro.sr3.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
-    src = "\n".join(cells)
-    assert 'SCRATCH = Path(tempfile.mkdtemp(prefix="28_repro.sr3-")) if os.environ.get("IN_TEST") else None' in src
-    assert "results_root=SCRATCH" in src and 'FIGURES = SCRATCH / "figures" if SCRATCH' in src

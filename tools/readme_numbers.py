@@ -44,7 +44,7 @@ def results_table() -> str:
     cols = list(DIGITS)
     lines = [f"{len(run['images'])} held-out test images at full size, 4x, RGB, no border crop, 8-bit rounding, bicubic = "
              f"MATLAB kernel, {run['n_samples']} samples per temperature; computed by `nbs/20_repro.table2.ipynb` "
-             f"(`data/results/20_repro.table2/quick/table2.csv`, on {run['device']}; its `run.json` records the git commit, machine and "
+             f"(`data/results/20_repro.table2/quick/table2.csv`, on {run['device']}{_machine(run)}; its `run.json` records the git commit, machine and "
              f"seeds; the commit is not copied here, since every CI run re-measures and re-records it). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
              "",
              "| method | PSNR | SSIM | LPIPS | LR-PSNR | NIQE | BRISQUE | PIQE | paper PSNR / LPIPS / LR-PSNR |",
@@ -57,13 +57,20 @@ def results_table() -> str:
     return "\n".join(lines)
 
 
+def _machine(run: dict) -> str:
+    "' (CPU, its kind, precision)' from a run record, '' for records older than `core.machine_info`."
+    m = run.get("machine")
+    return f" ({m['cpu']}, {m['cpu_kind']}, {run.get('precision', 'fp32')}, {m['threads']} threads)" if m else ""
+
+
 def findings_table() -> str:
     lines = ["| notebook | finding | verdict | measured |", "|---|---|---|---|"]
     for nb in REPRO:
         f = RESULTS / nb / "quick" / "findings.csv"
         if not f.exists(): raise FileNotFoundError(f"{f}: no findings yet; run nbs/{nb}.ipynb (tools/run_notebooks.py) and commit its results first")
         for r in pd.read_csv(f).itertuples():
-            lines.append(f"| `{nb}` | {r.finding} | {'holds' if r.holds else '**does not hold**'} | {r.detail} |")
+            fragile = " (fragile: inside the tolerance)" if bool(getattr(r, "fragile", False)) else ""
+            lines.append(f"| `{nb}` | {r.finding} | {'holds' if r.holds else '**does not hold**'}{fragile} | {r.detail} |")
     return "\n".join(lines)
 
 
@@ -72,12 +79,14 @@ def _e(v):
 
 
 def equivalence() -> str:
-    e = json.loads(EQUIVALENCE_JSON.read_text())["max_abs_error"]
+    rec = json.loads(EQUIVALENCE_JSON.read_text())
+    e, m = rec["max_abs_error"], rec["machine"]
     return (f"`tests/test_official_equivalence.py` loads an official-architecture state dict (official key names, config "
             f"inferred) and reproduces the official code's outputs; maximum absolute differences "
             f"(`benchmarks/results/official_equivalence.json`, written by the test's `--write`): conditioning {_e(e['conditioning'])}, "
             f"RRDB SR {_e(e['rrdb_sr'])}, latents {_e(e['latents'])}, NLL {_e(e['nll_bits_per_pixel'])} bits per pixel, "
-            f"samples at temperature 0.9 and 0 {_e(e['samples'])}, round trip {_e(e['round_trip'])}.")
+            f"samples at temperature 0.9 and 0 {_e(e['samples'])}, round trip {_e(e['round_trip'])} (measured on {m['cpu']}, {m['cpu_kind']}; "
+            f"the last digits depend on the CPU, and the test checks every figure against the equivalence tolerance, its `RTOL` and `ATOL`, on whichever CPU runs it).")
 
 
 def speed_table() -> str:

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+# A test run must change nothing in the checkout: the state before (status, diff, untracked files) is compared at the end.
+tree_state() { git status --porcelain --untracked-files=all; git --no-pager diff HEAD | sha256sum; }
+before=$(tree_state)
 
 echo "[test] sync gate: nbdev_clean and nbdev_export must leave no diff"
 nbdev_clean
@@ -28,3 +31,10 @@ echo "[test] pytest (with the real-browser test: it fails, never skips, when chr
 start=$(date +%s)
 SRFLOW_REQUIRE_BROWSER=1 python3 -m pytest tests -q -p no:cacheprovider --durations=5
 echo "[test] pytest took $(( $(date +%s) - start )) s"
+
+echo "[test] the checkout is as the test run found it (git status --porcelain, git diff)"
+if [ "$(tree_state)" != "$before" ]; then
+  git status --porcelain --untracked-files=all
+  echo "[test] FAILED: the test run changed or left files in the checkout (results go to core.output_root's scratch folder under IN_TEST)"
+  exit 1
+fi
