@@ -8,13 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from srflow_nb import assets as A
 from srflow_nb import metrics as M
+from srflow_nb.resize import downscale, imresize
 
 NAMES = A.TID2013_NAMES
 REF_CSV = Path(__file__).parent / "fixtures" / "metric_refs" / "tid2013_reference_values.csv"
+MATLAB_RESIZE = Path(__file__).parent / "fixtures" / "matlab_imresize"   # MATLAB imresize outputs (see its README)
 
 
 def _reference_values() -> dict[str, list[float]]:
@@ -123,3 +128,42 @@ def test_flat_fraction():
     assert M.flat_fraction(noise) == 0.0
     half = np.zeros((20, 30)); half[:, 15:] = np.arange(15)   # left half flat, right half a ramp
     assert 0.3 < M.flat_fraction(half) < 0.5
+
+
+# --- LR-PSNR: the SR image is downscaled with MATLAB's antialiased bicubic, no other kernel ------------------------------
+def _other_downscales(sr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
+    "Common 1/scale downscales of `sr` (B,3,H,W) in [0, 1] other than MATLAB bicubic (each a plausible wrong kernel)."
+    size = (sr.shape[-2] // scale, sr.shape[-1] // scale)
+    out = {"torch bicubic antialias": F.interpolate(sr, size=size, mode="bicubic", antialias=True, align_corners=False),
+           "torch bicubic": F.interpolate(sr, size=size, mode="bicubic", antialias=False, align_corners=False),
+           "torch bilinear antialias": F.interpolate(sr, size=size, mode="bilinear", antialias=True, align_corners=False),
+           "torch area": F.interpolate(sr, size=size, mode="area"),
+           "MATLAB bilinear": imresize(sr, scale=1 / scale, kernel="linear")}
+    return {k: v.clamp(0, 1) for k, v in out.items()}
+
+
+def test_lr_psnr_downscales_with_matlab_bicubic():
+    "An SR whose MATLAB-bicubic downscale is the LR has a near-infinite LR-PSNR; the LR of any other kernel scores far"
+    "lower. With `lr_psnr` downscaling by another kernel (torch bicubic/bilinear, MATLAB bilinear, ...) this fails."
+    # 1. MATLAB's own answer: imresize(reshape(0:224, 15, 15)', [5 5], 'bicubic') -- a 3x downscale, unquantised
+    x = np.arange(225.0).reshape(15, 15)
+    ref = scipy.io.loadmat(MATLAB_RESIZE / "down_down_x3_aa.mat")["down_down_x3_aa"]
+    sr = torch.from_numpy(np.stack([x] * 3))[None] / 255
+    lr = torch.from_numpy(np.stack([ref] * 3))[None] / 255
+    got = float(M.lr_psnr(sr, lr, 3, quantize=False)[0])
+    assert got > 200, f"LR-PSNR {got:.2f} dB of an SR whose MATLAB bicubic downscale is the LR (MATLAB's own output): another kernel?"
+    for name, other in _other_downscales(sr, 3).items():
+        assert float(M.psnr(other, lr, quantize=False)[0]) < 60, name     # each other kernel is far from MATLAB's here...
+        assert float(M.lr_psnr(sr, other, 3, quantize=False)[0]) < 60, name   # ...so its LR scores low
+    # 2. a real 8-bit image at 4x: the LR is the uint8 MATLAB-bicubic LR (srflow_nb.resize, checked against MATLAB in test_data.py)
+    im = np.asarray(Image.open(MATLAB_RESIZE / "butterfly.png").convert("RGB"))
+    sr = torch.from_numpy(im.copy()).permute(2, 0, 1)[None].double() / 255
+    lr8 = downscale(sr, 4, quantize=True)
+    got = float(M.lr_psnr(sr, lr8, 4)[0])
+    assert got == float("inf"), f"LR-PSNR {got:.2f} dB, want inf: the SR's MATLAB bicubic downscale is exactly the LR"
+    assert float(M.lr_psnr(im, np.round(lr8[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), 4)) == float("inf")  # uint8 input
+    others = dict(_other_downscales(sr, 4), **{"PIL bicubic": torch.from_numpy(np.asarray(
+        Image.fromarray(im).resize((64, 64), Image.BICUBIC)).copy()).permute(2, 0, 1)[None].double() / 255})
+    for name, other in others.items():
+        v = float(M.lr_psnr(sr, other, 4)[0])
+        assert v < 55, f"{name}: LR-PSNR {v:.2f} dB"

@@ -1,4 +1,5 @@
 "Paper configurations: parameter counts, official key lists, round trips; bad input and bad checkpoints."
+import copy
 from pathlib import Path
 
 import pytest
@@ -7,8 +8,10 @@ from fastcore.test import test_fail as fails_with
 
 from srflow_nb.checkpoints import (infer_official_config, load_official, official_key_map, official_state_dict,
                                    read_official_key_list)
+from srflow_nb.flow import FlowLevel
+from srflow_nb.layers import ActNorm, AffineInjector, ConditionalAffineCoupling, FlowStep, InvConv1x1, Squeeze
 from srflow_nb.model import SRFlow, SRFlowConfig
-from srflow_nb.testing import check_logdet, perturb_zero_params, tiny_inputs, tiny_model
+from srflow_nb.testing import check_inverse, check_logdet, perturb_zero_params, tiny_inputs, tiny_model
 
 KEYS = Path(__file__).parent / "fixtures" / "official_keys"
 torch.set_num_threads(2)
@@ -69,6 +72,68 @@ def test_whole_model_logdet_float64():
     assert min(dets) > 1e-3   # every 1x1 log-det matters
     hr, lr = tiny_inputs(1, (8, 8), seed=3)
     assert check_logdet(lambda v, c: m.double().encode(v, c), hr, lr) <= 1e-6
+
+
+# --- every flow layer: reverse log-det = -forward log-det, and both equal the exact float64 Jacobian log|det| -------
+def _wobbled(layer, seed, std=0.1):
+    "`layer` with every parameter moved by `std * randn`: zero-init convs (ZeroConv) and ActNorms act, the 1x1 conv is"
+    "no longer orthogonal (an orthogonal W has log|det| 0, which would hide a sign error), so no log-det is trivially 0."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters(): p.add_(std * torch.randn(p.shape, generator=g))
+    return layer.eval()
+
+def _xc(c=4, hw=4, cond=3, seed=0):
+    "A batch of 2 small inputs (c, hw, hw) and a conditioning tensor (cond, hw, hw); 64 dims: a 64x64 Jacobian."
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, c, hw, hw, generator=g), (torch.randn(2, cond, hw, hw, generator=g) if cond else None)
+
+FLOW_LAYERS = {   # name -> (layer, x, cond), each layer type of srflow_nb.layers with the flow-layer contract
+    "actnorm": lambda: (_wobbled(ActNorm(4), 1, 0.3), *_xc(cond=0)),
+    "invconv1x1": lambda: (_wobbled(InvConv1x1(4, torch.Generator().manual_seed(0)), 2, 0.3), *_xc(cond=0)),
+    "squeeze": lambda: (Squeeze(), *_xc(cond=0)),
+    "affine_injector": lambda: (_wobbled(AffineInjector(4, 3, hidden_channels=8), 3), *_xc()),
+    "coupling": lambda: (_wobbled(ConditionalAffineCoupling(4, 3, hidden_channels=8), 4), *_xc()),
+    "flow_step": lambda: (_wobbled(FlowStep(4, 3, hidden_channels=8), 5), *_xc()),
+    "transition_step": lambda: (_wobbled(FlowStep(4, coupling=False), 6, 0.3), *_xc(cond=0)),
+}
+
+
+@pytest.mark.parametrize("name", list(FLOW_LAYERS))
+def test_flow_layer_logdets_exact_in_both_directions(name):
+    "A flipped reverse log-det (e.g. the coupling's reverse returning +J) fails here; the notebooks used to be the only check."
+    torch.manual_seed(0)
+    layer, x, cond = FLOW_LAYERS[name]()
+    check_inverse(layer, x, cond)                       # reverse(forward(x)) == x and logdet_rev == -logdet_fwd (rel 1e-5)
+    with torch.no_grad():
+        y, ld_f = layer(x, cond=cond)
+        _, ld_r = layer(y, cond=cond, reverse=True)
+    torch.testing.assert_close(ld_r, -ld_f, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: reverse logdet != -forward logdet\n{m}")
+    if name != "squeeze": assert ld_f.abs().min() > 0.05, f"{name}: log-det {ld_f.tolist()} too small to catch a sign error"
+    assert check_logdet(layer, x, cond, rtol=1e-8) <= 1e-8            # forward: float64 slogdet of the autograd Jacobian
+    m = copy.deepcopy(layer).double()
+    assert check_logdet(lambda v, c: m(v, cond=c, reverse=True), y, cond, rtol=1e-8) <= 1e-8   # reverse, at y = f(x)
+
+
+@pytest.mark.parametrize("split_conditional", [False, True])
+def test_flow_level_with_split_logdets_exact_in_both_directions(split_conditional):
+    "A whole level: squeeze, a transition, K=2 conditional steps and the split's standardisation (encode: x -> [h, eps])."
+    torch.manual_seed(0)
+    lv = _wobbled(FlowLevel(1, K=2, n_transition=1, cond_channels=3, hidden_channels=8, split=True,
+                            split_conditional=split_conditional), 7).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    cond = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    n = lv.split.n_pass
+    enc = lambda v, c: (lambda h, e, ld: ((h, e), ld))(*lv.encode(v, c))
+    dec = lambda v, c: lv.decode(v[:, :n], c, v[:, n:])
+    h, eps, ld_f = lv.encode(x, cond)
+    x2, ld_r = dec(torch.cat([h, eps], 1), cond)
+    torch.testing.assert_close(x2, x)
+    torch.testing.assert_close(ld_r, -ld_f, msg=lambda m: f"level decode logdet != -encode logdet\n{m}")
+    assert ld_f.abs().min() > 0.05
+    assert check_logdet(enc, x, cond, rtol=1e-8) <= 1e-8
+    assert check_logdet(dec, torch.cat([h, eps], 1), cond, rtol=1e-8) <= 1e-8
 
 
 def test_bad_input():

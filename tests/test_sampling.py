@@ -181,3 +181,33 @@ def test_sample_files_other_models_never_write_diverged_samples(tiny, tmp_path, 
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_hcflow_t0.80_000.png"]
     kept = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "k"), keep_nonfinite=True, **kw)
     assert [p.name for p in kept] == ["a_hcflow_t0.80_000.png", "a_hcflow_t0.80_001.png"]
+
+
+# --- several flow steps per level: the per-step cache must pair step k with its own conditioning --------------------
+@pytest.fixture(scope="module")
+def deep():
+    "K=3 conditional steps per level, L=3 levels (one split): every engine-vs-plain test above uses K=1."
+    cfg = SRFlowConfig.tiny_4x(K=3, L=3, nf=16, gc=8, hidden_channels=16, include_unused_official_params=False)
+    model = tiny_model(seed=3, perturb_std=0.02, config=cfg).eval()   # 0.05 makes this untrained reverse pass blow up
+    _, lr = tiny_inputs(2, (32, 32), 4, seed=5)
+    return model, lr
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5, 0.9, 1.2])
+def test_engine_equals_plain_reverse_with_several_steps_per_level(deep, temperature):
+    "An off-by-one in the engine's per-step cache (step k reversed with the conditioning of step k +- 1) fails here."
+    model, lr = deep
+    assert model.config.K >= 3 and model.config.L >= 2 and len(model.flow.levels[0].steps) == model.config.K
+    S._SAMPLERS.pop(model, None)
+    with torch.inference_mode():
+        eng = model.sample(lr, n=2, temperature=temperature, generator=torch.Generator().manual_seed(7))   # the engine
+        g = torch.Generator().manual_seed(7)
+        plain = torch.stack([model.decode(model.sample_latents((32, 32), 2, temperature, g), lr) for _ in range(2)])
+        assert torch.isfinite(plain).all() and plain.std() > 0.05
+        torch.testing.assert_close(eng, plain, rtol=0, atol=1e-5)
+        lat = model.sample_latents((32, 32), 2, temperature, torch.Generator().manual_seed(8))
+        ref = model.decode(lat, lr)
+        for spc in (1, 2, 8):   # first convs over the conditioning: one per step, chunks of 2 (steps 0-1, 2), one per level
+            sm = S.FastSampler(model, steps_per_conv=spc)
+            torch.testing.assert_close(sm.decode(lat, sm.condition(lr)), ref, rtol=0, atol=1e-5,
+                                       msg=lambda m: f"steps_per_conv={spc}, temperature {temperature}: engine != plain reverse\n{m}")

@@ -163,6 +163,68 @@ def test_nan_batches_are_skipped_counted_and_weights_stay_finite(tmp_path):
     assert ck["skipped"] == 2 and all(torch.isfinite(v).all() for v in ck["modules"]["model"].values() if v.is_floating_point())
 
 
+def _snapshot(tr):
+    "Clones of the model's state dict and of every optimizer's state (Adam moments and step counts)."
+    opt = {n: {i: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()} for i, st in o.state_dict()["state"].items()}
+           for n, o in tr.task.optimizers.items()}
+    return {k: v.clone() for k, v in tr.model.state_dict().items()}, opt
+
+def _assert_same(a, b, what):
+    (wa, oa), (wb, ob) = a, b
+    changed = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not changed, f"{what}: weights changed: {changed[:3]}"
+    assert oa.keys() == ob.keys() and all(oa[n].keys() == ob[n].keys() for n in oa), f"{what}: optimizer state changed"
+    for n in oa:
+        for i in oa[n]:
+            for k, v in oa[n][i].items():
+                assert torch.equal(v, ob[n][i][k]) if torch.is_tensor(v) else v == ob[n][i][k], f"{what}: optimizer {n} state {i}.{k} changed"
+
+
+def test_nonfinite_loss_or_gradient_skips_the_update_and_aborts_after_max_consecutive_skips(tmp_path, monkeypatch):
+    "The Updater's guard on the SRFlow NLL task (finite batches, so the batch check never fires): a NaN loss, or a finite"
+    "loss with an infinite gradient, is a skipped, counted step that leaves weights and optimizer state bit-identical;"
+    "`max_consecutive_skips` skips in a row raise FloatingPointError. With the guard disabled or loss-only this fails."
+    torch.set_num_threads(1)
+    tr = Trainer(tiny_model(0), tiny_cfg(tmp_path, iterations=20, freeze_encoder=0.0, max_consecutive_skips=3), tiny_data(),
+                 progress=False, device="cpu")
+    assert type(tr.task).__name__ == "SRFlowNLLTask"
+    honest, p0 = tr.task.training_step, next(tr.model.flow.parameters())
+    poison = {}   # step -> how its loss is spoiled
+
+    def training_step(batch, step):
+        out = honest(batch, step)
+        if poison.get(step) == "nan": out["loss"] = out["loss"] * float("nan")
+        if poison.get(step) == "inf_grad":   # + 1e-30 * sqrt(0): the value is unchanged and finite, d/dp is +inf
+            out["loss"] = out["loss"] + 1e-30 * torch.sqrt((p0 - p0.detach()).sum())
+            assert torch.isfinite(out["loss"])
+        return out
+    monkeypatch.setattr(tr.task, "training_step", training_step)
+    poison.update({1: "nan", 2: "inf_grad"})
+
+    assert tr.train_step()["ok"]                                     # step 0: a normal update
+    before = _snapshot(tr)
+    for k, reason in ((1, "nan"), (2, "inf_grad")):
+        r = tr.train_step()
+        assert not r["ok"], f"step {k} with a {reason} loss was applied, not skipped: {r}"
+        _assert_same(before, _snapshot(tr), f"after the {reason} step")
+        assert (r["reason"], r["step"]) == ("non-finite loss or gradient", k + 1) and math.isnan(r["loss"]) and "grad_norm" not in r, r
+        assert (tr.step, tr.skipped, tr.consecutive_skips) == (k + 1, k, k)
+        assert all(p.grad is None for p in tr.model.parameters()), f"{reason}: gradients left after a skipped step"
+    r = tr.train_step()                                              # step 3: clean again -> updates, resets the run of skips
+    assert r["ok"] and math.isfinite(r["loss"]) and (tr.step, tr.skipped, tr.consecutive_skips) == (4, 2, 0)
+    w = _snapshot(tr)[0]
+    assert any(not torch.equal(before[0][k], w[k]) for k in w), "a clean step after the skips did not update the weights"
+    assert all(torch.isfinite(v).all() for v in w.values() if v.is_floating_point())
+
+    poison.update({4: "nan", 5: "inf_grad", 6: "nan"})
+    before = _snapshot(tr)
+    assert not tr.train_step()["ok"] and not tr.train_step()["ok"]   # two skips in a row: still below the limit of 3
+    with pytest.raises(FloatingPointError, match=r"3 consecutive skipped steps \(non-finite loss or gradient\) up to step 7"):
+        tr.train_step()
+    assert (tr.step, tr.skipped, tr.consecutive_skips) == (7, 5, 3)
+    _assert_same(before, _snapshot(tr), "after three skipped steps")
+
+
 def test_run_folder_with_unreadable_checkpoints_is_refused_not_overwritten(tmp_path):
     from srflow_nb.core import InputError
     torch.set_num_threads(1)
