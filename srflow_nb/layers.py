@@ -148,7 +148,7 @@ def _need_cond(cond, name):
     return cond
 
 class AffineInjector(FlowLayer):
-    "y = (x + shift(cond)) * scale(cond) on all channels; shift/scale from `cond` only (paper Eq. 4)."
+    "y = (x + shift(cond)) * scale(cond) on all channels; shift/scale from `cond` only (paper Eq. 5)."
     def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int = 64, eps: float = 1e-4):
         super().__init__()
         self.eps = eps
@@ -163,7 +163,7 @@ class AffineInjector(FlowLayer):
         return y / scale - shift, -sum_except_batch(torch.log(scale))
 
 class ConditionalAffineCoupling(FlowLayer):
-    "Keep the first half `x_a`, `x_b -> (x_b + shift) * scale` with shift/scale from `[x_a, cond]` (paper Eq. 3)."
+    "Keep the first half `x_a`, `x_b -> (x_b + shift) * scale` with shift/scale from `[x_a, cond]` (paper Eq. 4)."
     def __init__(self, num_channels: int, cond_channels: int, hidden_channels: int = 64, eps: float = 1e-4):
         super().__init__()
         self.eps, self.n_keep = eps, num_channels // 2
