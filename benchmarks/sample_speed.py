@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from srflow_nb.model import SRFlow, SRFlowConfig  # noqa: E402
 from srflow_nb.testing import perturb_zero_params, tiny_inputs  # noqa: E402
 from srflow_nb import sampling as S  # noqa: E402
+from srflow_nb.core import machine_info  # noqa: E402
 
 
 OFFICIAL_CONV_GFLOPS = 140.0   # the 3x3-conv throughput of the machine the official times come from (130-150)
@@ -85,7 +86,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     res = dict(config=a.config, lr_size=a.lr_size, threads=a.threads, torch=torch.__version__,
-               load_before=os.getloadavg())
+               machine=machine_info(), load_before=os.getloadavg())   # CPU and ISA: bf16 speed differs a lot between AMX and AVX-512-BF16
     model = build(a.config)
     s = model.config.scale
     g = torch.Generator().manual_seed(0)

@@ -204,3 +204,19 @@ def test_run_records_from_committed_code(nb):
     run = json.loads((RESULTS / nb / "quick" / "run.json").read_text())
     assert not run["git_sha"].endswith("-dirty") and run["git_sha"] != "unknown", \
         f"{nb}: results from uncommitted code ({run['git_sha']}, dirty: {run.get('git_dirty')}); regenerate from a clean checkout"
+
+
+def test_tolerances_are_ten_times_what_two_cpus_differ_by():
+    "Each findings.TOLERANCES value is >= 10x the largest difference measured between an AMX and an AVX-512-BF16 CPU on the same code."
+    import pandas as pd
+    from pathlib import Path
+    from srflow_nb.findings import TOLERANCES
+    d = pd.read_csv(Path(__file__).resolve().parents[1] / "benchmarks/results/cross_cpu_differences.csv")
+    assert {"AMX", "AVX-512-BF16"} <= {k for k in ("AMX", "AVX-512-BF16") if d.a.str.contains(k).any() or d.b.str.contains(k).any()}
+    measured = d[d.tolerance.notna()]
+    assert len(measured) > 50 and set(measured.tolerance) <= set(TOLERANCES.values())
+    for r in measured.itertuples():                  # beyond the file's own rounding (one unit of its last decimal)
+        unit = 10.0 ** -r.decimals
+        assert r.tolerance >= unit and r.tolerance >= 10 * max(r.max_abs_diff - unit, 0), (r.notebook, r.file, r.column, r.max_abs_diff, r.tolerance)
+    exact = d[d.tolerance.isna()]                     # temperatures, seeds, sample indices: identical on both machines
+    assert (exact.max_abs_diff <= 1e-5 * 1e3).all()

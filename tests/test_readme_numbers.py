@@ -41,12 +41,19 @@ def test_findings_table_against_findings_csv():
 
 
 def test_equivalence_and_speed_against_json():
-    eq = json.loads(rn.EQUIVALENCE_JSON.read_text())["max_abs_error"]
+    eq = json.loads(rn.EQUIVALENCE_JSON.read_text())
     text = rn.block(README, "equivalence")
-    assert f"latents {eq['latents']:.1e}" in text and f"samples at temperature 0.9 and 0 {eq['samples']:.1e}" in text
-    sp = json.loads(rn.SPEED_JSON.read_text())["seconds_per_sample"]
-    fp32 = next(r for r in _rows(rn.block(README, "speed-table")) if r[0] == "fp32 (default)")
-    assert [float(x) for x in fp32[1:]] == pytest.approx([sp["plain"], sp["fast_1"], sp["fast_10"], sp["sweep_11"]], rel=0.01)
+    e = eq["max_abs_error"]
+    assert f"latents {rn._e(e['latents'])}" in text and f"samples at temperature 0.9 and 0 {rn._e(e['samples'])}" in text
+    assert f"measured on {eq['machine']['cpu']}, {eq['machine']['cpu_kind']}" in text
+    rows = _rows(rn.block(README, "speed-table"))
+    files = sorted(rn.BENCH.glob("sample_speed_lr64_threads2_idle_*.json"))
+    assert len(files) >= 2, "the speed table should show both CPU kinds (AMX and AVX-512-BF16)"
+    for f in files:
+        sp = json.loads(f.read_text())["seconds_per_sample"]
+        fp32 = next(r for r in rows if r[1] == "fp32 (default)" and r[-1] == f"`{f.name}`")
+        assert fp32[0] == rn._cpu_label(json.loads(f.read_text()), f)
+        assert [float(x) for x in fp32[2:6]] == pytest.approx([sp["plain"], sp["fast_1"], sp["fast_10"], sp["sweep_11"]], rel=0.01)
 
 
 def test_no_unsourced_claims():

@@ -5,7 +5,7 @@ Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced
 - `findings`: every data/results/*/quick/findings.csv (hold / does not hold, with the measured detail);
 - `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
-- `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_amx.json and ..._threads2_compile.json.
+- `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_<cpu kind>.json (one per CPU kind) and ..._threads2_compile.json.
 
 `python tools/readme_numbers.py` rewrites the blocks in place (after results are regenerated);
 `tests/test_readme_numbers.py` fails when a block differs from what the files say.
@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "data" / "results"
 BENCH = ROOT / "benchmarks" / "results"
-SPEED_JSON = BENCH / "sample_speed_lr64_threads2_idle_amx.json"
 COMPILE_JSON = BENCH / "sample_speed_lr64_threads2_compile.json"
 EQUIVALENCE_JSON = BENCH / "official_equivalence.json"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
@@ -89,29 +88,42 @@ def equivalence() -> str:
             f"the last digits depend on the CPU, and the test checks every figure against the equivalence tolerance, its `RTOL` and `ATOL`, on whichever CPU runs it).")
 
 
+SPEED_KINDS = {"amx": "Intel, AMX-BF16", "avx512bf16": "AMD Zen 4, AVX-512-BF16 (no AMX)"}   # file suffix -> CPU
+
+
+def _cpu_label(rec: dict, path: Path) -> str:
+    "The CPU that measured a benchmark: its record's `machine` (core.machine_info), else the kind its file name states."
+    m = rec.get("machine")
+    return f"{m['cpu']}, {m['cpu_kind']}" if m else SPEED_KINDS[path.stem.rsplit("_", 1)[-1]]
+
+
 def speed_table() -> str:
-    s, c = json.loads(SPEED_JSON.read_text()), json.loads(COMPILE_JSON.read_text())
-    t, b = s["seconds_per_sample"], s["bf16"]["seconds_per_sample"]
-    vs, sc = s["speedup_vs_official"], s["speedup_vs_official_scaled"]
+    runs = [(f, json.loads(f.read_text())) for f in sorted(BENCH.glob("sample_speed_lr64_threads2_idle_*.json"))]
+    s, c = runs[0][1], json.loads(COMPILE_JSON.read_text())
     comp = c["compile"]["speedup_vs_eager"]
     frac = s["gflop"]["fast_per_extra_sample"] / s["gflop"]["plain_sample"]
+    rows = []
+    for f, r in runs:
+        t, b, cpu = r["seconds_per_sample"], r["bf16"]["seconds_per_sample"], _cpu_label(r, f)
+        rows += [f"| {cpu} | fp32 (default) | {t['plain']:.2f} | {t['fast_1']:.2f} | {t['fast_10']:.3f} | {t['sweep_11']:.3f} | `{f.name}` |",
+                 f"| {cpu} | bf16 (`precision=\"bf16\"`) | | {b['fast_1']:.2f} | {b['fast_10']:.3f} | {b['sweep_11']:.3f} | |"]
+    vs, sc = s["speedup_vs_official"], s["speedup_vs_official_scaled"]
     return "\n".join([
         f"Per extra sample the fast engine runs {frac:.1%} of a plain reverse pass's FLOPs. The paper's DF2K-4X "
-        f"architecture, LR {s['lr_size']} -> {s['lr_size'] * 4}, CPU, {s['threads']} threads "
-        f"(`benchmarks/sample_speed.py` -> `benchmarks/results/{SPEED_JSON.name}`):",
+        f"architecture, LR {s['lr_size']} -> {s['lr_size'] * 4}, {s['threads']} threads, on each CPU kind these machines come in "
+        f"(`benchmarks/sample_speed.py --bf16`; bf16 speed depends on the instruction set far more than fp32's):",
         "",
-        f"| seconds per sample, {s['threads']} threads | plain reverse pass | fast, 1 sample | fast, 10 samples | fast, 11-point sweep |",
-        "|---|---|---|---|---|",
-        f"| fp32 (default) | {t['plain']:.2f} | {t['fast_1']:.2f} | {t['fast_10']:.3f} | {t['sweep_11']:.3f} |",
-        f"| bf16 (`precision=\"bf16\"`, AMX) | | {b['fast_1']:.2f} | {b['fast_10']:.3f} | {b['sweep_11']:.3f} |",
+        f"| CPU | precision | plain reverse pass | fast, 1 sample | fast, 10 samples | fast, 11-point sweep | file |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
         f"Against the official code's reported {s['official_reference_s_per_sample']:g} s per sample ({s['threads']} threads, "
-        f"another machine of this kind): fp32 {vs['fast_1']:.2f}x for one sample, {vs['fast_10']:.1f}x per sample for ten; "
+        f"another machine of this kind), on {_cpu_label(s, runs[0][0])}: fp32 {vs['fast_1']:.2f}x for one sample, {vs['fast_10']:.1f}x per sample for ten; "
         f"scaled by the two machines' measured 3x3-conv throughput (the fair comparison) {sc['fast_1']:.1f}x and "
         f"{sc['fast_10']:.1f}x. Fast and plain passes agree to {s['max_abs_diff_fast_vs_plain']:.0e}. "
         f"`compile=True` (`torch.compile`, `srflow sample --compile`) is {min(comp.values()):.2f}-{max(comp.values()):.2f}x "
         f"faster again after a {c['compile']['first_call_s']:.0f} s first call (compilation, inductor cache warm; "
-        f"`benchmarks/results/{COMPILE_JSON.name}`): worth it for large tiled images, not for a few samples. "
+        f"`benchmarks/results/{COMPILE_JSON.name}`, {_cpu_label(c, COMPILE_JSON) if 'machine' in c else 'its machine not recorded'}): worth it for large tiled images, not for a few samples. "
         f"bf16 accuracy against fp32: `nbs/14_sampling.ipynb`."])
 
 
