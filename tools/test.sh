@@ -27,7 +27,7 @@ start=$(date +%s)
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers "${SRFLOW_NB_WORKERS:-2}" --timing --flags ""
 echo "[test] nbdev_test took $(( $(date +%s) - start )) s"
 
-echo "[test] pytest (with the real-browser test: it fails, never skips, when chromium or playwright is missing)"
+echo "[test] pytest (with the real-browser tests, JupyterLab and the docs site built by tools/build_docs.py: they fail, never skip, when chromium or playwright is missing)"
 start=$(date +%s)
 SRFLOW_REQUIRE_BROWSER=1 python3 -m pytest tests -q -p no:cacheprovider --durations=5
 echo "[test] pytest took $(( $(date +%s) - start )) s"
