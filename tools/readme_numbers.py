@@ -5,6 +5,7 @@ Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced
 - `findings`: every data/results/*/quick/findings.csv (hold / does not hold, with the measured detail);
 - `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
+- `tolerances`: srflow_nb.findings.TOLERANCES and benchmarks/results/cross_cpu_differences.csv (tools/cross_cpu.py);
 - `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_<cpu kind>.json (one per CPU kind) and ..._threads2_compile.json.
 
 `python tools/readme_numbers.py` rewrites the blocks in place (after results are regenerated);
@@ -160,7 +161,23 @@ def esrgan_note() -> str:
     return text
 
 
-BLOCKS = {"results-table": results_table, "findings": findings_table, "esrgan": esrgan_note, "equivalence": equivalence,
+def tolerances() -> str:
+    "findings.TOLERANCES beside the largest difference measured between the two CPU kinds (benchmarks/results/cross_cpu_differences.csv)."
+    from srflow_nb.findings import TOLERANCES
+    d = pd.read_csv(BENCH / "cross_cpu_differences.csv")
+    lines = [f"| metric | tolerance | largest difference measured, {d.a.iloc[0]} vs {d.b.iloc[0]} (values compared) | beyond the file's last printed digit |",
+             "|---|---|---|---|"]
+    d = d.assign(beyond=(d.max_abs_diff - 10.0 ** -d.decimals).clip(lower=0))
+    name = d.column.str.lower().str.extract(r"\((.+)\)$")[0].fillna(d.column.str.lower())    # "Restored (psnr)": the row's metric
+    key = name.map(lambda n: n if n in TOLERANCES else next((k for k in TOLERANCES if n.endswith("_" + k)), None))
+    for m, t in TOLERANCES.items():
+        sel = d[key == m]
+        meas = f"{sel.max_abs_diff.max():.2g} ({int(sel['values'].sum())}) | {sel.beyond.max():.2g}" if len(sel) else "not measured (no such column in the quick results) | -"
+        lines.append(f"| `{m}` | {t:.3g} | {meas} |")
+    return "\n".join(lines) + f"\n\n(`benchmarks/results/cross_cpu_differences.csv`, written by `tools/cross_cpu.py`.)"
+
+
+BLOCKS = {"results-table": results_table, "tolerances": tolerances, "findings": findings_table, "esrgan": esrgan_note, "equivalence": equivalence,
           "speed-table": speed_table}
 
 
