@@ -34,7 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from srflow_nb.core import git_sha  # noqa: E402
+from srflow_nb.core import git_sha, machine_info  # noqa: E402
 from srflow_nb.hcflow import HCFlow, HCFlowConfig  # noqa: E402
 from srflow_nb.sampling import default_batch_size  # noqa: E402
 from srflow_nb.testing import perturb_zero_params  # noqa: E402
@@ -100,7 +100,7 @@ def main(argv=None):
                   for e in [m64.sample_eps(lr64, a.temperature, g64) for _ in range(2)])
     diff, floor = (sr_plain - sr_fast).abs().max().item(), (sr_plain - sr_pb).abs().max().item()
     share = w_cache / (w_plain / n)
-    res = dict(benchmark="hcflow_sample_speed", git_sha=git_sha(ROOT), torch=torch.__version__, machine=platform.machine(),
+    res = dict(benchmark="hcflow_sample_speed", git_sha=git_sha(ROOT), torch=torch.__version__, machine=machine_info(), arch=platform.machine(),
                date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_avg=os.getloadavg()[0],
                config=dict(vars(a), batch_size=bs, model=asdict(model.config), params=sum(q.numel() for q in model.parameters())),
                plain_s_per_sample=w_plain / n, plain_batched_s_per_sample=w_pb / n, cached_s_per_sample=w_fast / n,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from srflow_nb.core import run_info
 from srflow_nb.model import SRFlow, SRFlowConfig
 import srflow_nb.train
 from srflow_nb.train import PatchCache, TrainConfig, Trainer
@@ -152,16 +153,16 @@ if __name__ == "__main__":
     rows = []
     if a.against:
         rows = against(a.against, a.rounds)
-        if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=__import__("srflow_nb.core").core.run_info()), indent=1))
+        if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
         sys.exit(0)
     if a.ab is not None:
         for name in a.ab or sorted(AB):
             row = ab(**AB[name]); rows.append(row); print(json.dumps(row), flush=True)
-        if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
+        if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
         sys.exit(0)
     for name in a.only:
         for kw in GRID[name]:
             if a.steps: kw = {**kw, "steps": a.steps}
             row = bench(**kw); rows.append(row)
             print(json.dumps(row), flush=True)
-    if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))   # run_info names the CPU and ISA

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from .core import InputError, get_device, make_generator, refuse_existing
 from .datasets import add_gaussian_noise, gaussian_blur, jpeg_compress
-from .images import load_image, quantize8, save_image, to_tensor
+from .images import image_size, load_image, quantize8, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
-from .sampling import NonFiniteSampleError, pad_to_multiple
+from .sampling import NonFiniteSampleError, estimate_memory, memory_budget, pad_to_multiple
 from .resize import downscale
 from .latent import latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
 
@@ -146,11 +146,16 @@ def restore_files(
     out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
     if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
     refuse_existing([out], "--output", overwrite, inputs=[inp])
-    img = _load_image(inp)
+    h, w = image_size(inp)                                               # the header only: nothing decoded yet
     dev = get_device(device)
     model = load_model_any(checkpoint)
     if not hasattr(model, "flow"): raise InputError(f"--checkpoint {checkpoint}: not an SRFlow model (got {type(model).__name__})")
     model = model.to(dev)
+    s = model.config.scale
+    need, budget = 2 * estimate_memory(model, (-(-h // s), -(-w // s)))["total"], memory_budget(None, dev)   # encode + decode, untiled
+    if need > budget: raise InputError(f"{inp}: restoring a {h}x{w} image needs about {need / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB "
+                                       "memory budget (restoration is not tiled): crop it first")
+    img = _load_image(inp)
     with torch.inference_mode():
         res = restore(model, img.to(dev), temperature, strat, generator=make_generator(seed, dev), temperature_is=temperature_is)
     if not torch.isfinite(res).all():
