@@ -11,7 +11,8 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EXPECTED_ERRORS', 'usage', 'resolve', 'parser', 'normalize_args', 'is_expected', 'error_line', 'run',
-           'main', 'check_output', 'check_output_folder', 'info', 'data_build_demo', 'fetch_metric_assets']
+           'main', 'check_output', 'check_output_folder', 'info', 'data_build_demo', 'data_build_train',
+           'fetch_metric_assets']
 
 # %% ../nbs/19_cli.ipynb #5827a74c
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate":        ("srflow_nb.evaluate:evaluate_folder", "metrics of a super-resolver on an image folder -> CSV"),
     "demo":            ("srflow_nb.demo:demo",               "the main job on the bundled images and checkpoint"),
     "data build-demo": ("srflow_nb.cli:data_build_demo",     "rebuild (or verify) the embedded demo dataset"),
+    "data build-train": ("srflow_nb.cli:data_build_train",   "build (or verify) the training set and held-out split 2 from Debian packages"),
     "assets":          ("srflow_nb.cli:fetch_metric_assets", "fetch and verify the offline metric assets"),
 }
 
@@ -149,6 +151,22 @@ def data_build_demo(
     problems = verify_demo(root)
     if problems: raise InputError(f"{len(problems)} problem(s) in the demo set, first: {problems[0]}")
     print(f"demo set: {len(demo_manifest(root))} images match the manifest")
+
+def data_build_train(
+    root: str = None,             # training images folder (default: $SRFLOW_NB_CACHE/trainset or data/cache/trainset)
+    downloads: str = None,        # .deb download cache (default: trainset_sources next to the images folder)
+    force: bool = False,          # rebuild every image, even one whose PNG already matches the manifest
+    verify_only: bool = False,    # only check the built images, the manifests and the held-out crops (no download)
+    manifest_only: bool = False,  # only check the committed files: the manifests and the held-out crops (no cache needed)
+):
+    "Build the training set and held-out split 2 from pinned Debian packages (apt-get download), then verify them."
+    from srflow_nb.core import InputError
+    from srflow_nb.datasets import build_trainset, heldout2_manifest, trainset_manifest, verify_trainset
+    if not (verify_only or manifest_only): build_trainset(root, downloads, force=force)
+    problems = verify_trainset(root, images=not manifest_only)
+    if problems: raise InputError(f"{len(problems)} problem(s) in the training set, first: {problems[0]}")
+    n, c = len(trainset_manifest()["images"]), len(heldout2_manifest()["images"])
+    print(f"training set: {'manifest consistent' if manifest_only else f'{n} images match the manifest'}; held-out split 2: {c} crops match theirs")
 
 def fetch_metric_assets(
     tid2013: bool = False,      # also fetch the TID2013 reference images (tests only)

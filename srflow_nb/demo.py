@@ -14,7 +14,7 @@ import torch
 
 from .core import InputError, atomic_write, get_device, run_info
 from .core import output_root, repo_root
-from .datasets import demo_images
+from .datasets import demo_images, heldout2_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
 from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, verdict
@@ -139,8 +139,8 @@ def folder_dataset(paths: Sequence[str | os.PathLike], crop: int | None = None, 
     return [{"name": p.stem, "hr": _center_crop(to_tensor(load_image(p))[0], crop, multiple)} for p in paths]
 
 def demo_dataset(split: str = "test", crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
-    "The bundled demo images of `split` as `evaluate` items (see `folder_dataset`)."
-    return folder_dataset(demo_images(split), crop, limit, multiple)
+    "The bundled images of `split` as `evaluate` items (see `folder_dataset`): the demo set's 'train'/'val'/'test', or 'heldout2' (`data/heldout2`)."
+    return folder_dataset(heldout2_images() if split == "heldout2" else demo_images(split), crop, limit, multiple)
 
 # %% ../nbs/19a_demo.ipynb #f291c36d
 def results_dir(name: str, root: str | os.PathLike | None = None) -> Path:

@@ -100,6 +100,7 @@ SMOKE = {   # command -> (args run in the work folder, files it must write)
     "demo": (["--quick", "--images", "small", "--temperatures", "0,0.9", "-o", "d_out", "--no-progress"],
              ["d_out/evaluation.csv", "d_out/table2.csv", "d_out/figures/comparison.png"]),
     "data build-demo": (["--verify_only"], []),                      # a full rebuild downloads the registry packages
+    "data build-train": (["--manifest_only"], []),                   # the committed manifests and held-out crops; a build downloads
     "assets": (["--verify_only"], []),                                # no download: the cached assets are verified
     "rescale": (["roundtrip", "clean.png", "-o", "rs_out"], ["rs_out/clean_lr.png", "rs_out/clean_hr.png", "rs_out/roundtrip.csv"]),
 }
@@ -150,6 +151,7 @@ FAST = {   # README command -> options appended so that CI runs it in seconds (l
     "evaluate": ["--limit", "1", "--metrics", "psnr,lpips", "--no-progress"],
     "demo": ["--images", "small", "--temperatures", "0,0.9", "--no-progress"],
     "data build-demo": ["--verify_only"],
+    "data build-train": ["--manifest_only"],
     "assets": ["--verify_only"],
     "rescale": [],                  # + the bundled rescaling model, else a tiny one (`_rescale_checkpoint`)
 }
