@@ -671,8 +671,8 @@ def load_sampling_model(checkpoint: str | None = None, device="auto"):
     "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
     from srflow_nb.checkpoints import load_model_any
     model = load_model_any("demo-4x" if checkpoint is None else checkpoint, device)
-    if not hasattr(model, "flow"): raise InputError(f"{checkpoint}: is not an SRFlow model (got {type(model).__name__})")
-    return model
+    from srflow_nb.superresolvers import require_family
+    return require_family(model, "srflow", f"--checkpoint {checkpoint}")
 
 def parse_temperatures(text) -> list:
     "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."

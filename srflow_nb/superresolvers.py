@@ -13,9 +13,10 @@ import torch
 from .core import InputError, get_device
 
 # %% auto #0
-__all__ = ['REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR', 'SRFlowSR', 'ESRGANSR',
-           'HCFlowSR', 'bicubic_from', 'rrdb_from', 'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model',
-           'load_superresolver', 'knob', 'max_steps', 'available', 'FunctionSR', 'as_superresolver']
+__all__ = ['FAMILY_OF_CLASS', 'REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR',
+           'family_of', 'require_family', 'SRFlowSR', 'ESRGANSR', 'HCFlowSR', 'bicubic_from', 'rrdb_from',
+           'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model', 'load_superresolver', 'knob', 'max_steps',
+           'available', 'FunctionSR', 'as_superresolver']
 
 # %% ../nbs/09_superresolvers.ipynb #b7533efb
 @runtime_checkable
@@ -67,6 +68,19 @@ class RRDBSR:
     def __call__(self, lr): return self.sample(lr)[0]
     def __repr__(self): return f"RRDBSR(scale={self.scale})"
 
+# %% ../nbs/09_superresolvers.ipynb #a09f0002
+FAMILY_OF_CLASS = {"SRFlow": "srflow", "HCFlow": "hcflow", "SR3": "sr3", "RRDBEncoder": "rrdb/esrgan"}   # class name -> family
+
+def family_of(model) -> str:
+    "The family of a loaded model from its class (`FAMILY_OF_CLASS`); its class name when unknown."
+    return next((f for c, f in FAMILY_OF_CLASS.items() if any(k.__name__ == c for k in type(model).__mro__)), type(model).__name__)
+
+def require_family(model, family: str, what: str):
+    "`model` when it is of `family`; else one `InputError` naming `what` (e.g. '--checkpoint demo-4x-hcflow'), its family and the one expected."
+    got = family_of(model)
+    if family not in got.split("/"): raise InputError(f"{what}: a {got} model, where a {family} model is needed")
+    return model
+
 # %% ../nbs/09_superresolvers.ipynb #e44bb0ca
 class SRFlowSR:
     """An SRFlow model as a super-resolver: `n` samples at `temperature` through `srflow_nb.sampling.sample`.
@@ -76,7 +90,7 @@ class SRFlowSR:
     stochastic = True
     default_temperature = 0.8
     def __init__(self, model, name: str = "srflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
-        if not hasattr(getattr(model, "config", None), "scale"): raise InputError(f"SRFlowSR needs an SRFlow model, got {type(model).__name__}")
+        require_family(model, "srflow", f"{name} (SRFlowSR)")
         self.model, self.name, self.scale, self.batch_size = model, name, int(model.config.scale), batch_size
         self.on_nonfinite = on_nonfinite
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
@@ -99,7 +113,7 @@ class HCFlowSR:
     stochastic = True
     default_temperature = 0.8
     def __init__(self, model, name: str = "hcflow", batch_size: int | None = None, on_nonfinite: str = "clamp"):
-        if not callable(getattr(model, "sample_eps", None)): raise InputError(f"HCFlowSR needs an HCFlow model, got {type(model).__name__}")
+        require_family(model, "hcflow", f"{name} (HCFlowSR)")
         if getattr(model.config, "kind", "sr") != "sr":   # it upscales its own downscaled LR, not a bicubic one
             raise InputError(f"{name}: an HCFlow {model.config.kind} model is not a super-resolver of bicubic LR images; "
                              "use srflow rescale for it, or an HCFlow SR model (demo-4x-hcflow)")
@@ -158,7 +172,7 @@ def rrdb_from(checkpoint: str | None = None, device="auto") -> RRDBSR:
 def srflow_from(checkpoint: str | None = None, device="auto") -> SRFlowSR:
     "`srflow[:checkpoint]` (default `demo-4x`)."
     m = _load(checkpoint or "demo-4x", device)
-    if not hasattr(m, "flow"): raise InputError(f"checkpoint {checkpoint!r} is not an SRFlow model (got {type(m).__name__})")
+    require_family(m, "srflow", f"checkpoint {checkpoint!r}")
     return SRFlowSR(m)
 
 def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:

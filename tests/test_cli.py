@@ -377,3 +377,16 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch):
     assert ns["srs"].shape == (4, 1, 3, 256, 256) and ns["nll"].shape == (1,) and callable(ns["sample"])
     with torch.inference_mode():
         torch.testing.assert_close(ns["model"].decode(ns["latents"], ns["lr"]), ns["srs"][0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("args", [
+    ["sample", "in.png", "--model", "srflow", "--checkpoint", "demo-4x-hcflow", "-o", "out_wrong_family"],
+    ["restore", "noisy.png", "--checkpoint", "demo-4x-hcflow", "-o", "restored_wrong_family.png"],
+    ["evaluate", "small", "--model", "srflow:demo-4x-hcflow", "--out", "wrong_family.csv"]])
+def test_a_checkpoint_of_another_family_is_one_line(args, work):
+    "An HCFlow file where an SRFlow model is needed: one line naming both families, nothing written (issue 26's three cases)."
+    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+    if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists(): pytest.fail("the bundled demo-4x-hcflow is missing")
+    before = sorted(p.name for p in work.iterdir())
+    one_line_error(srflow(*args, cwd=work), args[0], "a hcflow model, where a srflow model is needed")
+    assert sorted(p.name for p in work.iterdir()) == before
