@@ -17,7 +17,7 @@ from .core import output_root, repo_root
 from .datasets import demo_images, heldout2_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
 from .evaluate import evaluate
-from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, verdict
+from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, temperature_findings, verdict
 from .checkpoints import load_model_any
 from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, knob, max_steps
 from . import plots, sampling
@@ -180,7 +180,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         model, rrdb, desc = load_demo_models(device=dev)   # the bundled checkpoints; a missing file is an error, never a stand-in
         ds = demo_dataset("test", quick_crop, quick_limit, 16)
         out = results_dir(f"{name}/quick", results_root)
-    write_run(out, dev, notebook=name, full=full, seed=seed, images=[d["name"] for d in ds], **desc, **settings)
+    write_run(out, dev, notebook=name, full=full, seed=seed, crop=None if full else quick_crop, images=[d["name"] for d in ds], **desc, **settings)
     return SimpleNamespace(full=full, device=dev, model=model, rrdb=rrdb, baselines=baselines(model, rrdb), dataset=ds,
                            out=out, seed=seed, desc=desc, resume=full, scale=model.config.scale)
 
@@ -218,7 +218,7 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(beside_paper(t2, PAPER_TABLE2_4X, {k: v for k, v in rows.items() if v}).round(3).to_string())
     print()
-    fd = findings(df, temperature=t_cmp)
+    fd = findings(df, temperature=t_cmp) + temperature_findings(df)
     for k in more: fd += esrgan_findings(df, temperature=t_cmp) if k == "esrgan" else compare_findings(df, k, labels[k], t_cmp)
     atomic_write(out / "findings.json", lambda p: p.write_text(json.dumps(fd, indent=1)))
     write_run(out, dev, seed=seed, temperatures=temps, n_samples=n, quick=quick, images=[it["name"] for it in ds],

@@ -10,8 +10,8 @@ import pytest
 
 from srflow_nb import plots
 from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings,
-                                findings, hcflow_findings, perception_distortion_findings, rescaling_findings,
-                                restoration_sweep_finding, same_order, select_by, sr3_findings, table5_findings, trend)
+                                findings, hcflow_findings, interpolation_findings, perception_distortion_findings, rescaling_findings,
+                                restoration_sweep_finding, same_order, select_by, sr3_findings, table5_findings, temperature_findings, trend)
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
@@ -34,31 +34,50 @@ def test_trend_and_order_fail():
 
 
 def test_table2_findings_fail(fake):
-    assert holds(findings(fake, 0.8, quiet=True)) == [True] * 5
+    good = fake.copy(); good.loc[good.method == "srflow", "lpips"] /= 2     # LPIPS better than half the RRDB's, LR-PSNR 48 vs 40
+    assert holds(findings(good, 0.8, quiet=True)) == [True, True]
+    assert holds(findings(fake, 0.8, quiet=True)) == [False, True]          # 0.61x the RRDB's LPIPS: not "twice as good"
+    assert holds(findings(good.assign(lr_psnr=30.0), 0.8, quiet=True)) == [True, False]
+    assert all(v["source"].startswith("SRFlow Sec 5.1") for v in findings(fake, 0.8, quiet=True))
+
+
+def test_temperature_findings_fail(fake):
+    assert holds(temperature_findings(fake, quiet=True)) == [True] * 3
     bad = fake.copy(); s = bad.method == "srflow"
-    bad.loc[s, "lpips"] += 1; bad.loc[s, "lr_psnr"] = 30.0
     bad.loc[s & np.isclose(bad.temperature, 0.0), "psnr"] -= 3
+    bad.loc[s & np.isclose(bad.temperature, 0.8), "lpips"] = 0.5              # LPIPS worse at 0.8 than at 0.4
     bad.loc[s, "diversity"] = 4 - 2 * bad.loc[s, "temperature"]             # falls over τ > 0 ...
     bad.loc[s & np.isclose(bad.temperature, 0.0), "diversity"] = 0.0         # ... though every τ > 0 beats τ=0
-    assert holds(findings(bad, 0.8, quiet=True)) == [False] * 5
+    assert holds(temperature_findings(bad, quiet=True)) == [False] * 3
+
+
+def _gan(fake, **kw):
+    return fake[fake.method == "rrdb"].assign(method="esrgan", **{**dict(psnr=lambda d: d.psnr - 3, lpips=0.19, lr_psnr=39.0), **kw})
 
 
 def test_esrgan_findings_fail(fake):
-    gan = fake[fake.method == "rrdb"].assign(method="esrgan", psnr=lambda d: d.psnr - 3, lpips=0.19, lr_psnr=39.0)
+    gan = _gan(fake)
     assert holds(esrgan_findings(pd.concat([fake, gan]), 0.8, quiet=True)) == [True] * 4
     strong = gan.assign(psnr=30.0, lr_psnr=55.0, lpips=0.10)                # ESRGAN beats SRFlow on every metric
     assert holds(esrgan_findings(pd.concat([fake, strong]), 0.8, quiet=True)) == [False, False, False, True]
     assert not esrgan_findings(pd.concat([fake, gan.assign(lpips=0.35)]), 0.8, quiet=True)[3]["holds"]   # GAN worse than the RRDB
-    assert esrgan_findings(pd.concat([fake, gan.assign(lpips=0.175)]), 0.8, quiet=True)[2]["holds"]      # within the 0.01 margin
-    assert not esrgan_findings(pd.concat([fake, gan.assign(lpips=0.17)]), 0.8, lpips_margin=0.005, quiet=True)[2]["holds"]
+    assert not esrgan_findings(pd.concat([fake, gan.assign(lpips=0.175)]), 0.8, quiet=True)[1]["holds"]  # "significantly better": no margin
+    nr = pd.concat([fake, gan]).assign(brisque=lambda d: np.where(d.method == "srflow", 30.0, 20.0), piqe=lambda d: np.where(d.method == "srflow", 50.0, 40.0))
+    assert holds(esrgan_findings(nr, 0.8, quiet=True)) == [True, True, True, False, False, True]   # BRISQUE and PIQE worse than ESRGAN's
     assert holds(esrgan_findings(fake, 0.8, quiet=True)) == [False] * 4     # no ESRGAN rows: NaN never passes
 
 
 def test_perception_distortion_findings_fail(fake):
-    assert holds(perception_distortion_findings(fake)) == [True] * 3
+    gan = _gan(fake, psnr=23.5)
+    assert holds(perception_distortion_findings(pd.concat([fake, gan]))) == [True] * 4
     flat = fake.copy(); s = flat.method == "srflow"
     flat.loc[s, "psnr"] = 20.0; flat.loc[s, "lpips"] = 0.5
-    assert holds(perception_distortion_findings(flat, quiet=True)) == [False] * 3
+    assert holds(perception_distortion_findings(pd.concat([flat, gan]), quiet=True)) == [False] * 4
+    sharp = _gan(fake, psnr=25.0, lpips=0.10)                                # ESRGAN better on LPIPS and PSNR than SRFlow at τ >= 0.8
+    assert holds(perception_distortion_findings(pd.concat([fake, sharp]), quiet=True))[1:3] == [False, False]
+    icurve = pd.DataFrame(dict(alpha=[0.0, 0.5, 1.0], psnr=[26.9, 25.5, 23.5], lpips=[0.30, 0.22, 0.19]))
+    assert holds(interpolation_findings(fake, icurve, 0.8, quiet=True)) == [True]
+    assert holds(interpolation_findings(fake, icurve.assign(lpips=[0.30, 0.15, 0.12]), 0.8, quiet=True)) == [False]
 
 
 def test_best_of_n_findings_fail(fake):
@@ -87,14 +106,17 @@ def test_ablation_findings_fail():
     names = ["SRFlow (small_4x)", "No Lin. F-Step", "No Affine Inj.", "K=2", "K=8", "hidden=16", "hidden=64"]
     abl = pd.DataFrame(dict(psnr=[21.0, 20.0, 19.0, 20.5, 21.5, 20.5, 21.5], ssim=[0.5, 0.4, 0.3, 0.45, 0.55, 0.45, 0.55],
                             lpips=[0.40, 0.45, 0.50, 0.42, 0.38, 0.42, 0.38]), index=names)
-    t4 = pd.DataFrame(dict(psnr=[21.5, 21.0], ssim=[0.5, 0.45], lpips=[0.45, 0.40]), index=list(TABLE4_ROWS))
+    t4 = pd.DataFrame(dict(psnr=[21.5, 21.0], ssim=[0.5, 0.45], lpips=[0.405, 0.40]), index=list(TABLE4_ROWS))
     assert holds(ablation_findings(abl, t4, quiet=True)) == [True] * 12
     rev = abl.copy(); rev.loc["No Affine Inj."] = [21.5, 0.6, 0.3]; rev.loc["K=8"] = [20.0, 0.4, 0.5]
-    assert holds(ablation_findings(rev, t4.iloc[::-1].set_axis(t4.index), quiet=True)) == [False] * 9 + [True] * 3
+    swapped = t4.iloc[::-1].set_axis(t4.index).assign(lpips=[0.45, 0.40])  # fidelity in the other order, LPIPS 0.05 apart: not comparable
+    assert holds(ablation_findings(rev, swapped, quiet=True)) == [False] * 9 + [True] * 3
+    V = ablation_findings(abl, t4, bicubic=dict(psnr=24.0, lpips=0.35), quiet=True)   # the full model below bicubic: nothing ranks
+    assert all(v["inconclusive"] and not v["holds"] for v in V)
 
 
 def _hcflow_ok(fake):
-    hc = fake[fake.method == "srflow"].assign(method="hcflow", psnr=lambda d: d.psnr + 0.1, lpips=lambda d: d.lpips + 0.005)
+    hc = fake[fake.method == "srflow"].assign(method="hcflow", psnr=lambda d: d.psnr + 0.1, ssim=lambda d: d.ssim + 0.01, lpips=lambda d: d.lpips + 0.005)
     resc = pd.DataFrame(dict(psnr=[33.0, 24.0, 27.0, 27.0, 27.2], ssim=[0.93, 0.70, 0.80, 0.78, 0.79], lr_psnr=[41.0] + [np.nan] * 4),
                         index=[RESCALING_ROW, "Bicubic", "RRDB", "SRFlow τ=0", "HCFlow τ=0"])
     return pd.concat([fake, hc]), hc, resc
@@ -103,25 +125,25 @@ def _hcflow_ok(fake):
 def test_hcflow_sr_findings_fail(fake):
     ok, hc, resc = _hcflow_ok(fake)
     assert holds(hcflow_findings(ok, resc, 0.8, quiet=True)) == [True] * 7
-    weak = pd.concat([fake, hc.assign(psnr=lambda d: d.psnr - 3, lpips=0.5)])    # far below SRFlow, LPIPS worse than the RRDB
+    weak = pd.concat([fake, hc.assign(psnr=lambda d: d.psnr - 3, ssim=lambda d: d.ssim - 0.1, lpips=0.5)])   # below SRFlow, worse than the RRDB
     assert holds(hcflow_findings(weak, temperature=0.8, quiet=True)) == [False] * 4
-    below0 = hc.copy(); below0.loc[np.isclose(below0.temperature, 0.0), "psnr"] -= 0.2  # τ=0 just under SRFlow's: only the first fails
-    assert holds(hcflow_findings(pd.concat([fake, below0]), temperature=0.8, quiet=True)) == [False, True, True, True]
-    close = hc.assign(lpips=lambda d: d.lpips + 0.02)                             # LPIPS 0.025 above SRFlow's, still below the RRDB's
-    assert holds(hcflow_findings(pd.concat([fake, close]), temperature=0.8, quiet=True))[2:] == [True, False]
+    below = hc.assign(psnr=lambda d: d.psnr - 0.2)                                # PSNR just under SRFlow's: only the PSNR claim fails
+    assert holds(hcflow_findings(pd.concat([fake, below]), temperature=0.8, quiet=True)) == [False, True, True, True]
     assert holds(hcflow_findings(fake, temperature=0.8, quiet=True)) == [False] * 4  # no HCFlow rows: NaN never passes
+    v = hcflow_findings(ok, temperature=0.8, quiet=True)
+    assert v[0]["source"].startswith("HCFlow") and v[3]["source"] == "hypothesis"
 
 
 def test_rescaling_findings_fail(fake):
     _, _, resc = _hcflow_ok(fake)
     assert holds(rescaling_findings(resc, quiet=True)) == [True] * 3
-    sr_like = resc.assign(psnr=[27.5, 24.0, 27.0, 27.0, 27.2], ssim=[0.79, 0.70, 0.80, 0.78, 0.79], lr_psnr=[30.0] + [np.nan] * 4)
-    assert holds(rescaling_findings(sr_like, quiet=True)) == [False] * 3           # an "upscale" no better than SR, LR far from bicubic
-    v = rescaling_findings(resc.assign(psnr=[30.1, 24.0, 27.0, 27.0, 27.2]), quiet=True)[0]   # gap 2.9 dB to the best SR row (HCFlow)
-    assert not v["holds"] and "HCFlow τ=0" in v["detail"] and "+2.90" in v["detail"]
-    assert rescaling_findings(resc.assign(psnr=[30.1, 24.0, 27.0, 27.0, 27.2]), margin_db=2.5, quiet=True)[0]["holds"]
+    sr_like = resc.assign(psnr=[27.1, 24.0, 27.0, 27.0, 27.2], ssim=[0.79, 0.70, 0.80, 0.78, 0.79], lr_psnr=[30.0] + [np.nan] * 4)
+    assert holds(rescaling_findings(sr_like, quiet=True)) == [False] * 3           # an "upscale" below SR, LR far from bicubic
+    v = rescaling_findings(sr_like, quiet=True)[0]
+    assert "HCFlow τ=0" in v["detail"] and "-0.10" in v["detail"]
     assert not rescaling_findings(resc.assign(lr_psnr=[np.nan] * 5), quiet=True)[2]["holds"]   # NaN LR-PSNR never passes
     assert not rescaling_findings(resc.assign(psnr=[np.nan, 24.0, 27.0, 27.0, 27.2]), quiet=True)[0]["holds"]
+    assert all(v["source"] == "hypothesis" for v in rescaling_findings(resc, quiet=True))
     with pytest.raises(KeyError, match="HCFlow rescaling"): rescaling_findings(resc.drop(index=RESCALING_ROW))
 
 
@@ -147,12 +169,15 @@ def test_sr3_findings_fail():
     assert sr3_findings(_cost(s_per_sample=[0.5, 0.05, 5.0, 0.1]), 0.45, time="cpu_s_per_sample", quiet=True)[3]["holds"] is True
     with pytest.raises(ValueError, match="srflow"):
         sr3_findings(_cost(temperature=[float("nan")] * 3 + [0.8]), 0.45)                    # no SRFlow row at τ=0.9
+    c = sr3_findings(_cost(), 0.45, bicubic_lr_psnr=39.0, quiet=True)                       # SR3's own consistency claim, given bicubic's
+    assert holds(c) == [True] * 5 and c[2]["source"].startswith("SR3")
+    assert holds(sr3_findings(_cost(), 0.45, bicubic_lr_psnr=40.0, quiet=True))[2] is False
 
 
 def test_check_findings_refuses_a_flip(tmp_path, fake):
     ok = findings(fake, 0.8, quiet=True)
     check_findings(ok, tmp_path / "f.csv")
-    flipped = [dict(v, holds=not v["holds"]) if i == 0 else v for i, v in enumerate(ok)]
+    flipped = [dict(v, holds=not v["holds"]) if i == 1 else v for i, v in enumerate(ok)]     # a firm verdict (LR-PSNR 48 vs 40 dB)
     with pytest.raises(AssertionError, match="verdicts differ"):
         check_findings(flipped, tmp_path / "f.csv", update=False)
 
@@ -164,14 +189,16 @@ def _recompute(nb: str, d: Path) -> list[dict]:
         ev = pd.read_csv(d / "evaluation.csv")
         return findings(ev, 0.9, quiet=True) + esrgan_findings(ev, 0.9, quiet=True)
     if nb == "21_repro.temperature":
-        return findings(pd.read_csv(d / "evaluation.csv"), 0.9, quiet=True)
+        return temperature_findings(pd.read_csv(d / "evaluation.csv"), quiet=True)
     if nb == "22_repro.perception_distortion":
-        return perception_distortion_findings(pd.read_csv(d / "evaluation.csv"), quiet=True)
+        ev = pd.read_csv(d / "evaluation.csv")
+        return perception_distortion_findings(ev, quiet=True) + interpolation_findings(ev, pd.read_csv(d / "interpolation.csv"), 0.9, quiet=True)
     if nb == "23_repro.best_of_n":
         return best_of_n_findings(pd.read_csv(d / "evaluation.csv"), 0.8, "lr_psnr", quiet=True)
     if nb == "24_repro.ablations":
         t4 = pd.read_csv(d / "table4.csv").set_index("variant") if (d / "table4.csv").exists() else None
-        return ablation_findings(pd.read_csv(d / "ablations.csv").set_index("variant"), t4, quiet=True)
+        bic = pd.read_csv(d / "bicubic.csv").iloc[0].to_dict()
+        return ablation_findings(pd.read_csv(d / "ablations.csv").set_index("variant"), t4, bicubic=bic, quiet=True)
     if nb == "25_repro.restoration":
         return table5_findings(pd.read_csv(d / "table5.csv", index_col=0), pd.read_csv(d / "per_image.csv"), quiet=True) + \
             [restoration_sweep_finding(pd.read_csv(d / "temperature_sweep.csv"), quiet=True)]
@@ -180,7 +207,8 @@ def _recompute(nb: str, d: Path) -> list[dict]:
         return hcflow_findings(ev, pd.read_csv(d / "rescaling_table.csv", index_col=0), 0.9, quiet=True)
     if nb == "28_repro.sr3":
         run = json.loads((d / "run.json").read_text())
-        return sr3_findings(pd.read_csv(d / "cost.csv"), float(pd.read_csv(d / "table.csv", index_col=0).loc["Bicubic", "lpips"]),
+        bic = pd.read_csv(d / "table.csv", index_col=0).loc["Bicubic"]
+        return sr3_findings(pd.read_csv(d / "cost.csv"), float(bic.lpips), bicubic_lr_psnr=float(bic.lr_psnr),
                             time="s_per_sample" if run["device"].startswith("cuda") else "cpu_s_per_sample", quiet=True)
     raise KeyError(nb)
 

@@ -63,15 +63,30 @@ def _machine(run: dict) -> str:
     return f" ({m['cpu']}, {m['cpu_kind']}, {run.get('precision', 'fp32')}, {m['threads']} threads)" if m else ""
 
 
+def _sample(run: dict) -> str:
+    "What a notebook's verdicts were measured on, from its run.json: images, crop, samples (or steps)."
+    if "images" not in run: return f"{run.get('steps', '?')}-step models, {run.get('patch', '?')}-px patches, 2 val crops of 96 px"
+    crop = f"{run['crop']}-px crops" if run.get("crop") else "full size"
+    n = f", {run['n_samples']} sample(s)" if "n_samples" in run else ""
+    return f"{len(run['images'])} images, {crop}{n}"
+
+
 def findings_table() -> str:
-    lines = ["| notebook | finding | verdict | measured |", "|---|---|---|---|"]
+    "Two tables: the papers' claims (a source names the paper's place) and our hypotheses, each claim once."
+    from srflow_nb.findings import status
+    papers, ours = [], []
     for nb in REPRO:
         f = RESULTS / nb / "quick" / "findings.csv"
         if not f.exists(): raise FileNotFoundError(f"{f}: no findings yet; run nbs/{nb}.ipynb (tools/run_notebooks.py) and commit its results first")
-        for r in pd.read_csv(f).itertuples():
-            fragile = " (fragile: inside the tolerance)" if bool(getattr(r, "fragile", False)) else ""
-            lines.append(f"| `{nb}` | {r.finding} | {'holds' if r.holds else '**does not hold**'}{fragile} | {r.detail} |")
-    return "\n".join(lines)
+        sample = _sample(json.loads((f.parent / "run.json").read_text()))
+        for r in pd.read_csv(f).to_dict("records"):
+            v = status(r)
+            v = v if v.startswith("holds") else f"**{v}**"
+            row = f"| `{nb}` | {r['finding']} |" + (f" {r['source']} |" if r.get("source", "hypothesis") != "hypothesis" else "") + f" {sample} | {v} | {r['detail']} |"
+            (ours if r.get("source", "hypothesis") == "hypothesis" else papers).append(row)
+    return "\n".join(["**The papers' claims**", "", "| notebook | claim | source | sample | verdict | measured |", "|---|---|---|---|---|---|", *papers,
+                      "", "**Our hypotheses** (questions of this project's own, not claims of a paper)", "",
+                      "| notebook | hypothesis | sample | verdict | measured |", "|---|---|---|---|---|", *ours])
 
 
 def _e(v):
