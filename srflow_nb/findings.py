@@ -39,7 +39,7 @@ PAPER_TABLE3 = pd.DataFrame([("No Lin. F-Step", 26.96, 0.759, 0.125), ("No Affin
                             columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
 PAPER_TABLE4 = pd.DataFrame([("Pretrained LR-Encoder", 25.24, 0.71, 0.110), ("Without pretrained LR-Encoder", 25.06, 0.70, 0.108)],
                             columns=["method", "psnr", "ssim", "lpips"]).set_index("method")
-TABLE2_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")
+TABLE2_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")   # RGB and Y (HCFlow/IRN/SR3 report Y)
 
 def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, rows: Mapping[str, str] | None = None) -> pd.DataFrame:
     "Ours and the paper's numbers side by side: columns (metric, 'ours'|'paper'); `rows` maps our row label -> paper row label."

@@ -27,7 +27,7 @@ COMPILE_JSON = BENCH / "sample_speed_lr64_threads2_compile.json"
 EQUIVALENCE_JSON = BENCH / "official_equivalence.json"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
          "24_repro.ablations", "25_repro.restoration", "27_repro.hcflow", "28_repro.sr3"]
-DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "lr_psnr": 2, "niqe": 2, "brisque": 1, "piqe": 1}
+DIGITS = {"psnr": 2, "ssim": 3, "psnr_y": 2, "ssim_y": 3, "lpips": 3, "lr_psnr": 2, "niqe": 2, "brisque": 1, "piqe": 1}
 
 
 def _f(v, k):
@@ -42,13 +42,13 @@ def results_table() -> str:
     names = {"Bicubic": "bicubic", "RRDB": f"RRDB (`{run['rrdb']}`)", "ESRGAN": f"ESRGAN (`{run.get('esrgan', '?')}`)"}
     paper = {"Bicubic": "Bicubic", "RRDB": "RRDB", "ESRGAN": "ESRGAN", "SRFlow τ=0.9": "SRFlow τ=0.9"}
     cols = list(DIGITS)
-    lines = [f"{len(run['images'])} held-out test images at full size, 4x, RGB, no border crop, 8-bit rounding, bicubic = "
+    lines = [f"{len(run['images'])} held-out test images at full size, 4x, PSNR/SSIM on RGB and on Y (BT.601, the HCFlow/IRN/SR3 convention), no border crop, 8-bit rounding, bicubic = "
              f"MATLAB kernel, {run['n_samples']} samples per temperature; computed by `nbs/20_repro.table2.ipynb` "
              f"(`data/results/20_repro.table2/quick/table2.csv`, on {run['device']}{_machine(run)}; its `run.json` records the git commit, machine and "
              f"seeds; the commit is not copied here, since every CI run re-measures and re-records it). Paper numbers (DIV2K 4x, full models trained on 3,450 images, Table 2) for orientation only.",
              "",
-             "| method | PSNR | SSIM | LPIPS | LR-PSNR | NIQE | BRISQUE | PIQE | paper PSNR / LPIPS / LR-PSNR |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| method | PSNR | SSIM | PSNR (Y) | SSIM (Y) | LPIPS | LR-PSNR | NIQE | BRISQUE | PIQE | paper PSNR / LPIPS / LR-PSNR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in t2.iterrows():
         label = names.get(m, m.replace("SRFlow", f"SRFlow (`{run['checkpoint']}`),"))
         p = paper.get(m)
