@@ -26,7 +26,7 @@ BENCH = ROOT / "benchmarks" / "results"
 COMPILE_JSON = BENCH / "sample_speed_lr64_threads2_compile.json"
 EQUIVALENCE_JSON = BENCH / "official_equivalence.json"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",
-         "24_repro.ablations", "25_repro.restoration", "27_repro.hcflow", "28_repro.sr3"]
+         "24_repro.ablations", "25_repro.restoration", "27_repro.hcflow", "28_repro.sr3", "29_repro.scaling"]
 DIGITS = {"psnr": 2, "ssim": 3, "psnr_y": 2, "ssim_y": 3, "lpips": 3, "lr_psnr": 2, "niqe": 2, "brisque": 1, "piqe": 1}
 
 
