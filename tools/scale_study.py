@@ -69,7 +69,7 @@ def main(argv=None):
     ap.add_argument("--budget-min", type=float, default=10.0, help="CPU-minutes of training per configuration")
     ap.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "data/results/scale_study")
+    ap.add_argument("--out", type=Path, default=ROOT / "data/results/scale_study/quick")   # quick/: outside the notebooks' input stamp
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/scale_study")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
