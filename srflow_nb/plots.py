@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 # %% auto #0
 __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'figure_png', 'register_display', 'image_grid', 'comparison',
-           'method_means', 'split_methods', 'fake_evaluation', 'temperature_curves', 'perception_distortion',
-           'best_of_n', 'best_of_n_curves', 'stack_png', 'widget_bundle', 'Controls']
+           'std_map', 'gradient_energy', 'pick_crop', 'detail_comparison', 'method_means', 'split_methods',
+           'fake_evaluation', 'temperature_curves', 'perception_distortion', 'best_of_n', 'best_of_n_curves',
+           'stack_png', 'widget_bundle', 'Controls']
 
 # %% ../nbs/17_plots.ipynb #c415c561
 def save_fig(fig, path, dpi: int = 100):
@@ -109,6 +111,99 @@ def comparison(lr, sr_samples: Sequence = (), hr=None, bicubic=None, rrdb=None, 
     for i, im in enumerate(sr_samples): cells.append(_crop(im, crop)); titles.append(f"SRFlow{tt} #{i + 1}")
     if hr is not None: cells.append(_crop(hr, crop)); titles.append("HR")
     return image_grid([cells], [titles], size=size, suptitle=title)
+
+# %% ../nbs/17_plots.ipynb #d7a1c0e2
+def std_map(samples) -> torch.Tensor:
+    "Per-pixel std over samples `(n, 3, H, W)` or `(n, 1, 3, H, W)` in [0, 1]: population std, mean over RGB, 0-255 scale -> `(H, W)`."
+    s = samples.detach().float().cpu() if isinstance(samples, torch.Tensor) else torch.stack([torch.as_tensor(x).float() for x in samples])
+    if s.ndim == 5 and s.shape[1] == 1: s = s[:, 0]
+    if s.ndim != 4 or s.shape[0] < 2: raise ValueError(f"std_map needs n >= 2 samples shaped (n, 3, H, W) or (n, 1, 3, H, W), got {tuple(s.shape)}")
+    return 255 * s.std(0, unbiased=False).mean(0)
+
+def gradient_energy(im) -> torch.Tensor:
+    "Squared forward differences (x and y, summed over channels) of an image `(3, H, W)` or `(1, 3, H, W)`: `(H, W)`, zero-padded at the far edges."
+    t = torch.as_tensor(_as_hwc(im)).permute(2, 0, 1)
+    e = torch.zeros(t.shape[-2:], dtype=t.dtype)
+    e[:, :-1] += (t[:, :, 1:] - t[:, :, :-1]).pow(2).sum(0)
+    e[:-1, :] += (t[:, 1:, :] - t[:, :-1, :]).pow(2).sum(0)
+    return e
+
+def pick_crop(score, size: int | tuple[int, int], align: int = 1) -> tuple[int, int, int, int]:
+    "The `size` window (top, left, h, w) with the highest mean `score` (H, W); corners on multiples of `align`; first maximum wins."
+    score = torch.as_tensor(score, dtype=torch.float64)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    H, W_ = score.shape
+    if not (0 < h <= H and 0 < w <= W_): raise ValueError(f"pick_crop: a {h}x{w} window does not fit a {H}x{W_} map")
+    sums = torch.nn.functional.avg_pool2d(score[None, None], (h, w), stride=1)[0, 0]   # every window's mean
+    sums = sums[::align, ::align]
+    i = int(torch.argmax(sums.flatten()))                                               # first maximum: deterministic
+    return (i // sums.shape[1]) * align, (i % sums.shape[1]) * align, h, w
+
+def _zoom(a: np.ndarray, k: int) -> np.ndarray: return a.repeat(k, axis=0).repeat(k, axis=1)
+
+def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, crop: tuple[int, int, int, int] | None = None,
+                      crop_size: int | None = None, zoom: int | None = None, std_samples=None, diff: tuple | None = None,
+                      std_title: str | None = None, diff_title: str = "|difference|", min_zoom: int = 3, min_panel_px: int = 256,
+                      box_color: str = "red", title: str | None = None, dpi: int = 100) -> Figure:
+    "Thumbnails with the crop box drawn (top row) over the crop of each image zoomed (nearest, integer factor); optional std / difference maps."
+    ims = [_as_hwc(im) for im in images]
+    if not ims: raise ValueError("detail_comparison needs at least one image")
+    if titles is not None and len(titles) != len(ims): raise ValueError(f"detail_comparison: {len(titles)} titles for {len(ims)} images")
+    H, W_ = max(a.shape[0] for a in ims), max(a.shape[1] for a in ims)
+    ratios = []
+    for a in ims:
+        r = H // a.shape[0]
+        if H % a.shape[0] or W_ % a.shape[1] or W_ // a.shape[1] != r:
+            raise ValueError(f"detail_comparison: image {a.shape[0]}x{a.shape[1]} is not the {H}x{W_} reference divided by an integer")
+        ratios.append(r)
+    align = math.lcm(*ratios)
+    maps = []                                                       # (title, (H, W) map, colour map)
+    if std_samples is not None:
+        sm = std_map(std_samples)
+        if tuple(sm.shape) != (H, W_): raise ValueError(f"detail_comparison: std_samples are {tuple(sm.shape)}, the images {H}x{W_}")
+        maps.append((std_title or f"per-pixel std ({len(std_samples)} samples)", sm.numpy(), "viridis"))
+    if diff is not None:
+        a, b = (torch.as_tensor(_as_hwc(x)) for x in diff)
+        if a.shape != b.shape or tuple(a.shape[:2]) != (H, W_): raise ValueError(f"detail_comparison: diff images must both be {H}x{W_}")
+        maps.append((diff_title, (255 * (a - b).abs().mean(-1)).numpy(), "magma"))
+    if crop is None:
+        size = crop_size or max(align, (min(H, W_) // 4) // align * align)
+        crop = pick_crop(torch.as_tensor(maps[0][1]) if std_samples is not None else gradient_energy(ims[max(i for i, a in enumerate(ims) if a.shape[0] == H)]),
+                         size, align)
+    bad = not (len(crop) == 4 and all(isinstance(v, (int, np.integer)) for v in crop))
+    if not bad:
+        t, l, h, w = (int(v) for v in crop)
+        bad = h <= 0 or w <= 0 or t < 0 or l < 0 or t + h > H or l + w > W_ or any(v % align for v in (t, l, h, w))
+    if bad: raise ValueError(f"detail_comparison: crop must be (top, left, height, width) ints inside the {H}x{W_} image, "
+                             f"multiples of {align} (the images' size ratio), got {crop!r}")
+    k = zoom or max(min_zoom, math.ceil(min_panel_px / min(h, w)))
+    if k < 1 or k != int(k): raise ValueError(f"detail_comparison: zoom must be a positive integer, got {zoom!r}")
+    k = int(k)
+    ncol = len(ims) + len(maps)
+    side = (max(min_panel_px, k * max(h, w)) + 40) / dpi          # inches: zoomed pixels ~1:1 at `dpi` (+ margins)
+    fig = Figure(figsize=(side * ncol, side * (H / W_ + h / w) + (0.3 if title else 0) + 0.5), layout="constrained", dpi=dpi)
+    axes = fig.subplots(2, ncol, squeeze=False, height_ratios=[H / W_, h / w])
+    for j, a in enumerate(ims):
+        r = ratios[j]
+        top, bot = axes[0][j], axes[1][j]
+        top.imshow(a, interpolation="nearest")
+        top.add_patch(Rectangle((l / r - .5, t / r - .5), w / r, h / r, fill=False, ec=box_color, lw=1.5))
+        bot.imshow(_zoom(a[t // r:(t + h) // r, l // r:(l + w) // r], k * r), interpolation="nearest")
+        if titles is not None and titles[j]: top.set_title(titles[j], fontsize=9)
+    for j, (name, m, cmap) in enumerate(maps, start=len(ims)):
+        top, bot = axes[0][j], axes[1][j]
+        c = m[t:t + h, l:l + w]
+        top.imshow(m, cmap=cmap, interpolation="nearest", vmin=0, vmax=float(m.max()) or 1.0)
+        top.add_patch(Rectangle((l - .5, t - .5), w, h, fill=False, ec="white", lw=1.5))
+        im = bot.imshow(_zoom(c, k), cmap=cmap, interpolation="nearest", vmin=0, vmax=float(c.max()) or 1.0)
+        fig.colorbar(im, ax=bot, fraction=0.046, pad=0.02, label="0-255")
+        top.set_title(name, fontsize=9)
+    for ax in axes.flat: ax.set_xticks([]); ax.set_yticks([])
+    axes[1][0].set_ylabel(f"crop x{k} (nearest)", fontsize=9)
+    axes[0][0].set_ylabel("full image", fontsize=9)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.detail_crop, fig.detail_zoom = (t, l, h, w), k
+    return fig
 
 # %% ../nbs/17_plots.ipynb #284979c6
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "ssim_srflow": True, "lpips": False,
