@@ -146,7 +146,8 @@ def _mean(df, method, t, m):
     return float(d[m].mean()) if len(d) and m in d else float("nan")
 
 def wins(df: pd.DataFrame, a: tuple[str, float | None], b: tuple[str, float | None], metric: str) -> str:
-    "'; on k of n images': on how many images (means over samples) method/temperature `a` is better than `b` in `metric`."
+    "'; on k of n images': on how many images (means over samples) method/temperature `a` is better than `b` in `metric` ('' when not measured)."
+    if metric not in df.columns: return ""
     per = lambda k, t: df[(df.method == k) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))].groupby("image")[metric].mean()
     x, y = per(*a), per(*b)
     both = x.index.intersection(y.index)
