@@ -17,7 +17,7 @@ from .core import atomic_write, code_state, committed_path, repo_root   # code_s
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
            'TOLERANCES', 'HYPOTHESIS', 'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y',
-           'HCFLOW_SOURCES', 'RESCALING_ROW', 'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'UPDATE_ENV',
+           'HCFLOW_SOURCES', 'RESCALING_ROW', 'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'FIG9_QUOTES', 'UPDATE_ENV',
            'FINDINGS_COLUMNS', 'TIME_COLUMNS', 'beside_paper', 'table2', 'compare', 'at_least', 'conj', 'verdict',
            'status', 'trend', 'same_order', 'better', 'gain', 'trend_check', 'order_check', 'wins', 'findings',
            'temperature_findings', 'perception_distortion_findings', 'interpolation_findings', 'esrgan_findings',
@@ -372,6 +372,8 @@ TABLE3_ROWS = {"SRFlow": "SRFlow (small_4x)", "No Lin. F-Step": "No Lin. F-Step"
 FIG9_SWEEPS = {"flow depth K": {"K=2": 2, "SRFlow (small_4x)": 4, "K=8": 8},
                "hidden width": {"hidden=16": 16, "SRFlow (small_4x)": 32, "hidden=64": 64}}
 TABLE4_ROWS = {"Pretrained LR-Encoder": "Pretrained LR-Encoder", "Without pretrained LR-Encoder": "Without pretrained LR-Encoder"}
+FIG9_QUOTES = {"flow depth K": "decreasing the number of flow-steps K leads to more artifacts in complex structures",
+               "hidden width": "a larger number of channels leads to better consistency in the reconstruction"}
 
 def _fmt(d): return ", ".join(f"{k}: {v:.4g}" for k, v in d.items())
 
@@ -404,8 +406,9 @@ def ablation_findings(abl: pd.DataFrame, t4: pd.DataFrame | None = None, table3_
         for m in metrics:
             xs, ys = list(sweep.values()), [float(abl.loc[v, m]) for v in sweep]
             ok = trend_check(m, xs, ys, increasing=plots.HIGHER_IS_BETTER.get(m, True))
+            quote = FIG9_QUOTES.get(what, "")
             out.append(verdict(f"Fig 9: {m.upper()} improves with the {what}", ok, ", ".join(f"{x:g}: {y:.4f}" for x, y in zip(xs, ys)), quiet,
-                               source="SRFlow Sec 5.3, Fig 9 (images only: 'a larger number of channels leads to better consistency')", inconclusive=why))
+                               source=f"SRFlow Sec 5.3, Fig 9 (images only{': ' + repr(quote) if quote else ''})", inconclusive=why))
     return out
 
 # %% ../nbs/19b_findings.ipynb #ebc9d94e

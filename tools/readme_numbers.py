@@ -64,7 +64,8 @@ def _machine(run: dict) -> str:
 
 
 def _sample(run: dict) -> str:
-    "What a notebook's verdicts were measured on, from its run.json: images, crop, samples (or steps)."
+    "What a notebook's verdicts were measured on, from its run.json: its `sample` when it states one, else images, crop, samples (or steps)."
+    if "sample" in run: return run["sample"]
     if "images" not in run: return f"{run.get('steps', '?')}-step models, {run.get('patch', '?')}-px patches, 2 val crops of 96 px"
     crop = f"{run['crop']}-px crops" if run.get("crop") else "full size"
     n = f", {run['n_samples']} sample(s)" if "n_samples" in run else ""
