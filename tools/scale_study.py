@@ -73,6 +73,7 @@ def main(argv=None):
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/scale_study")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    sha = run_info("cpu")["git_sha"]                            # the code this process runs: recorded at its start
     csv = a.out / "scale_study.csv"
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
     files = trainset_images()                                   # every image of the manifest, built (else: how to build them)
@@ -82,7 +83,7 @@ def main(argv=None):
         if len(done) and ((done.config == name) & (done.budget_min == a.budget_min)).any(): print(f"{name}: done"); continue
         row = dict(run_one(name, a.budget_min * 60, a.runs, hr, names, a.threads), budget_min=a.budget_min)
         info = run_info("cpu", precision=row.get("train_amp") or "fp32")
-        row.update(cpu_kind=info["machine"]["cpu_kind"], cpu=info["machine"]["cpu"], threads=a.threads, git_sha=info["git_sha"])
+        row.update(cpu_kind=info["machine"]["cpu_kind"], cpu=info["machine"]["cpu"], threads=a.threads, git_sha=sha)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         atomic_write(csv, lambda p: done.to_csv(p, index=False))
         print(json.dumps(row), flush=True)
