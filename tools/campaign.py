@@ -1,0 +1,220 @@
+"""The training campaign of issue 24: the bundled 4x models retrained on the built training set, one stage at a time,
+resumable across sessions, with a checkpoint kept at every doubling of each stage's CPU budget (for 29_repro.scaling).
+
+    python tools/campaign.py status                    # where every stage stands (steps, CPU-hours, last validation)
+    python tools/campaign.py run                       # the next unfinished stage(s), in order, until done or stopped
+    python tools/campaign.py run --stage srflow        # one stage (its prerequisites must be finished)
+    SMOKE=1 python tools/campaign.py run --runs /tmp/c # every stage for a few steps (a check of the wiring)
+    nohup python tools/campaign.py run > /work/logs/campaign.log 2>&1 &
+
+The recipe comes from the scale study (`data/results/scale_study/quick/scale_study.csv`): the small model (L=3, K=4,
+hidden 32), HR patches of 64, batch 4, and an fp32 flow (fp32 gave the lowest held-out LPIPS at tau=0.9 at an equal CPU
+budget, with the same LR-PSNR as bf16 everywhere). The RRDB and ESRGAN stages keep the demo recipes (bf16 autocast,
+batch 8, patch 96). Stages, in order (each initialised from the one it names):
+
+    rrdb             L1 RRDB                              -> demo-4x-rrdb
+    srflow           SRFlow NLL       from rrdb           -> demo-4x
+    esrgan           ESRGAN           from rrdb           -> demo-4x-esrgan (the same data as SRFlow: a fair Table 2)
+    hcflow           HCFlow SR NLL                        -> demo-4x-hcflow
+    hcflow_rescaling HCFlow rescaling                     -> demo-4x-hcflow-rescaling
+    rrdb_8x, srflow_8x  the 8x pair (L=4)                 -> demo-8x-rrdb, demo-8x
+
+Every stage trains on `data/cache/trainset/train` (`srflow data build-train`) and validates on `data/demo/val` (the
+held-out splits are never seen in training). State lives in `<runs>/<stage>/` (git-ignored `runs/campaign` by default):
+the trainer's checkpoints, `best.pt`, logs, and `budget/cpu_<h>h.pt` copies taken when the stage's CPU clock passes
+1/8, 1/4, 1/2, 1, 2, 4, ... CPU-hours (`budget/budget.jsonl` records step and CPU seconds of each). SIGTERM/SIGINT save
+and stop after the current step; running the same command again continues. The machine, precision and git commit of
+every checkpoint are in its `run_info`.
+"""
+from __future__ import annotations
+import argparse, json, os, shutil, signal, sys, time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from srflow_nb.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
+from srflow_nb.core import InputError, atomic_write  # noqa: E402
+from srflow_nb.train import TrainConfig, Trainer, PatchCache, load_folder, task_class  # noqa: E402
+
+DATA, VAL = ROOT / "data/cache/trainset/train", ROOT / "data/demo/val"
+SMALL_8X = dict(scale=8, L=4)                                 # the small model at 8x: one more flow level
+MILESTONES_H = tuple(2.0 ** k for k in range(-3, 6))       # 1/8 ... 32 CPU-hours
+
+
+@dataclass
+class Stage:
+    name: str
+    bundle: str                                   # the bundled name the stage's best checkpoint becomes
+    make: Callable[[dict], tuple]                 # overrides -> (task, cfg)
+    after: tuple = ()                             # stages that must be finished first (and whose best.pt it starts from)
+    gate: Callable[[list], str | None] | None = None   # val history -> None (pass) or why the next stages must wait
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _srflow(stage: str, preset: str, model: str | dict, **fixed):
+    "An SRFlow-family stage; `model` is an SRFlowConfig preset name or a dict of its fields (written beside the run)."
+    def make(over: dict):
+        cfg = getattr(TrainConfig, preset)(**{**fixed, **over})
+        name = model
+        if isinstance(model, dict):
+            from srflow_nb.model import SRFlowConfig
+            name = Path(cfg.out_dir) / "model_preset.json"
+            name.parent.mkdir(parents=True, exist_ok=True)
+            name.write_text(json.dumps(SRFlowConfig.small_4x(**model).to_dict(), sort_keys=True))
+        return task_class(stage).create(cfg, str(name), lpips=True), cfg
+    return make
+
+
+def _esrgan(init: str, **fixed):
+    "The ESRGAN stage: its generator starts from `init` (the L1 RRDB stage's best.pt), loaded by ESRGANTask itself."
+    def make(over: dict):
+        from srflow_nb.esrgan import ESRGANTask, esrgan_demo
+        cfg = esrgan_demo(**{**fixed, **over})
+        return ESRGANTask.create(cfg, init, lpips=True), cfg
+    return make
+
+
+def _hcflow(preset: str, **fixed):
+    def make(over: dict):
+        from srflow_nb.hcflow import HCFLOW_PRESETS, HCFlowTask
+        f, model = HCFLOW_PRESETS[preset]
+        cfg = f(**{**fixed, **over})
+        return HCFlowTask.create(cfg, model, lpips=True), cfg
+    return make
+
+
+def _beats_bicubic(key: str, min_gain: float):
+    def gate(val: list):
+        if not val: return "no validation yet"
+        best = max(val, key=lambda r: r[key])
+        gain = best[key] - best["bicubic_psnr"]
+        return None if gain >= min_gain else f"best {key} {best[key]:.2f} dB is only {gain:+.2f} dB above bicubic (< {min_gain} dB)"
+    return gate
+
+
+def stages(runs: Path) -> dict[str, Stage]:
+    r = lambda name: str(runs / name)                       # noqa: E731
+    best = lambda name: str(runs / name / "best.pt")        # noqa: E731
+    return {s.name: s for s in [
+        Stage("rrdb", "demo-4x-rrdb", _srflow("rrdb", "demo_rrdb", "small_4x", iterations=20_000, out_dir=r("rrdb")),
+              gate=_beats_bicubic("rrdb_psnr", 0.5)),
+        Stage("srflow", "demo-4x", _srflow("flow", "demo_flow", "small_4x", iterations=60_000, amp=None, init_from=best("rrdb"),
+                                           out_dir=r("srflow")), after=("rrdb",)),
+        Stage("esrgan", "demo-4x-esrgan", _esrgan(best("rrdb"), iterations=5_000, out_dir=r("esrgan")), after=("rrdb",)),
+        Stage("hcflow", "demo-4x-hcflow", _hcflow("demo-4x-hcflow", iterations=24_000, out_dir=r("hcflow"))),
+        Stage("hcflow_rescaling", "demo-4x-hcflow-rescaling", _hcflow("demo-4x-hcflow-rescaling", iterations=12_000,
+                                                                      out_dir=r("hcflow_rescaling"))),
+        Stage("rrdb_8x", "demo-8x-rrdb", _srflow("rrdb", "demo_rrdb", SMALL_8X, scale=8, iterations=15_000, patch_size=128,
+                                                 out_dir=r("rrdb_8x")), gate=_beats_bicubic("rrdb_psnr", 0.3)),
+        Stage("srflow_8x", "demo-8x", _srflow("flow", "demo_flow", SMALL_8X, scale=8, iterations=40_000, amp=None, patch_size=128,
+                                              init_from=best("rrdb_8x"), out_dir=r("srflow_8x")), after=("rrdb_8x",)),
+    ]}
+
+
+SMOKE = dict(iterations=4, batch_size=2, log_every=1, val_every=2, ckpt_every_steps=2, ckpt_every_s=None)
+
+
+def _overrides(stage: Stage, smoke: bool) -> dict:
+    o = dict(threads=1)
+    if smoke:
+        o.update(SMOKE)
+        if stage.name in ("rrdb", "esrgan"): o["patch_size"] = 64
+    return o
+
+
+def _state(out: Path) -> dict | None:
+    "Step, CPU-hours and the last validation of a stage's newest checkpoint (None: not started)."
+    cks = list_checkpoints(out / "checkpoints") if (out / "checkpoints").is_dir() else []
+    if not cks: return None
+    ck = load_checkpoint(cks[-1])
+    return dict(step=ck["step"], iterations=ck["config"]["iterations"], cpu_h=round(ck["cpu_time"] / 3600, 3),
+                val=(ck.get("val_history") or [{}])[-1], skipped=ck["skipped"])
+
+
+def _snapshot(tr: Trainer, out: Path, passed: set):
+    "Keep a copy of the newest checkpoint for every budget milestone the stage's CPU clock has passed."
+    cpu_h = tr.clock.cpu() / 3600
+    for m in MILESTONES_H:
+        tag = f"cpu_{m:g}h"
+        if cpu_h < m or tag in passed: continue
+        path = tr.save()
+        dst = out / "budget" / f"{tag}.pt"
+        dst.parent.mkdir(exist_ok=True)
+        atomic_write(dst, lambda p: shutil.copyfile(path, p))
+        with open(out / "budget" / "budget.jsonl", "a") as f:
+            f.write(json.dumps(dict(milestone_h=m, step=tr.step, cpu_s=round(tr.clock.cpu(), 1), file=dst.name,
+                                    val=(tr.val_history or [{}])[-1])) + "\n")
+        passed.add(tag)
+        print(f"[{out.name}] budget {m:g} CPU-h passed at step {tr.step}: {dst}", flush=True)
+
+
+def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int) -> Trainer:
+    out = runs / stage.name
+    for dep in stage.after:
+        if not (runs / dep / "best.pt").exists(): raise InputError(f"stage {stage.name} starts from {dep}'s best.pt, which {runs / dep} has not written yet")
+    task, cfg = stage.make(_overrides(stage, smoke))
+    torch.set_num_threads(cfg.threads or 1)
+    hrs, names = load_folder(DATA if not smoke else ROOT / "data/demo/train")
+    data = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
+    from srflow_nb import resize
+    from srflow_nb.images import quantize8
+    vals = load_folder(VAL, crop=256 if not smoke else 64, multiple=task.hr_multiple())[0]
+    tr = Trainer(task, cfg, data, val_data=[(h, quantize8(resize.downscale(h, cfg.scale), keep_dtype=True)) for h in vals],
+                 device="cpu", progress=False)
+    if (mc := task.model_config()): Path(cfg.out_dir, "model_config.json").write_text(json.dumps(mc, sort_keys=True))
+    passed = {json.loads(l)["file"][:-3] for l in (out / "budget" / "budget.jsonl").read_text().splitlines()} \
+        if (out / "budget" / "budget.jsonl").exists() else set()
+    print(f"[{stage.name}] step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.3f} CPU-h"
+          + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else " (fresh)"), flush=True)
+    def stop(signum, frame):
+        print(f"[{stage.name}] signal {signum}: saving after this step and stopping", flush=True)
+        tr.stop_requested = True
+    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
+    step_chunk = cfg.val_every or chunk
+    while tr.step < cfg.iterations and not tr.stop_requested:
+        tr.fit(until=min((tr.step // step_chunk + 1) * step_chunk, cfg.iterations))
+        _snapshot(tr, out, passed)
+        v = (tr.val_history or [{}])[-1]
+        print(f"[{stage.name}] step {tr.step}/{cfg.iterations} {tr.clock.cpu() / 3600:.3f} CPU-h "
+              + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, float)), flush=True)
+    if tr.step >= cfg.iterations:
+        (out / "DONE").write_text(json.dumps(dict(step=tr.step, cpu_s=round(tr.clock.cpu(), 1), val=(tr.val_history or [{}])[-1])))
+    return tr
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("run", "status"))
+    ap.add_argument("--stage", nargs="*", help="only these stages (default: every unfinished one, in order)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
+    ap.add_argument("--chunk", type=int, default=1000, help="steps between budget checks for stages without val_every")
+    a = ap.parse_args(argv)
+    smoke = os.environ.get("SMOKE") == "1"
+    all_stages = stages(a.runs)
+    names = a.stage or list(all_stages)
+    if (bad := sorted(set(names) - set(all_stages))): sys.exit(f"campaign: unknown stage(s) {bad}; known: {list(all_stages)}")
+    if a.command == "status":
+        for n in names:
+            st, done = _state(a.runs / n), (a.runs / n / "DONE").exists()
+            print(f"{n:17s} {'done' if done else 'running/paused' if st else 'not started':15s} {json.dumps(st) if st else ''}")
+        return 0
+    if not smoke and not DATA.is_dir(): sys.exit(f"campaign: {DATA} is missing; build it with `srflow data build-train`")
+    for n in names:
+        s = all_stages[n]
+        if (a.runs / n / "DONE").exists(): continue
+        tr = run_stage(s, a.runs, smoke, a.chunk)
+        if tr.stop_requested: return 0
+        if s.gate and not smoke and (why := s.gate(tr.val_history)):
+            sys.exit(f"campaign: stage {n} finished but does not pass its check: {why}; the stages after it wait")
+    return 0
+
+
+if __name__ == "__main__":
+    try: sys.exit(main())
+    except InputError as e: sys.exit(f"campaign: {e}")
