@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .core import InputError, atomic_write, get_device
+from .families import view
 from .encoder import RRDBEncoder
 from .model import SRFlow, SRFlowConfig
 
@@ -248,12 +249,10 @@ def load_model(path) -> SRFlow | RRDBEncoder:
     return model.eval()
 
 # %% ../nbs/06_checkpoints.ipynb #8654428c
-PRETRAINED = {"demo-4x": "demo_4x.safetensors", "demo-4x-rrdb": "demo_4x_rrdb.safetensors",
-              "demo-4x-esrgan": "demo_4x_esrgan.safetensors",            # the ESRGAN generator (an RRDBEncoder)
-              "demo-4x-hcflow": "demo_4x_hcflow.safetensors",            # HCFlow SR (`export_model` of a run)
-              "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors",
-              "demo-4x-sr3": "demo_4x_sr3.safetensors"}                  # each one once its campaign is exported
-FILE_LOADERS = {"hcflow": "srflow_nb.hcflow:load_hcflow", "sr3": "srflow_nb.sr3:load_sr3"}   # other families' own-format files, by metadata kind
+PRETRAINED = view(lambda fs: {n: file for f in fs.values() for n, file in f.bundled.items()},
+                  "bundled model name -> file in srflow_nb/pretrained (the families' `bundled`)")
+FILE_LOADERS = view(lambda fs: {k: f.file_loader for f in fs.values() for k in f.file_kinds if f.file_loader},
+                    "metadata kind -> loader of the families whose own-format files `load_model` does not read")
 
 def _safetensors_model(path: Path) -> nn.Module:
     "`load_model`, or the family loader in `FILE_LOADERS` for the file's metadata kind."

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from .core import InputError, atomic_write, get_device, run_info
+from .families import view
 from .core import output_root, repo_root
 from .datasets import demo_images, heldout2_images
 from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
@@ -63,7 +64,7 @@ def baselines(model, rrdb=None) -> dict:
 
 
 # %% ../nbs/19a_demo.ipynb #bd35c083
-_FAMILY_LABELS = {"esrgan": "ESRGAN", "hcflow": "HCFlow", "sr3": "SR3", "srflow": "SRFlow", "rrdb": "RRDB", "bicubic": "Bicubic"}
+_FAMILY_LABELS = view(lambda fs: {n: f.label for n, f in fs.items()}, "family -> label (the records')")
 
 class AtSetting:
     "A stochastic super-resolver at one fixed setting (a temperature or a step count, by its knob): a baseline beside SRFlow."

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['ResidualDenseBlock', 'RRDB', 'RRDBEncoder']
+__all__ = ['RRDB_FAMILY', 'ResidualDenseBlock', 'RRDB', 'RRDBEncoder']
 
 # %% ../nbs/04_encoder.ipynb #b68185bd
 def _lrelu(x): return F.leaky_relu(x, 0.2)
@@ -108,3 +108,13 @@ class RRDBEncoder(nn.Module):
         return self.conv_last(_lrelu(self.HRconv(self.features(lr)[f"fea_up{self.scale}"])))
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor: return self.sr(lr)
+
+# %% ../nbs/04_encoder.ipynb #rrdb_fam
+from .families import Family
+
+RRDB_FAMILY = Family(
+    "rrdb", "RRDB", "srflow_nb.superresolvers:rrdb_from", classes=("srflow_nb.encoder:RRDBEncoder",),
+    wrapper="srflow_nb.superresolvers:RRDBSR", bundled={"demo-4x-rrdb": "demo_4x_rrdb.safetensors"}, file_kinds=("rrdb",),
+    tasks={"rrdb": "srflow_nb.train:RRDBL1Task"},
+    presets={"paper_rrdb": "srflow_nb.train:TrainConfig.paper_rrdb", "demo_rrdb": "srflow_nb.train:TrainConfig.demo_rrdb"},
+    paper="Wang et al., ESRGAN (ECCVW 2018): the RRDB trained with L1, SRFlow's encoder and Table 2 baseline")

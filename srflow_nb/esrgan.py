@@ -21,10 +21,10 @@ from .encoder import RRDBEncoder
 from .train import TrainConfig, TrainTask, learning_rate_at
 
 # %% auto #0
-__all__ = ['ESRGAN_OPTIONS', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator', 'ragan_discriminator_loss',
-           'ragan_generator_loss', 'FeatureLoss', 'interpolate', 'interpolate_generators', 'interpolation_curve',
-           'official_rrdb_shapes', 'load_official_esrgan', 'ESRGANTask', 'train_esrgan', 'esrgan_generator',
-           'export_esrgan']
+__all__ = ['ESRGAN_OPTIONS', 'ESRGAN_FAMILY', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator',
+           'ragan_discriminator_loss', 'ragan_generator_loss', 'FeatureLoss', 'interpolate', 'interpolate_generators',
+           'interpolation_curve', 'official_rrdb_shapes', 'load_official_esrgan', 'ESRGANTask', 'train_esrgan',
+           'esrgan_generator', 'export_esrgan']
 
 # %% ../nbs/04a_esrgan.ipynb #b34ee3e3
 ESRGAN_OPTIONS = dict(pixel_weight=1e-2,        # L1(sr, hr)
@@ -314,3 +314,13 @@ def export_esrgan(checkpoint, path) -> Path:
     "Write the generator of an ESRGAN trainer checkpoint as a `load_model` / `load_pretrained(path)` file."
     from srflow_nb.checkpoints import save_model
     return save_model(esrgan_generator(checkpoint), path)
+
+# %% ../nbs/04a_esrgan.ipynb #esrgan_fam
+from .families import Family
+
+ESRGAN_FAMILY = Family(
+    "esrgan", "ESRGAN", "srflow_nb.superresolvers:esrgan_from", classes=("srflow_nb.encoder:RRDBEncoder",),
+    wrapper="srflow_nb.superresolvers:ESRGANSR", bundled={"demo-4x-esrgan": "demo_4x_esrgan.safetensors"},
+    tasks={"esrgan": "srflow_nb.esrgan:ESRGANTask"},
+    presets={"esrgan_paper": "srflow_nb.esrgan:esrgan_paper", "esrgan_demo": "srflow_nb.esrgan:esrgan_demo"},
+    paper="Wang et al., ESRGAN (ECCVW 2018): relativistic GAN + perceptual + L1 fine-tune of the RRDB")

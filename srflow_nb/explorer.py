@@ -22,6 +22,7 @@ from .images import load_image, to_tensor
 from .evaluate import bicubic_upsampler
 from .resize import downscale
 from .latent import box_mask
+from .families import families, family, view
 from .superresolvers import SRFlowSR, available, knob, load_superresolver
 
 # %% auto #0
@@ -63,7 +64,7 @@ class Explorer:
                                          continuous_update=False, style=_FULL_LABEL)
         self.model_select = W.Dropdown(options=list(self.models), value="srflow", description="model", style=_FULL_LABEL)
         self.steps = W.IntSlider(value=1, min=1, max=1, description="steps (SR3)", disabled=True, continuous_update=False,
-                                 style=_FULL_LABEL, layout=W.Layout(display=None if "sr3" in self.models else "none"))
+                                 style=_FULL_LABEL, layout=W.Layout(display=None if any(k in families() and family(k).knob == "steps" for k in self.models) else "none"))
         self.note = W.HTML()
         self.seed = W.IntText(value=seed, description="seed", style=_FULL_LABEL, layout=W.Layout(width="150px"))
         self.n = W.IntSlider(value=n, min=1, max=8, description="samples", continuous_update=False, style=_FULL_LABEL)
@@ -182,7 +183,11 @@ def _on_box(self: Explorer, change=None):
     if not self._busy and self.samples is not None: self.render()
 
 # %% ../nbs/18_explorer.ipynb #3123cc5f
-_LABELS = {"srflow": "SRFlow", "esrgan": "ESRGAN", "hcflow": "HCFlow", "sr3": "SR3", "rrdb": "RRDB", "bicubic": "bicubic"}
+_LABELS = view(lambda fs: {n: f.label for n, f in fs.items()}, "family -> label (the records')")
+
+def _can(name: str, capability: str) -> bool:
+    "Whether the model named `name` (a family name) has `capability`; other names (user models) have none."
+    return name in families() and family(name).can(capability)
 
 @patch
 def choose_model(self: Explorer, name: str):
@@ -206,12 +211,13 @@ def choose_model(self: Explorer, name: str):
             self.steps.max, self.steps.value = T, min(T, 25)
         self.temperature.disabled, self.steps.disabled = k != "temperature", k != "steps"
         for w in (self.seed, self.n, self.sample_button): w.disabled = k is None
-        for w in (*self.box.values(), self.resample_button): w.disabled = name != "srflow"
+        for w in (*self.box.values(), self.resample_button): w.disabled = not _can(name, "latents")
     finally: self._busy = False
     label = _LABELS.get(name, name)
-    self.note.value = html.escape("" if name == "srflow" else
+    able = ", ".join(f.label for f in families().values() if f.can("latents"))
+    self.note.value = html.escape("" if _can(name, "latents") else
                                   f"{label} is deterministic: one image, no temperature, seed or samples; " * (k is None) +
-                                  f"{label} varies by {k}; " * (k is not None) + "region resampling is SRFlow-only")
+                                  f"{label} varies by {k}; " * (k is not None) + f"region resampling needs latents ({able})")
     return self.sample()
 
 # %% ../nbs/18_explorer.ipynb #aa41dfec
@@ -227,8 +233,8 @@ def sample(self: Explorer):
     if self._busy: return None
     sr_model, k = self.loaded[self.chosen], knob(self.loaded[self.chosen])
     with torch.inference_mode():
-        if self.chosen == "srflow":
-            sr, lat = sampling.sample(self.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
+        if _can(self.chosen, "latents"):
+            sr, lat = sampling.sample(sr_model.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
                                       device=self.device, clamp=True, return_latents=True)
         else:
             sr, lat = sr_model.sample(self.lr.to(self.device), n=1 if k is None else self.n.value, seed=int(self.seed.value),
@@ -251,10 +257,12 @@ def region(self: Explorer) -> torch.Tensor:
 @patch
 def resample_region(self: Explorer):
     "Redraw the latents inside the box (all samples, a fresh seed each press), keep the rest; then render."
-    if self.chosen != "srflow": raise ValueError(f"region resampling is SRFlow-only (the model is {self.chosen}); choose srflow")
+    if not _can(self.chosen, "latents"):
+        able = [n for n, f in families().items() if f.can("latents")]
+        raise ValueError(f"region resampling needs a model with latents (the model is {self.chosen}); choose {' or '.join(able)}")
     self.resampled += 1
     with torch.inference_mode():
-        sr, self.latents = sampling.resample_region(self.model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
+        sr, self.latents = sampling.resample_region(self.loaded[self.chosen].model, self.lr, self.latents, self.region(), temperature=self.temperature.value,
                                                     seed=int(self.seed.value) + 1000 * self.resampled, device=self.device,
                                                     clamp=True, return_latents=True)
     self.samples = sr[:, 0].cpu()
@@ -279,7 +287,7 @@ def compute_metrics(self: Explorer) -> dict[str, dict[str, float]]:
 def label(self: Explorer) -> str:
     "The chosen model's row/title label: 'SRFlow', 'ESRGAN', ... with its temperature or steps when it has them."
     k, name = knob(self.loaded[self.chosen]), _LABELS.get(self.chosen, self.chosen)
-    return name if self.chosen == "srflow" or k is None else f"{name} τ={self.temperature.value:g}" if k == "temperature" else f"{name} {self.steps.value} steps"
+    return name if _can(self.chosen, "latents") or k is None else f"{name} τ={self.temperature.value:g}" if k == "temperature" else f"{name} {self.steps.value} steps"
 
 
 @patch
@@ -287,7 +295,7 @@ def figure(self: Explorer):
     "The comparison Figure (LR | references | samples | HR) with the region box drawn on the samples."
     from matplotlib.patches import Rectangle
     refs, label = dict(self.reference_images), self.label()
-    if self.chosen != "srflow":                        # another model: references (and HR) above, its samples below
+    if not _can(self.chosen, "latents"):               # a model without latents: references (and HR) above, its samples below
         return plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
                                 [["LR", *refs, *(["HR"] if self.hr is not None else [])],
                                  [f"{label} #{i + 1}" if len(self.samples) > 1 else label for i in range(len(self.samples))]],

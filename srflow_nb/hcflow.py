@@ -22,13 +22,13 @@ from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroCo
 from .train import TrainConfig, TrainTask
 
 # %% auto #0
-__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale',
-           'AtanAffineCoupling', 'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig', 'ChannelSplit',
-           'HCFlowNet', 'HCFlowLRCache', 'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict', 'infer_hcflow_config',
-           'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper',
-           'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask',
-           'train_hcflow', 'hcflow_from_checkpoint', 'load_hcflow', 'load_rescaling_model', 'rescale_roundtrip',
-           'rescale_files']
+__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HCFLOW_FAMILY', 'HaarDownsampling', 'FCN', 'DenseBlock',
+           'atan_logscale', 'AtanAffineCoupling', 'LRCoupling', 'HCFlowStep', 'ConditionalFlow', 'HCFlowConfig',
+           'ChannelSplit', 'HCFlowNet', 'HCFlowLRCache', 'quantize8_ste', 'HCFlow', 'official_hcflow_state_dict',
+           'infer_hcflow_config', 'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr',
+           'hcflow_plus_paper', 'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus',
+           'HCFlowTask', 'train_hcflow', 'hcflow_from_checkpoint', 'load_hcflow', 'load_rescaling_model',
+           'rescale_roundtrip', 'rescale_files']
 
 # %% ../nbs/07_hcflow.ipynb #e8cacce3
 class HaarDownsampling(FlowLayer):
@@ -858,3 +858,14 @@ def rescale_files(
         written.append(atomic_write(out / "roundtrip.csv", lambda p: df.to_csv(p, index=False)))
         if not quiet: print(f"mean over {len(df)} image(s): HR PSNR {df.hr_psnr.mean():.2f} dB, LR PSNR vs bicubic {df.lr_psnr_vs_bicubic.mean():.2f} dB")
     return written
+
+# %% ../nbs/07_hcflow.ipynb #hcflow_fam
+from .families import Family
+
+HCFLOW_FAMILY = Family(
+    "hcflow", "HCFlow", "srflow_nb.superresolvers:hcflow_from", knob="temperature", classes=("srflow_nb.hcflow:HCFlow",),
+    wrapper="srflow_nb.superresolvers:HCFlowSR",
+    bundled={"demo-4x-hcflow": "demo_4x_hcflow.safetensors", "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors"},
+    file_kinds=("hcflow",), file_loader="srflow_nb.hcflow:load_hcflow", tasks={"hcflow": "srflow_nb.hcflow:HCFlowTask"},
+    presets={n: f"srflow_nb.hcflow:{make.__name__}" for n, (make, _) in HCFLOW_PRESETS.items()},
+    capabilities={"stochastic", "rescaling"}, paper="Liang et al., HCFlow (ICCV 2021)")

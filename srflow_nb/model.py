@@ -17,7 +17,7 @@ from .flow import ConditionalFlow
 from .layers import ActNorm, gaussian_logp
 
 # %% auto #0
-__all__ = ['SRFlowConfig', 'SRFlow']
+__all__ = ['SRFLOW_FAMILY', 'SRFlowConfig', 'SRFlow']
 
 # %% ../nbs/05_model.ipynb #5c4eb735
 @dataclass(frozen=True)
@@ -253,3 +253,13 @@ def mark_initialized(self: SRFlow) -> "SRFlow":
 
 @patch(as_prop=True)
 def is_initialized(self: SRFlow) -> bool: return all(bool(m.initialized) for m in self.actnorms())
+
+# %% ../nbs/05_model.ipynb #srflow_fam
+from .families import Family
+
+SRFLOW_FAMILY = Family(
+    "srflow", "SRFlow", "srflow_nb.superresolvers:srflow_from", knob="temperature", classes=("srflow_nb.model:SRFlow",),
+    wrapper="srflow_nb.superresolvers:SRFlowSR", bundled={"demo-4x": "demo_4x.safetensors"}, file_kinds=("srflow",),
+    tasks={"flow": "srflow_nb.train:SRFlowNLLTask"},
+    presets={n: f"srflow_nb.train:TrainConfig.{n}" for n in ("paper_df2k_4x", "paper_df2k_8x", "paper_celeba_8x", "demo_flow")},
+    capabilities={"stochastic", "latents", "tiles"}, paper="Lugmayr et al., SRFlow (ECCV 2020)")

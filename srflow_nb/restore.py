@@ -149,8 +149,8 @@ def restore_files(
     h, w = image_size(inp)                                               # the header only: nothing decoded yet
     dev = get_device(device)
     model = load_model_any(checkpoint)
-    from srflow_nb.superresolvers import require_family
-    model = require_family(model, "srflow", f"--checkpoint {checkpoint}").to(dev)
+    from srflow_nb.families import require
+    model = require(model, f"--checkpoint {checkpoint}", capability="latents").to(dev)
     s = model.config.scale
     need, budget = 2 * estimate_memory(model, (-(-h // s), -(-w // s)))["total"], memory_budget(None, dev)   # encode + decode, untiled
     if need > budget: raise InputError(f"{inp}: restoring a {h}x{w} image needs about {need / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB "

@@ -671,8 +671,8 @@ def load_sampling_model(checkpoint: str | None = None, device="auto"):
     "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
     from srflow_nb.checkpoints import load_model_any
     model = load_model_any("demo-4x" if checkpoint is None else checkpoint, device)
-    from srflow_nb.superresolvers import require_family
-    return require_family(model, "srflow", f"--checkpoint {checkpoint}")
+    from srflow_nb.families import require
+    return require(model, f"--checkpoint {checkpoint}", capability="latents")
 
 def parse_temperatures(text) -> list:
     "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."
@@ -722,7 +722,8 @@ def sample_files(
 ) -> list[Path]:
     "Super-resolve LR images into `output` with `model` (SRFlow: samples `<stem>_t<temperature>_<i>.png`); returns the written files."
     family, checkpoint = model_choice(model, checkpoint)
-    if family != "srflow":
+    from srflow_nb.families import family as record
+    if not record(family).can("tiles"):                     # the tiled, latent-aware loop below; other families: the protocol
         return _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
                                      keep_nonfinite, quiet, overwrite, tile=tile, overlap=overlap, max_memory=max_memory,
                                      batch_size=batch_size, precision=precision, compile=compile)
@@ -805,7 +806,8 @@ def _check_family_options(family, temperature, n, first_index, steps, **srflow_o
 # %% ../nbs/14_sampling.ipynb #e4e4e7ee
 def sample_name(f: Path, family: str, knob: str | None, t, steps: int | None, i: int) -> str:
     "The file name of sample `i` of image `f`: SRFlow `<stem>_t<τ>_<i>.png`; other families `<stem>_<family>[_t<τ>|_s<steps>]_<i>.png`, or `<stem>_<family>.png` when deterministic."
-    if family == "srflow": return f"{f.stem}_t{_tag(t)}_{i:03d}.png"
+    from srflow_nb.families import families
+    if family in families() and families()[family].can("tiles"): return f"{f.stem}_t{_tag(t)}_{i:03d}.png"   # the tiled loop's names
     tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}", "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
     return f"{f.stem}_{family}{tag}.png"
 

@@ -18,7 +18,7 @@ from .core import InputError
 from .train import TrainConfig, TrainTask, learning_rate_at
 
 # %% auto #0
-__all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
+__all__ = ['PRESETS', 'SR3_FAMILY', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
            'noise_level_embedding', 'ResBlock', 'SelfAttention', 'SR3UNet', 'SR3Config', 'ancestral_sample',
            'marginal_drift', 'SR3', 'sample_rows', 'overfit_tiny', 'bf16_error', 'sr3_options', 'sr3_paper', 'sr3_demo',
            'SR3Task', 'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
@@ -547,6 +547,15 @@ def train_sr3(data: str,                        # folder of HR training images
                        **({"amp": None if amp == "none" else amp} if amp else {}))
     from srflow_nb.train import run_task
     return run_task(SR3Task.create(cfg, model, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
+
+# %% ../nbs/08_sr3.ipynb #sr3_fam
+from .families import Family
+
+SR3_FAMILY = Family(
+    "sr3", "SR3", "srflow_nb.sr3:sr3_from", knob="steps", classes=("srflow_nb.sr3:SR3",), wrapper="srflow_nb.sr3:SR3SR",
+    bundled={"demo-4x-sr3": "demo_4x_sr3.safetensors"}, file_kinds=("sr3",), file_loader="srflow_nb.sr3:load_sr3",
+    tasks={"sr3": "srflow_nb.sr3:SR3Task"}, presets={"sr3_paper": "srflow_nb.sr3:sr3_paper", "sr3_demo": "srflow_nb.sr3:sr3_demo"},
+    capabilities={"stochastic"}, paper="Saharia et al., SR3 (2021)")
 
 # %% ../nbs/08_sr3.ipynb #1c9b8479
 if __name__ == "__main__" and Path(globals().get("__file__", "")).name == "sr3.py":   # python -m srflow_nb.sr3 (tools/train_sr3.sh)

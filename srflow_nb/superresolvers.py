@@ -11,9 +11,10 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from .core import InputError, get_device
+from .families import Family, families, family, families_of, require, view
 
 # %% auto #0
-__all__ = ['FAMILY_OF_CLASS', 'REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR',
+__all__ = ['BICUBIC_FAMILY', 'REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR',
            'family_of', 'require_family', 'SRFlowSR', 'ESRGANSR', 'HCFlowSR', 'bicubic_from', 'rrdb_from',
            'srflow_from', 'esrgan_from', 'hcflow_from', 'wrap_model', 'load_superresolver', 'knob', 'max_steps',
            'available', 'FunctionSR', 'as_superresolver']
@@ -69,17 +70,13 @@ class RRDBSR:
     def __repr__(self): return f"RRDBSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #a09f0002
-FAMILY_OF_CLASS = {"SRFlow": "srflow", "HCFlow": "hcflow", "SR3": "sr3", "RRDBEncoder": "rrdb/esrgan"}   # class name -> family
-
 def family_of(model) -> str:
-    "The family of a loaded model from its class (`FAMILY_OF_CLASS`); its class name when unknown."
-    return next((f for c, f in FAMILY_OF_CLASS.items() if any(k.__name__ == c for k in type(model).__mro__)), type(model).__name__)
+    "The family of a loaded model from its class (the records' `classes`; 'rrdb/esrgan' when two share it); its class name when unknown."
+    return "/".join(families_of(model)) or type(model).__name__
 
 def require_family(model, family: str, what: str):
     "`model` when it is of `family`; else one `InputError` naming `what` (e.g. '--checkpoint demo-4x-hcflow'), its family and the one expected."
-    got = family_of(model)
-    if family not in got.split("/"): raise InputError(f"{what}: a {got} model, where a {family} model is needed")
-    return model
+    return require(model, what, family=family)
 
 # %% ../nbs/09_superresolvers.ipynb #e44bb0ca
 class SRFlowSR:
@@ -137,24 +134,16 @@ class HCFlowSR:
     def __repr__(self): return f"HCFlowSR(scale={self.scale})"
 
 # %% ../nbs/09_superresolvers.ipynb #a56ad469
-REGISTRY: dict[str, str] = {
-    "bicubic": "srflow_nb.superresolvers:bicubic_from",
-    "rrdb":    "srflow_nb.superresolvers:rrdb_from",
-    "srflow":  "srflow_nb.superresolvers:srflow_from",
-    "esrgan":  "srflow_nb.superresolvers:esrgan_from",
-    "hcflow":  "srflow_nb.superresolvers:hcflow_from",
-    "sr3":     "srflow_nb.sr3:sr3_from",
-}
-WRAPPERS: dict[str, str] = {   # loaded module class -> factory that wraps it
-    "srflow_nb.model:SRFlow":        "srflow_nb.superresolvers:SRFlowSR",
-    "srflow_nb.encoder:RRDBEncoder": "srflow_nb.superresolvers:RRDBSR",
-    "srflow_nb.hcflow:HCFlow":       "srflow_nb.superresolvers:HCFlowSR",
-    "srflow_nb.sr3:SR3":             "srflow_nb.sr3:SR3SR",
-}
+BICUBIC_FAMILY = Family("bicubic", "Bicubic", "srflow_nb.superresolvers:bicubic_from",
+                        paper="MATLAB imresize bicubic: the papers' degradation and baseline")
+
+REGISTRY = view(lambda fs: {n: f.from_spec for n, f in fs.items()}, "family -> `load_superresolver` factory (from the records)")
+WRAPPERS = view(lambda fs: {c: f.wrapper for f in reversed(fs.values()) for c in f.classes if f.wrapper},   # shared class: the first family wins
+                "loaded module class -> its super-resolver wrapper (from the records)")
 
 def _resolve(target: str):
-    mod, fn = target.split(":")
-    return getattr(importlib.import_module(mod), fn)
+    from srflow_nb.families import resolve
+    return resolve(target)
 
 def _load(checkpoint: str, device):
     from srflow_nb.checkpoints import load_model_any
@@ -207,10 +196,8 @@ def load_superresolver(name_or_checkpoint, device="auto", **kw) -> SuperResolver
     return wrap_model(_load(str(spec), device), **kw)
 
 # %% ../nbs/09_superresolvers.ipynb #e32c5238
-KNOBS: dict[str, str | None] = {"bicubic": None, "rrdb": None, "esrgan": None,    # family -> what varies its samples
-                                "srflow": "temperature", "hcflow": "temperature", "sr3": "steps"}
-BUNDLED: dict[str, str] = {"srflow": "demo-4x", "rrdb": "demo-4x-rrdb", "esrgan": "demo-4x-esrgan",   # family -> bundled model
-                           "hcflow": "demo-4x-hcflow", "sr3": "demo-4x-sr3"}
+KNOBS = view(lambda fs: {n: f.knob for n, f in fs.items()}, "family -> what varies its samples (from the records)")
+BUNDLED = view(lambda fs: {n: f.default for n, f in fs.items() if f.default}, "family -> its default bundled model (from the records)")
 
 def knob(sr) -> str | None:
     "What varies the samples of `sr`: 'temperature', 'steps', or None (deterministic: one image per LR)."

@@ -21,6 +21,7 @@ from fastcore.script import Param, call_parse
 
 from . import resize
 from .core import InputError, atomic_write, get_device, mix_seed, run_info
+from .families import view
 from .images import IMAGE_SUFFIXES, image_files, quantize8
 from .checkpoints import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                    first_nonfinite, torch_load)
@@ -309,8 +310,7 @@ class TrainTask:
         return model.eval()
 
 # %% ../nbs/13_train.ipynb #de910cbe
-TASKS = {"rrdb": "srflow_nb.train:RRDBL1Task", "flow": "srflow_nb.train:SRFlowNLLTask",
-         "esrgan": "srflow_nb.esrgan:ESRGANTask", "sr3": "srflow_nb.sr3:SR3Task", "hcflow": "srflow_nb.hcflow:HCFlowTask"}
+TASKS = view(lambda fs: {s: t for f in fs.values() for s, t in f.tasks.items()}, "stage -> 'module:TrainTask' (the families' `tasks`)")
 
 def task_class(stage: str) -> type:
     "The `TrainTask` class registered for `stage` (`TASKS` maps names to 'module:Class', imported on use)."
@@ -778,12 +778,12 @@ def fit(self: Trainer, until: int | None = None) -> Trainer:
 def export_weights(ckpt, path, half: bool = False, extra: dict | None = None) -> Path:
     "Write an SRFlow trainer checkpoint (path or loaded dict) as a `load_model`-compatible safetensors file; returns the path."
     from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT
+    from srflow_nb.checkpoints import FORMAT, _kind_config
     ck = load_checkpoint(ckpt) if not isinstance(ckpt, dict) else ckpt
     cfg = TrainConfig.from_dict(ck["config"])
-    if cfg.stage not in ("rrdb", "flow"): raise InputError(f"export_weights: {ckpt} is a {cfg.stage!r} run; export it with its own module's exporter")
     module = model_from_checkpoint(ck, name=ckpt)
-    kind, mcfg = ("rrdb", dict(module.hparams)) if cfg.stage == "rrdb" else ("srflow", module.config.to_dict())
+    try: kind, mcfg = _kind_config(module)                  # the file kinds `load_model` reads (SRFlow, RRDB)
+    except TypeError: raise InputError(f"export_weights: {ckpt} is a {cfg.stage!r} run; export it with checkpoints.export_model") from None
     sd = module.state_dict()
     if (bad := first_nonfinite(sd)): raise ValueError(f"export_weights: non-finite tensor {bad} in {ckpt}")
     out = {k: (v.half() if half and v.is_floating_point() and v.numel() > 4096 else v).detach().contiguous().cpu() for k, v in sd.items()}

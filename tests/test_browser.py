@@ -163,6 +163,6 @@ def test_notebook_runs_and_its_widget_redraws(lab, browser_page, name):
         assert {"srflow", "esrgan"} <= set(options), options
         page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[app_image.element_handle(), src1], timeout=180_000)
         page.get_by_text("ESRGAN one image").first.wait_for(timeout=60_000)    # the status line says what is shown
-        assert "region resampling is SRFlow-only" in _outputs_text(page)
+        assert "region resampling needs latents (SRFlow)" in _outputs_text(page)
     assert "Error displaying widget" not in _outputs_text(page)
     assert not errors, "browser console errors:\n" + "\n".join(errors)

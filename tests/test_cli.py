@@ -379,14 +379,16 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch):
         torch.testing.assert_close(ns["model"].decode(ns["latents"], ns["lr"]), ns["srs"][0], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("args", [
-    ["sample", "in.png", "--model", "srflow", "--checkpoint", "demo-4x-hcflow", "-o", "out_wrong_family"],
-    ["restore", "noisy.png", "--checkpoint", "demo-4x-hcflow", "-o", "restored_wrong_family.png"],
-    ["evaluate", "small", "--model", "srflow:demo-4x-hcflow", "--out", "wrong_family.csv"]])
-def test_a_checkpoint_of_another_family_is_one_line(args, work):
-    "An HCFlow file where an SRFlow model is needed: one line naming both families, nothing written (issue 26's three cases)."
+_NO_LATENTS = "a hcflow model cannot do 'latents' (families that can: srflow)"
+
+@pytest.mark.parametrize("args,expected", [
+    (["sample", "in.png", "--model", "srflow", "--checkpoint", "demo-4x-hcflow", "-o", "out_wrong_family"], _NO_LATENTS),
+    (["restore", "noisy.png", "--checkpoint", "demo-4x-hcflow", "-o", "restored_wrong_family.png"], _NO_LATENTS),
+    (["evaluate", "small", "--model", "srflow:demo-4x-hcflow", "--out", "wrong_family.csv"], "a hcflow model, where a srflow model is needed")])
+def test_a_checkpoint_of_another_family_is_one_line(args, expected, work):
+    "An HCFlow file where an SRFlow model (or its latents) is needed: one line naming both, nothing written (issue 26's three cases)."
     from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
     if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists(): pytest.fail("the bundled demo-4x-hcflow is missing")
     before = sorted(p.name for p in work.iterdir())
-    one_line_error(srflow(*args, cwd=work), args[0], "a hcflow model, where a srflow model is needed")
+    one_line_error(srflow(*args, cwd=work), args[0], expected)
     assert sorted(p.name for p in work.iterdir()) == before
