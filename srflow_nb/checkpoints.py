@@ -12,16 +12,20 @@ import torch
 from torch import nn
 
 from .core import InputError, atomic_write, get_device
+from . import families
 from .families import view
 from .encoder import RRDBEncoder
 from .model import SRFlow, SRFlowConfig
 
 # %% auto #0
 __all__ = ['OFFICIAL_STACK_BLOCKS', 'FORMAT', 'PRETRAINED', 'FILE_LOADERS', 'official_key_map', 'official_state_dict',
-           'CheckpointError', 'torch_load', 'infer_official_config', 'load_official', 'load_official_rrdb',
-           'read_official_key_list', 'save_model', 'load_model', 'pretrained_dir', 'load_pretrained', 'load_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'first_nonfinite', 'save_checkpoint', 'load_model_any',
-           'export_model']
+           'infer_official_config', 'load_official', 'load_official_rrdb', 'read_official_key_list', 'save_model',
+           'load_model', 'pretrained_dir', 'load_pretrained', 'model_from_checkpoint', 'load_model_any', 'export_model']
+
+# %% ../nbs/06_checkpoints.ipynb #ck_reexp
+# the checkpoint files (00b_ckptfiles), beneath the models; re-exported for `from srflow_nb.checkpoints import ...`
+from .ckptfiles import (CheckpointError, _CKPT_RE, _load_problem, _trainer_layout, first_nonfinite, latest_checkpoint,
+                                 list_checkpoints, load_checkpoint, save_checkpoint, torch_load)
 
 # %% ../nbs/06_checkpoints.ipynb #942a00df
 OFFICIAL_STACK_BLOCKS = {23: (1, 8, 15, 22), 8: (1, 3, 5, 7), 4: (0, 1, 2, 3)}
@@ -59,26 +63,6 @@ def official_state_dict(model: SRFlow) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((off, sd[ours].detach().clone().contiguous()) for ours, off in official_key_map(model).items())
 
 # %% ../nbs/06_checkpoints.ipynb #b510e4af
-class CheckpointError(InputError):
-    "A checkpoint file that cannot be used (empty, truncated, corrupt, not a checkpoint, unsafe); the message names the file."
-
-def _load_problem(path: Path, e: Exception) -> str:
-    "What is wrong with `path`, in words (never torch's advice to load it with `weights_only=False`)."
-    size, head = path.stat().st_size, path.read_bytes()[:4]
-    unsafe = isinstance(e, pickle.UnpicklingError) and "can still be loaded" in str(e)
-    if size == 0: return "is empty (0 bytes)"
-    if unsafe: return "holds Python objects other than tensors and plain containers: refused (loading it could run code)"
-    if head == b"PK\x03\x04" or head[:1] == b"\x80": return f"is truncated or corrupt ({size} bytes, not a complete PyTorch file)"
-    return f"is not a PyTorch checkpoint ({size} bytes of unrecognised content)"
-
-def torch_load(path) -> object:
-    "`torch.load(path, weights_only=True)` to the CPU; a missing, empty, truncated, corrupt or unsafe file raises one line naming it."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint file not found")
-    if path.is_dir(): raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise CheckpointError(f"{path}: {_load_problem(path, e)}") from e
-
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
     from safetensors import safe_open
     try:
@@ -282,59 +266,17 @@ def load_pretrained(name_or_path) -> nn.Module:
         raise FileNotFoundError(f"pretrained model {name_or_path!r} not found at {p}; available: {have or 'none (not trained yet)'}")
     return _safetensors_model(p)
 
-# %% ../nbs/06_checkpoints.ipynb #d414d214
-_CKPT_RE = re.compile(r"^step_(\d{8,})\.pt$")
-
-def _trainer_layout(path, ck) -> dict:
-    "Check a loaded trainer checkpoint and give it the current layout (`modules`/`optimizers`/`scalers` by name)."
-    if not isinstance(ck, dict) or "step" not in ck or "config" not in ck or not ("modules" in ck or "model" in ck):
-        what = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
-        raise CheckpointError(f"{path}: is not a srflow_nb trainer checkpoint (holds {what})")
-    if "modules" in ck: return ck
-    old = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "scaler")}   # the layout before the task protocol
-    return {**old, "modules": {"model": ck["model"]}, "optimizers": {"model": ck.get("optimizer", {})},
-            "scalers": {"model": ck.get("scaler") or {}}}
-
-def load_checkpoint(path) -> dict:
-    "A trainer checkpoint (loaded with `weights_only=True`); a missing, corrupt or foreign file raises one line naming it."
-    return _trainer_layout(path, torch_load(path))
-
-def list_checkpoints(ckpt_dir) -> list[Path]:
-    "Trainer checkpoints `step_*.pt` in `ckpt_dir`, oldest step first."
-    d = Path(ckpt_dir)
-    if not d.is_dir(): return []
-    return sorted((p for p in d.iterdir() if _CKPT_RE.match(p.name)), key=lambda p: int(_CKPT_RE.match(p.name)[1]))
-
-def latest_checkpoint(ckpt_dir) -> tuple[Path, dict] | None:
-    "The newest loadable checkpoint `(path, state)`; unreadable newer files are named in a warning, renamed `*.corrupt` and skipped."
-    for p in reversed(list_checkpoints(ckpt_dir)):
-        try: return p, load_checkpoint(p)
-        except CheckpointError as e:
-            bad = p.with_name(p.name + ".corrupt")
-            os.replace(p, bad)
-            warnings.warn(f"{e}; moved it to {bad.name} and trying the previous checkpoint")
-    return None
-
-# %% ../nbs/06_checkpoints.ipynb #4e5ff631
-def first_nonfinite(tree, name: str = "") -> str | None:
-    "Name of the first floating tensor holding NaN/Inf in a nested dict/list of tensors, or None."
-    if isinstance(tree, torch.Tensor): return name if tree.is_floating_point() and not torch.isfinite(tree).all() else None
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
-    for k, v in items:
-        if (r := first_nonfinite(v, f"{name}.{k}" if name else str(k))): return r
-    return None
-
-def save_checkpoint(path, state: dict) -> Path:
-    "Atomically write a trainer checkpoint; refuses (ValueError) when a module or optimizer state holds NaN/Inf."
-    for k in ("modules", "optimizers"):
-        if (bad := first_nonfinite(state.get(k, {}))): raise ValueError(f"refusing to save a poisoned checkpoint {path}: non-finite values in {k}.{bad}")
-    return atomic_write(path, lambda p: torch.save(state, p))
-
 # %% ../nbs/06_checkpoints.ipynb #fb730c65
-def _trainer_model(path, ck) -> nn.Module:
-    "The model of a trainer checkpoint, rebuilt by its task (`train.model_from_checkpoint`): SRFlow, RRDB, ESRGAN generator, HCFlow, SR3, ..."
-    from srflow_nb.train import model_from_checkpoint
-    return model_from_checkpoint(ck, name=path)
+def model_from_checkpoint(checkpoint, name=None) -> nn.Module:
+    """The model (eval mode) of a trainer checkpoint (a path or a loaded dict), rebuilt by the task of its stage (a family
+    record's `tasks`, `TrainTask.from_checkpoint`): SRFlow, RRDB, ESRGAN generator, HCFlow, SR3, ... Errors name `name` (default: the path)."""
+    ck = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    name, got = name or ("trainer checkpoint" if isinstance(checkpoint, dict) else checkpoint), ck["config"].get("stage")
+    try: task = families.task(got)
+    except InputError: raise CheckpointError(f"{name}: a trainer checkpoint of task {got!r} without a known model_config; load it with its task's module") from None
+    return task.from_checkpoint(ck, name)
+
+def _trainer_model(path, ck) -> nn.Module: return model_from_checkpoint(ck, name=path)
 
 def _official_model(path, sd) -> nn.Module:
     sd = _strip_module(_unwrap(sd))
@@ -365,7 +307,6 @@ def load_model_any(name_or_path, device="cpu") -> nn.Module:
 def export_model(checkpoint, path) -> Path:
     """Write the model of a trainer checkpoint (a path or a loaded dict, any task in `train.TASKS`) as an own-format
     safetensors file that `load_model_any` reads; the metadata add the run's step, training config, CPU time and last validation."""
-    from srflow_nb.train import model_from_checkpoint
     name = "trainer checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
     ck = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     model, stage = model_from_checkpoint(ck, name), ck["config"].get("stage")

@@ -11,16 +11,16 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EXPECTED_ERRORS', 'usage', 'resolve', 'parser', 'normalize_args', 'is_expected', 'error_line', 'run',
-           'main', 'check_output', 'check_output_folder', 'info', 'data_build_demo', 'data_build_train',
-           'fetch_metric_assets']
+           'main', 'info', 'data_build_demo', 'data_build_train', 'fetch_metric_assets']
 
 # %% ../nbs/19_cli.ipynb #5827a74c
 COMMANDS: dict[str, tuple[str, str]] = {
     "info":            ("srflow_nb.cli:info",                "versions, device and bundled models"),
-    "sample":          ("srflow_nb.sampling:sample_files",   "super-resolve images with any model (--model; srflow: n samples at a temperature)"),
+    "sample":          ("srflow_nb.commands:sample_files",   "super-resolve images with any model (--model; srflow: n samples at a temperature)"),
     "restore":         ("srflow_nb.restore:restore_files",   "restore a noisy or JPEG-degraded image through the latent space"),
     "rescale":         ("srflow_nb.hcflow:rescale_files",    "HCFlow rescaling: HR -> 8-bit LR (down), LR -> HR (up), or both with PSNRs (roundtrip)"),
-    "train":           ("srflow_nb.train:train_run",         "train a model (RRDB L1, SRFlow NLL, ...) with the shared trainer"),
+    "train":           ("srflow_nb.commands:train",          "train any family (--family F --preset P) with the shared trainer; resumable, torchrun-able"),
+    "export":          ("srflow_nb.commands:export",         "write a trainer checkpoint's model as a .safetensors file every loader reads"),
     "evaluate":        ("srflow_nb.evaluate:evaluate_folder", "metrics of a super-resolver on an image folder -> CSV"),
     "demo":            ("srflow_nb.demo:demo",               "the main job on the bundled images and checkpoint"),
     "data build-demo": ("srflow_nb.cli:data_build_demo",     "rebuild (or verify) the embedded demo dataset"),
@@ -105,38 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"srflow: error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
     return 2
 
-# %% ../nbs/19_cli.ipynb #aff02bf7
-def _writable_folder(folder: Path, option: str, p: Path):
-    from srflow_nb.core import InputError   # (imported here: srflow_nb.core imports torch, and `import srflow_nb.cli` stays light)
-    try: folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError): raise InputError(f"{option} {p}: {folder} is not a folder") from None
-    if not os.access(folder, os.W_OK): raise InputError(f"{option} {p}: folder {folder} is not writable")
-
-def check_output(path, option: str = "--output") -> Path:
-    "`path` as a file that can be written (its folder created); `InputError` naming `option` otherwise."
-    from srflow_nb.core import InputError
-    p = Path(path)
-    if p.is_dir(): raise InputError(f"{option} {p} is a folder; give a file name")
-    _writable_folder(p.parent, option, p)
-    if p.exists() and not os.access(p, os.W_OK): raise InputError(f"{option} {p} is not writable")
-    return p
-
-def check_output_folder(path, option: str = "--out") -> Path:
-    "`path` as a folder that exists (created) and can be written; `InputError` naming `option` otherwise."
-    from srflow_nb.core import InputError
-    p = Path(path)
-    if p.exists() and not p.is_dir(): raise InputError(f"{option} {p} is a file, not a folder")
-    _writable_folder(p, option, p)
-    return p
-
 # %% ../nbs/19_cli.ipynb #1b22f357
 def info():
-    "Print the package, torch and device information and the bundled models as JSON."
+    "Print the package, torch and device information, the bundled models and every family (knob, capabilities, training presets) as JSON."
     import torch, srflow_nb
     from srflow_nb.core import run_info
     from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+    from srflow_nb.families import families
     bundled = sorted(k for k, f in PRETRAINED.items() if (pretrained_dir() / f).exists())
-    print(json.dumps(dict(srflow_nb=srflow_nb.__version__, bundled_models=bundled,
+    fams = {n: dict(label=f.label, knob=f.knob, capabilities=sorted(f.capabilities), bundled=list(f.bundled), presets=list(f.presets),
+                    default_preset=f.default_preset) for n, f in families().items()}
+    print(json.dumps(dict(srflow_nb=srflow_nb.__version__, bundled_models=bundled, families=fams,
                           **run_info("cuda" if torch.cuda.is_available() else "cpu")), indent=1))
 
 def data_build_demo(

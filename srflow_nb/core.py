@@ -15,7 +15,8 @@ import torch
 # %% auto #0
 __all__ = ['OUTPUT_DIRS', 'ISA_FLAGS', 'OUTPUT_ENV', 'get_device', 'make_generator', 'mix_seed', 'name_seed', 'atomic_write',
            'code_state', 'git_sha', 'machine_info', 'cpu_kind', 'run_info', 'repo_root', 'output_root',
-           'committed_path', 'InputError', 'refuse_existing', 'sum_except_batch']
+           'committed_path', 'InputError', 'image_seed', 'sample_seed', 'sample_generators', 'refuse_existing',
+           'check_output', 'check_output_folder', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -155,6 +156,28 @@ def committed_path(path: str | os.PathLike) -> Path:
 class InputError(ValueError):
     "An expected error caused by the user's input (a file, an option value): reported as one line, without a traceback."
 
+# %% ../nbs/00_core.ipynb #seedrule
+def image_seed(seed: int, name: str, value: float | None = None) -> int:
+    "The seed of image `name` at knob value `value` (temperature; None: none) in a run seeded `seed` (52 bits, exact in a CSV float)."
+    return name_seed(seed, name, float("nan") if value is None else float(value))
+
+def sample_seed(seed: int, index: int) -> int:
+    "The 63-bit seed of sample `index` of a call seeded `seed`: `mix_seed(seed, index)`."
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
+    if index < 0: raise InputError(f"sample index must be >= 0, got {index}")
+    return mix_seed(int(seed), int(index))
+
+def sample_generators(seed, n: int, device="cpu", first_index: int = 0) -> list[torch.Generator]:
+    """One generator per sample for `n` samples: an int `seed` by the rule (`sample_seed(seed, first_index + i)`); a list
+    of `n` generators as given; one `torch.Generator` shared by all (drawn in order, the caller's own stream)."""
+    if isinstance(seed, torch.Generator): return [seed] * n
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n or not all(isinstance(g, torch.Generator) for g in seed):
+            raise InputError(f"seed: a list of generators needs one torch.Generator per sample ({n}), got {len(seed)} items")
+        return list(seed)
+    return [torch.Generator(device=torch.device(device)).manual_seed(sample_seed(seed, first_index + i)) for i in range(n)]
+
 # %% ../nbs/00_core.ipynb #a1c0e008
 def refuse_existing(outputs: Sequence[str | os.PathLike], option: str = "--output", overwrite: bool = False,
                     inputs: Sequence[str | os.PathLike] = ()) -> list[Path]:
@@ -164,6 +187,27 @@ def refuse_existing(outputs: Sequence[str | os.PathLike], option: str = "--outpu
     if not overwrite and (old := [p for p in outs if p.exists()]):
         raise InputError(f"{option}: {old[0]} exists already ({len(old)} of {len(outs)} output(s) would be replaced): pass --overwrite, or choose another name")
     return outs
+
+# %% ../nbs/00_core.ipynb #core_outchecks
+def _writable_folder(folder: Path, option: str, p: Path):
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError): raise InputError(f"{option} {p}: {folder} is not a folder") from None
+    if not os.access(folder, os.W_OK): raise InputError(f"{option} {p}: folder {folder} is not writable")
+
+def check_output(path, option: str = "--output") -> Path:
+    "`path` as a file that can be written (its folder created); `InputError` naming `option` otherwise."
+    p = Path(path)
+    if p.is_dir(): raise InputError(f"{option} {p} is a folder; give a file name")
+    _writable_folder(p.parent, option, p)
+    if p.exists() and not os.access(p, os.W_OK): raise InputError(f"{option} {p} is not writable")
+    return p
+
+def check_output_folder(path, option: str = "--out") -> Path:
+    "`path` as a folder that exists (created) and can be written; `InputError` naming `option` otherwise."
+    p = Path(path)
+    if p.exists() and not p.is_dir(): raise InputError(f"{option} {p} is a file, not a folder")
+    _writable_folder(p, option, p)
+    return p
 
 # %% ../nbs/00_core.ipynb #80f4e2ee
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:

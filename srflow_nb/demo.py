@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import InputError, atomic_write, get_device, run_info
+from .core import InputError, atomic_write, check_output_folder, get_device, run_info
 from .families import view
 from .core import output_root, repo_root
 from .datasets import demo_images, heldout2_images
@@ -191,7 +191,6 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
              crop: int | None = None, limit: int | None = None, compare: str | None = None, steps: int | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
-    from srflow_nb.cli import check_output_folder
     from srflow_nb.images import image_files
     from srflow_nb.resize import downscale
     out = check_output_folder(out); (out / "samples").mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoints import load_checkpoint
 from .core import InputError
 from .encoder import RRDBEncoder
-from .train import TrainConfig, TrainTask, learning_rate_at
+from .trainconfig import TrainConfig, TrainTask, learning_rate_at
 
 # %% auto #0
 __all__ = ['ESRGAN_OPTIONS', 'ESRGAN_FAMILY', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator',
@@ -323,4 +323,5 @@ ESRGAN_FAMILY = Family(
     wrapper="srflow_nb.superresolvers:ESRGANSR", bundled={"demo-4x-esrgan": "demo_4x_esrgan.safetensors"},
     tasks={"esrgan": "srflow_nb.esrgan:ESRGANTask"},
     presets={"esrgan_paper": "srflow_nb.esrgan:esrgan_paper", "esrgan_demo": "srflow_nb.esrgan:esrgan_demo"},
+    preset_models={"esrgan_demo": "demo-4x-rrdb"},      # the L1 generator it fine-tunes (the paper's: an official RRDB_PSNR .pth)
     paper="Wang et al., ESRGAN (ECCVW 2018): relativistic GAN + perceptual + L1 fine-tune of the RRDB")

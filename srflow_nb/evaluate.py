@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_write, get_device, name_seed, refuse_existing, run_info
+from .core import InputError, atomic_write, check_output, get_device, image_seed, refuse_existing, run_info
 from . import metrics as M
 from .resize import downscale
 from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
@@ -23,22 +23,12 @@ __all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsa
            'evaluate_folder']
 
 # %% ../nbs/12_evaluate.ipynb #f40c2bb8
-METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "ssim_srflow", "lpips", "lr_psnr", "niqe", "brisque", "piqe", "diversity")
+METRICS = tuple(M.METRIC_RECORDS)      # every metric the runner computes: the records of `metrics`
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "lr_psnr", "diversity")
 
 def _image_metrics(name: str, sr, hr, lr, scale: int, crop_border: int, quantize, device) -> np.ndarray:
-    "One metric for a batch `sr (N,3,H,W)` against `hr`/`lr` broadcast to N."
-    if name == "psnr": return M.psnr(sr, hr, crop_border=crop_border, quantize=quantize)
-    if name == "ssim": return M.ssim(sr, hr, crop_border=crop_border, quantize=quantize)
-    if name == "psnr_y": return M.psnr(sr, hr, crop_border=crop_border, y_channel=True, quantize=quantize)
-    if name == "ssim_y": return M.ssim(sr, hr, crop_border=crop_border, y_channel=True, quantize=quantize)
-    if name == "ssim_srflow": return M.ssim(sr, hr, crop_border=crop_border, quantize=quantize, gaussian_weights=False)
-    if name == "lpips": return M.lpips(sr, hr, device=device, quantize=quantize)
-    if name == "lr_psnr": return M.lr_psnr(sr, lr, scale, quantize=quantize)
-    if name == "niqe": return M.niqe(sr, quantize=quantize)
-    if name == "brisque": return M.brisque(sr, quantize=quantize)
-    if name == "piqe": return M.piqe(sr, quantize=quantize)
-    raise KeyError(name)
+    "One metric (its `metrics.METRIC_RECORDS` record) for a batch `sr (N,3,H,W)` against `hr`/`lr` broadcast to N."
+    return M.METRIC_RECORDS[name].fn(sr, hr, lr, scale, crop_border, quantize, device)
 
 # %% ../nbs/12_evaluate.ipynb #4bca54f8
 def _items(dataset, scale: int):
@@ -68,9 +58,9 @@ def _items(dataset, scale: int):
                 raise InputError(f"dataset item {name!r}: lr {tuple(lr.shape[-2:])} is not hr {(H, W)} / scale {scale}")
         yield name, hr.float(), lr.float()
 
-def group_seed(seed: int, name: str, temperature: float) -> int:
-    "Deterministic 52-bit seed of one (image, temperature) group, independent of run order."
-    return name_seed(seed, name, float(temperature))   # 52 bits: exact in a float64 CSV column
+def group_seed(seed: int, name: str, temperature: float | None) -> int:
+    "The seed of one (image, temperature) group, independent of run order: the per-image rule `core.image_seed`."
+    return image_seed(seed, name, None if temperature is None or math.isnan(temperature) else temperature)
 
 def bicubic_upsampler(scale: int) -> Callable[[torch.Tensor], torch.Tensor]:
     "Baseline `lr -> sr`: MATLAB bicubic upsampling, clipped to [0, 1] (a `superresolvers.BicubicSR`, callable)."
@@ -103,7 +93,7 @@ def _write_run_record(out_csv: Path, info: dict, resumed: bool):
 def _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, name, warned) -> dict:
     "Metric name -> (n,) values of one group `sr (n, 3, H, W)`; a metric that cannot run on the image is NaN (warned once)."
     vals = {}
-    for m in (m for m in metrics if m != "diversity"):
+    for m in (m for m in metrics if M.METRIC_RECORDS[m].inputs != "samples"):
         try: vals[m] = _image_metrics(m, sr, hr.expand_as(sr), lr.expand(n, *lr.shape[1:]), scale, crop_border, quantize, dev)
         except ValueError as e:                          # e.g. NIQE on an image smaller than 2 blocks
             if m not in warned: warnings.warn(f"metric {m} failed on {name!r} ({e}); recorded as NaN"); warned.add(m)
@@ -215,7 +205,6 @@ def evaluate_folder(
     overwrite: bool = False,                      # start afresh, replacing `out` (default: resume an evaluation CSV, refuse any other file)
 ) -> pd.DataFrame:
     "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
-    from srflow_nb.cli import check_output
     from srflow_nb.images import image_files, load_image, to_tensor
     out = check_output(out, "--out")
     if out.suffix.lower() != ".csv": raise InputError(f"--out {out}: the evaluation is written as CSV; give a name ending in .csv")

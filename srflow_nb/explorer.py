@@ -22,6 +22,7 @@ from .images import load_image, to_tensor
 from .evaluate import bicubic_upsampler
 from .resize import downscale
 from .latent import box_mask
+from .core import image_seed
 from .families import families, family, view
 from .superresolvers import SRFlowSR, available, knob, load_superresolver
 
@@ -232,12 +233,13 @@ def sample(self: Explorer):
     "Samples of the chosen model (SRFlow: with latents) and the references for the current image and controls; then render."
     if self._busy: return None
     sr_model, k = self.loaded[self.chosen], knob(self.loaded[self.chosen])
+    seed = image_seed(int(self.seed.value), self.source, self.temperature.value if k == "temperature" else None)   # the seed rule, as `evaluate`
     with torch.inference_mode():
         if _can(self.chosen, "latents"):
-            sr, lat = sampling.sample(sr_model.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=int(self.seed.value),
+            sr, lat = sampling.sample(sr_model.model, self.lr, n=self.n.value, temperature=self.temperature.value, seed=seed,
                                       device=self.device, clamp=True, return_latents=True)
         else:
-            sr, lat = sr_model.sample(self.lr.to(self.device), n=1 if k is None else self.n.value, seed=int(self.seed.value),
+            sr, lat = sr_model.sample(self.lr.to(self.device), n=1 if k is None else self.n.value, seed=seed,
                                       temperature=self.temperature.value if k == "temperature" else None,
                                       steps=self.steps.value if k == "steps" else None).clamp(0, 1), None
         self.samples, self.latents = sr[:, 0].cpu(), lat

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 from .core import InputError
 
 # %% auto #0
-__all__ = ['CAPABILITIES', 'KNOB_VALUES', 'REGISTERED', 'resolve', 'Family', 'families', 'family', 'RecordView', 'view',
+__all__ = ['CAPABILITIES', 'KNOB_VALUES', 'REGISTERED', 'resolve', 'Family', 'families', 'task', 'family', 'RecordView', 'view',
            'families_of', 'require']
 
 # %% ../nbs/00a_families.ipynb #fam06
@@ -39,7 +39,8 @@ class Family:
     file_kinds: tuple[str, ...] = ()           # the metadata `kind`s of its own-format model files
     file_loader: str | None = None             # path -> module, for those files
     tasks: Mapping[str, str] = field(default_factory=dict)     # training stage -> TrainTask class
-    presets: Mapping[str, str] = field(default_factory=dict)   # training preset name -> TrainConfig factory
+    presets: Mapping[str, str] = field(default_factory=dict)   # training preset name -> TrainConfig factory (a `demo` one: the CPU default)
+    preset_models: Mapping[str, str] = field(default_factory=dict)   # training preset -> its default `--model` (esrgan: the L1 generator to start from)
     capabilities: frozenset = frozenset()
     paper: str = ""                            # where the method comes from
 
@@ -52,6 +53,8 @@ class Family:
 
     @property
     def default(self) -> str | None: return next(iter(self.bundled), None)
+    @property
+    def default_preset(self) -> str | None: return next((p for p in self.presets if "demo" in p), next(iter(self.presets), None))
     def can(self, capability: str) -> bool:
         if capability not in CAPABILITIES: raise InputError(f"unknown capability {capability!r}; known: {CAPABILITIES}")
         return capability in self.capabilities
@@ -79,6 +82,12 @@ def families() -> dict[str, Family]:
         if (dup := sorted({r.name for r in recs if [x.name for x in recs].count(r.name) > 1})): raise InputError(f"families registered twice: {dup}")
         _CACHE.update({r.name: r for r in recs})
     return dict(_CACHE)
+
+def task(stage: str) -> type:
+    "The `TrainTask` class of training stage `stage` (the record whose `tasks` name it), imported on use."
+    owners = [f for f in families().values() if stage in f.tasks]
+    if not owners: raise InputError(f"unknown training task (stage) {stage!r}; known: {sorted(s for f in families().values() for s in f.tasks)}")
+    return resolve(owners[0].tasks[stage])
 
 def family(name: str) -> Family:
     "The record of family `name`; one line naming the known ones otherwise."

@@ -16,10 +16,10 @@ from fastcore.basics import patch
 from fastcore.script import Param
 from torch import nn
 
-from .core import InputError, refuse_existing, sum_except_batch
+from .core import InputError, atomic_write, check_output_folder, mix_seed, refuse_existing, sample_generators, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
-from .train import TrainConfig, TrainTask
+from .trainconfig import TrainConfig, TrainTask, _metric
 
 # %% auto #0
 __all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HCFLOW_FAMILY', 'HaarDownsampling', 'FCN', 'DenseBlock',
@@ -430,7 +430,8 @@ class HCFlow(nn.Module):
 
     def sample_eps(self, lr: torch.Tensor, temperature: float = 0.8, generator: torch.Generator | None = None):
         "Standard-normal draws x temperature, deepest level first (the official draw order)."
-        return [torch.randn(s, generator=generator, dtype=lr.dtype, device=lr.device) * temperature
+        dev = generator.device if generator is not None else lr.device        # drawn where the generator lives: the same numbers on every device
+        return [torch.randn(s, generator=generator, dtype=lr.dtype, device=dev).to(lr.device) * temperature
                 for s in self.latent_shapes(lr.shape[-2:], lr.shape[0])]
 
     def decode(self, lr: torch.Tensor, eps: list[torch.Tensor] | None = None, temperature: float = 0.8,
@@ -467,7 +468,8 @@ def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
     if cache is None: cache = self.flow.lr_cache(lr)
     elif cache.lr.shape != lr.shape: raise InputError(f"HCFlow.sample: the cache is of an lr {tuple(cache.lr.shape)}, not {tuple(lr.shape)}")
-    eps = [self.sample_eps(lr, temperature, generator) for _ in range(n)]
+    gens = [None] * n if generator is None else sample_generators(generator, n)   # a list: sample i draws from generator[i]
+    eps = [self.sample_eps(lr, temperature, g) for g in gens]
     k, out = min(n, batch_size or default_batch_size(lr.device)), []
     for i in range(0, n, k):
         chunk = eps[i:i + k]
@@ -699,7 +701,6 @@ def _rescaling_step(self: HCFlowTask, batch) -> dict:
 def validate(self: HCFlowTask, val_data) -> tuple[dict, list]:
     "SR: bicubic and samples at `val_temperatures` (PSNR, LR-PSNR, LPIPS if asked); rescaling: HR from the 8-bit flow LR, and that LR against bicubic."
     from srflow_nb.metrics import psnr, lr_psnr, lpips
-    from srflow_nb.train import _metric
     metrics = {"psnr": psnr, **({"lpips": lpips} if self.lpips else {})}
     sums, rows, s = {}, [], self.cfg.scale
     def add(k, v): sums[k] = sums.get(k, 0.0) + v
@@ -821,8 +822,6 @@ def rescale_files(
     "Downscale HR images to 8-bit LR PNGs, upscale LR images, or both (with the PSNRs) with an HCFlow rescaling model."
     import pandas as pd
     from tqdm.auto import tqdm
-    from srflow_nb.cli import check_output_folder
-    from srflow_nb.core import atomic_write, mix_seed
     from srflow_nb.images import load_image, save_image, to_tensor
     from srflow_nb.metrics import psnr
     from srflow_nb.resize import downscale
@@ -868,4 +867,5 @@ HCFLOW_FAMILY = Family(
     bundled={"demo-4x-hcflow": "demo_4x_hcflow.safetensors", "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors"},
     file_kinds=("hcflow",), file_loader="srflow_nb.hcflow:load_hcflow", tasks={"hcflow": "srflow_nb.hcflow:HCFlowTask"},
     presets={n: f"srflow_nb.hcflow:{make.__name__}" for n, (make, _) in HCFLOW_PRESETS.items()},
+    preset_models={n: model for n, (_, model) in HCFLOW_PRESETS.items()},
     capabilities={"stochastic", "rescaling"}, paper="Liang et al., HCFlow (ICCV 2021)")

@@ -19,9 +19,9 @@ from .core import get_device
 from .resize import downscale, imresize
 
 # %% auto #0
-__all__ = ['TID2013_METRICS', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips', 'lr_psnr',
-           'diversity', 'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray', 'brisque',
-           'piqe', 'flat_fraction', 'tid2013_agreement']
+__all__ = ['TID2013_METRICS', 'METRIC_RECORDS', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips',
+           'lr_psnr', 'diversity', 'fit_ggd', 'fit_aggd', 'niqe_gray', 'niqe', 'brisque_features', 'brisque_gray',
+           'brisque', 'piqe', 'flat_fraction', 'tid2013_agreement', 'Metric']
 
 # %% ../nbs/11_metrics.ipynb #e6fa78c7
 def _quantize(x: np.ndarray, quantize) -> np.ndarray:
@@ -367,3 +367,34 @@ def tid2013_agreement(root=None, digits: int = 6):
                     flat_fraction=flat_fraction(rgb_to_gray(b.astype(np.float64))))
         rows += [dict(image=n, metric=k, value=float(f"{vals[k]:.{digits}g}")) for k in TID2013_METRICS]
     return pd.DataFrame(rows)
+
+# %% ../nbs/11_metrics.ipynb #metric_rec
+from dataclasses import dataclass
+from typing import Callable
+
+@dataclass(frozen=True)
+class Metric:
+    "One evaluation metric: `fn(sr, hr, lr, scale, crop_border, quantize, device) -> (N,)` values for a batch of N SR images."
+    name: str
+    label: str                     # axis / column label, with its direction arrow
+    higher_is_better: bool
+    inputs: str                    # "hr" (full reference), "lr" (consistency with the LR), "none" (no reference), "samples"
+    fn: Callable | None = None     # None for "samples" metrics (computed over a group of samples)
+    paper: str = ""                # where the papers report it
+
+def _rec(name, label, up, inputs, fn=None, paper=""): return Metric(name, f"{label} {'↑' if up else '↓'}", up, inputs, fn, paper)
+
+METRIC_RECORDS: dict[str, Metric] = {m.name: m for m in [
+    _rec("psnr", "PSNR (dB)", True, "hr", lambda sr, hr, lr, s, c, q, d: psnr(sr, hr, crop_border=c, quantize=q), "SRFlow Table 2 (RGB)"),
+    _rec("ssim", "SSIM", True, "hr", lambda sr, hr, lr, s, c, q, d: ssim(sr, hr, crop_border=c, quantize=q), "SRFlow Table 2"),
+    _rec("psnr_y", "PSNR-Y (dB)", True, "hr", lambda sr, hr, lr, s, c, q, d: psnr(sr, hr, crop_border=c, y_channel=True, quantize=q), "HCFlow, IRN, SR3 (Y channel)"),
+    _rec("ssim_y", "SSIM-Y", True, "hr", lambda sr, hr, lr, s, c, q, d: ssim(sr, hr, crop_border=c, y_channel=True, quantize=q), "HCFlow, IRN (Y channel)"),
+    _rec("ssim_srflow", "SSIM (uniform window)", True, "hr",
+         lambda sr, hr, lr, s, c, q, d: ssim(sr, hr, crop_border=c, quantize=q, gaussian_weights=False), "the official SRFlow measure script"),
+    _rec("lpips", "LPIPS", False, "hr", lambda sr, hr, lr, s, c, q, d: lpips(sr, hr, device=d, quantize=q), "SRFlow Table 2 (AlexNet)"),
+    _rec("lr_psnr", "LR-PSNR (dB)", True, "lr", lambda sr, hr, lr, s, c, q, d: lr_psnr(sr, lr, s, quantize=q), "SRFlow Table 2 (consistency)"),
+    _rec("niqe", "NIQE", False, "none", lambda sr, hr, lr, s, c, q, d: niqe(sr, quantize=q), "SRFlow Sec 5.2"),
+    _rec("brisque", "BRISQUE", False, "none", lambda sr, hr, lr, s, c, q, d: brisque(sr, quantize=q), "SRFlow Sec 5.2"),
+    _rec("piqe", "PIQE", False, "none", lambda sr, hr, lr, s, c, q, d: piqe(sr, quantize=q), "SRFlow Sec 5.2"),
+    _rec("diversity", "diversity σ", True, "samples", None, "SRFlow Table 2 (pixel std over samples)"),
+]}

@@ -11,13 +11,14 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
+from . import sampling   # the SRFlow engine, beneath the model
 from .core import InputError
 from .encoder import RRDBEncoder
 from .flow import ConditionalFlow
 from .layers import ActNorm, gaussian_logp
 
 # %% auto #0
-__all__ = ['SRFLOW_FAMILY', 'SRFlowConfig', 'SRFlow']
+__all__ = ['SRFLOW_FAMILY', 'SRFlowConfig', 'SRFlow', 'RRDBL1Task', 'SRFlowNLLTask']
 
 # %% ../nbs/05_model.ipynb #5c4eb735
 @dataclass(frozen=True)
@@ -226,8 +227,7 @@ def sample_latents(self: SRFlow, hr_hw, batch: int, temperature=0.8, generator=N
 def sample(self: SRFlow, lr: torch.Tensor | None = None, n: int = 1, temperature: float | list[float] = 0.8,
            generator: torch.Generator | None = None, cond: list[torch.Tensor] | None = None, on_nonfinite: str = "warn"):
     "`n` SR samples per LR image `(n, B, C, H, W)` by the cached engine (`srflow_nb.sampling.sample`)."
-    from srflow_nb.sampling import sample   # the engine is built on this module: imported when used
-    return sample(self, lr, n=n, temperature=temperature, seed=generator, cond=cond, device=None, on_nonfinite=on_nonfinite)
+    return sampling.sample(self, lr, n=n, temperature=temperature, seed=generator, cond=cond, device=None, on_nonfinite=on_nonfinite)
 
 # %% ../nbs/05_model.ipynb #60548c84
 @patch
@@ -254,12 +254,129 @@ def mark_initialized(self: SRFlow) -> "SRFlow":
 @patch(as_prop=True)
 def is_initialized(self: SRFlow) -> bool: return all(bool(m.initialized) for m in self.actnorms())
 
+# %% ../nbs/05_model.ipynb #model_task_imports
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch.nn.functional as F
+
+from .trainconfig import TrainConfig, TrainTask, _metric, encoder_frozen
+
+# %% ../nbs/05_model.ipynb #2ee05ee4
+_MODEL_PRESETS = ("tiny_4x", "small_4x", "div2k_4x", "div2k_8x", "celeba_8x")
+
+class _SRFlowTask(TrainTask):
+    "Shared by the two SRFlow stages: one module `model`, one Adam `model`, validation against bicubic."
+    def __init__(self, model: nn.Module, cfg: TrainConfig, val_metrics: dict[str, Callable] | None = None):
+        from srflow_nb.metrics import psnr
+        self.model, self.cfg, self.val_metrics = model, cfg, val_metrics or {"psnr": psnr}
+        self.modules = {"model": model}
+        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=tuple(cfg.betas),
+                                                     weight_decay=cfg.weight_decay)}
+    @classmethod
+    def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> TrainTask:
+        if model.endswith(".json"): mc = SRFlowConfig.from_dict(json.loads(Path(model).read_text()))
+        elif model in _MODEL_PRESETS: mc = getattr(SRFlowConfig, model)()
+        else: raise InputError(f"--model {model!r}: not an SRFlow preset {_MODEL_PRESETS} nor a .json file")
+        if mc.scale != cfg.scale: raise InputError(f"--model {model}: scale {mc.scale} != the config's scale {cfg.scale}")
+        torch.manual_seed(cfg.seed)   # parameter init uses the global RNG: seed it so a run is a function of its config
+        from srflow_nb.metrics import psnr, lpips as lpips_fn
+        return cls(SRFlow(mc), cfg, {"psnr": psnr, **({"lpips": lpips_fn} if lpips else {})})
+
+    def model_config(self): return json.loads(json.dumps(self.model.config.to_dict()))
+    def hr_multiple(self) -> int: return max(2 ** self.model.config.L, self.cfg.scale)
+
+    @classmethod
+    def build_model(cls, model_config: dict) -> nn.Module:
+        if "kind" in model_config or "model" in model_config: raise InputError(f"model_config is not an SRFlow's ({model_config.get('kind') or model_config.get('model')!r})")
+        return SRFlow(SRFlowConfig.from_dict(model_config))
+
+    def _set_trainable(self, encoder: bool, flow: bool):
+        "Which parameters train (walks the model only when the phase changes: it costs more than a tiny model's step)."
+        if getattr(self, "_phase", None) == (encoder, flow): return
+        for name, p in self.model.named_parameters():
+            want = encoder if name.startswith("encoder.") else flow
+            if p.requires_grad != want: p.requires_grad_(want); p.grad = None
+        self._phase = (encoder, flow)
+
+    def _srs(self, lr: torch.Tensor, index: int) -> dict[str, torch.Tensor]: raise NotImplementedError
+
+# %% ../nbs/05_model.ipynb #85c7addb
+@patch
+def validate(self: _SRFlowTask, val_data):
+    "Per validation pair: bicubic and this stage's SR images, each scored with `val_metrics` and LR-PSNR; rows bicubic | SR... | HR."
+    from srflow_nb.metrics import lr_psnr
+    sums, rows = {}, []
+    for i, (hr, lr) in enumerate(val_data):
+        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
+        srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1)}
+        srs.update(self._srs(lr, i))
+        for name, sr in srs.items():
+            for k, f in self.val_metrics.items(): sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + _metric(f, sr, hr)
+            if name != "bicubic": sums[f"{name}_lr_psnr"] = sums.get(f"{name}_lr_psnr", 0.0) + _metric(partial(lr_psnr, scale=self.cfg.scale), sr, lr)
+        rows.append([sr[0] for sr in srs.values()] + [hr[0]])
+    return {k: v / len(val_data) for k, v in sums.items()}, rows
+
+# %% ../nbs/05_model.ipynb #ae9757a9
+class RRDBL1Task(_SRFlowTask):
+    "Stage 1: L1 pre-training of the encoder's SR head (`model.encoder.sr`), the flow untouched; validation: `rrdb_*`."
+    def training_step(self, batch, step):
+        hr, lr = batch
+        self._set_trainable(encoder=True, flow=False)
+        with self.autocast(): sr = self.model.encoder.sr(lr)
+        l1 = (sr.float() - hr).abs().mean()
+        return {"loss": l1, "l1": l1.detach()}
+
+    def _srs(self, lr, index):
+        with self.autocast(): return {"rrdb": self.model.encoder.sr(lr).float().clamp(0, 1)}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, name=None) -> nn.Module: return super().from_checkpoint(checkpoint, name).encoder   # the RRDB baseline
+
+class SRFlowNLLTask(_SRFlowTask):
+    "Stage 2: NLL (+ optional L1 of the temperature-0 reverse pass), encoder frozen for the first `freeze_encoder`; validation: `t{T}_*`."
+    def prepare_batch(self, hr, lr, generator):
+        c = self.cfg
+        if c.dequant == "uniform": return hr, hr + (torch.rand(hr.shape, generator=generator) - 0.5) * c.dequant_scale, lr
+        if c.dequant == "gaussian": return hr, hr + torch.randn(hr.shape, generator=generator) * c.dequant_scale, lr
+        return hr, hr, lr
+
+    def initialize(self, batch):
+        hr, hr_in, lr = batch
+        with torch.no_grad(): self.model.initialize(hr_in.to(self.device), lr.to(self.device))   # ActNorms not yet initialised
+
+    def training_step(self, batch, step):
+        c, (hr, hr_in, lr) = self.cfg, batch
+        self._set_trainable(encoder=not encoder_frozen(step, c), flow=True)
+        with self.autocast(): cond = self.model.conditioning(lr)     # amp_scope "encoder": only the encoder autocasts
+        with self.autocast(c.amp_scope == "all"):
+            if c.amp_scope == "encoder": cond = [t.float() for t in cond]
+            nll = self.model.nll(hr_in, cond=cond).float()
+            # with uniform dequantisation of width w, nll + log2(1/w) bounds the discrete NLL (constant: no gradient)
+            nll = nll + (math.log2(1 / c.dequant_scale) if c.dequant == "uniform" else 0.0)
+            out = {"loss": nll.mean(), "nll_bpd": nll.detach().mean()}
+            if c.l1_reverse_weight > 0:
+                latents = self.model.sample_latents(tuple(hr.shape[-2:]), hr.shape[0], 0.0, None, cond[0].dtype, cond[0].device)
+                l1 = (self.model.decode(latents, cond=cond).float() - hr).abs().mean()
+                out["loss"], out["l1"] = out["loss"] + c.l1_reverse_weight * l1, l1.detach()
+        return out
+
+    def _srs(self, lr, index):
+        out = {}
+        for t in self.cfg.val_temperatures:
+            g = torch.Generator(self.device).manual_seed(self.cfg.seed + index)
+            out[f"t{t:g}"] = self.model.sample(lr, n=1, temperature=t, generator=g)[0].float().clamp(0, 1)
+        return out
+
 # %% ../nbs/05_model.ipynb #srflow_fam
 from .families import Family
 
 SRFLOW_FAMILY = Family(
     "srflow", "SRFlow", "srflow_nb.superresolvers:srflow_from", knob="temperature", classes=("srflow_nb.model:SRFlow",),
     wrapper="srflow_nb.superresolvers:SRFlowSR", bundled={"demo-4x": "demo_4x.safetensors"}, file_kinds=("srflow",),
-    tasks={"flow": "srflow_nb.train:SRFlowNLLTask"},
-    presets={n: f"srflow_nb.train:TrainConfig.{n}" for n in ("paper_df2k_4x", "paper_df2k_8x", "paper_celeba_8x", "demo_flow")},
+    tasks={"flow": "srflow_nb.model:SRFlowNLLTask"},
+    presets={n: f"srflow_nb.trainconfig:TrainConfig.{n}" for n in ("paper_df2k_4x", "paper_df2k_8x", "paper_celeba_8x", "demo_flow")},
+    preset_models={"paper_df2k_4x": "div2k_4x", "paper_df2k_8x": "div2k_8x", "paper_celeba_8x": "celeba_8x", "demo_flow": "small_4x"},
     capabilities={"stochastic", "latents", "tiles"}, paper="Lugmayr et al., SRFlow (ECCV 2020)")

@@ -17,6 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .metrics import METRIC_RECORDS
+
 # %% auto #0
 __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'figure_png', 'register_display', 'image_grid', 'comparison',
            'std_map', 'gradient_energy', 'pick_crop', 'detail_comparison', 'method_means', 'split_methods',
@@ -206,10 +208,8 @@ def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, cro
     return fig
 
 # %% ../nbs/17_plots.ipynb #284979c6
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "ssim_srflow": True, "lpips": False,
-                    "lr_psnr": True, "niqe": False, "brisque": False, "piqe": False, "diversity": True}
-LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "lr_psnr": "LR-PSNR (dB) ↑", "niqe": "NIQE ↓",
-          "brisque": "BRISQUE ↓", "piqe": "PIQE ↓", "diversity": "diversity σ ↑", "psnr_y": "PSNR-Y (dB) ↑", "ssim_y": "SSIM-Y ↑"}
+HIGHER_IS_BETTER = {n: m.higher_is_better for n, m in METRIC_RECORDS.items()}   # from the metric records (`metrics`)
+LABELS = {n: m.label for n, m in METRIC_RECORDS.items()}
 
 def _check_df(df, metrics):
     if not isinstance(df, pd.DataFrame): raise ValueError(f"expected an evaluate() DataFrame, got {type(df).__name__}")

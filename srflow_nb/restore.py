@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .core import InputError, get_device, make_generator, refuse_existing
+from .core import InputError, check_output, get_device, make_generator, refuse_existing
 from .datasets import add_gaussian_noise, gaussian_blur, jpeg_compress
 from .images import image_size, load_image, quantize8, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
@@ -137,7 +137,6 @@ def restore_files(
     overwrite: bool = False,            # replace an existing output image (never the input itself)
 ) -> Path:
     "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
-    from srflow_nb.cli import check_output
     from srflow_nb.checkpoints import load_model_any
     strat = _parse_strategies(strategies)
     if temperature_is not in ("std", "variance"): raise InputError(f"--temperature_is must be 'std' or 'variance', got {temperature_is!r}")

@@ -20,13 +20,12 @@ from .layers import unsqueeze2d
 from .latent import resample_latents
 
 # %% auto #0
-__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'SRFLOW_ONLY', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit',
-           'FoldedLevel', 'StepCache', 'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler',
-           'sample_seed', 'lr_multiple', 'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'default_batch_size',
-           'MemoryBudgetError', 'TileTooLargeError', 'available_memory', 'memory_budget', 'estimate_memory',
-           'largest_tile', 'check_memory', 'plan_tile', 'NonFiniteSampleError', 'nonfinite_samples', 'check_finite',
-           'sample', 'temperature_sweep', 'resample_region', 'super_resolve_tiled', 'load_sampling_model',
-           'parse_temperatures', 'sample_files', 'model_choice', 'sample_name']
+__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit', 'FoldedLevel', 'StepCache',
+           'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler', 'lr_multiple', 'check_lr',
+           'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'MemoryBudgetError', 'TileTooLargeError',
+           'available_memory', 'memory_budget', 'estimate_memory', 'largest_tile', 'check_memory', 'plan_tile',
+           'NonFiniteSampleError', 'nonfinite_samples', 'check_finite', 'sample', 'temperature_sweep',
+           'resample_region', 'super_resolve_tiled']
 
 # %% ../nbs/14_sampling.ipynb #fb9e2d90
 def _f64(t): return t.detach().to(torch.float64)
@@ -268,12 +267,7 @@ def get_sampler(model, dtype: torch.dtype | None = None) -> FastSampler:
     return s
 
 # %% ../nbs/14_sampling.ipynb #44b9bf9c
-def sample_seed(seed: int, index: int) -> int:
-    "The 63-bit seed of sample `index` of a run seeded with `seed`: `srflow_nb.core.mix_seed(seed, index)`."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"seed must be a non-negative int, got {seed!r}")
-    if index < 0: raise InputError(f"sample index must be >= 0, got {index}")
-    return mix_seed(seed, index)
+from .core import image_seed, sample_generators, sample_seed   # the seed rule (00_core): one for every command
 
 # %% ../nbs/14_sampling.ipynb #c7546098
 def lr_multiple(model) -> int:
@@ -303,7 +297,7 @@ def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, i
 # %% ../nbs/14_sampling.ipynb #4564b66b
 def _resolve_seed(seed):
     "(list-of-seeds rule or generator): an int seed, a torch.Generator or None (fresh random seed)."
-    if isinstance(seed, torch.Generator): return None, seed
+    if isinstance(seed, (torch.Generator, list, tuple)): return None, seed   # a shared generator, or one per sample
     if seed is None: seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] & np.uint64(2**62 - 1))
     sample_seed(seed, 0)  # validates
     return int(seed), None
@@ -314,8 +308,7 @@ def draw_unit_latents(model, hr_hw, batch: int, n: int, seed=None, first_index: 
     seed, gen = _resolve_seed(seed)
     shapes = model.latent_shapes(tuple(hr_hw), batch)
     out = [torch.empty((n,) + tuple(s), dtype=dtype) for s in shapes]
-    for i in range(n):
-        g = gen if gen is not None else torch.Generator().manual_seed(sample_seed(seed, first_index + i))
+    for i, g in enumerate(sample_generators(gen if gen is not None else seed, n, first_index=first_index)):   # the seed rule
         for j in reversed(range(len(shapes))):  # official order: final z first, then splits deepest first
             out[j][i] = torch.randn(shapes[j], generator=g, dtype=torch.float32)
     return [t.to(device) for t in out], seed
@@ -628,225 +621,3 @@ def super_resolve_tiled(model, lr: Tensor, tile: int | None = 128, overlap: int 
     out = check_finite((out / wsum)[..., :h * s, :w * s], on_nonfinite, temperature)
     if clamp: out = out.clamp(0, 1)
     return (out, latents) if return_latents else out
-
-# %% ../nbs/14_sampling.ipynb #95e023c9
-def _read_image(path: Path) -> Tensor:
-    "(3, H, W) float32 in [0, 1] by the data module's image policy (its `ImageError` names the file)."
-    return torch.from_numpy(np.ascontiguousarray(load_image(path, dtype=np.float32))).permute(2, 0, 1)
-
-def _write_image(path: Path, img: Tensor):
-    return save_image(path, img.clamp(0, 1))
-
-def _why(f, e) -> str: return f"{f}: cannot read the image ({str(e).replace(str(f), '').strip(': ') or type(e).__name__})"
-
-def _input_sizes(paths) -> list[tuple[Path, tuple[int, int]]]:
-    "Every input image (`images.input_files`) with its `(H, W)` from the file header only (nothing decoded); one `InputError` naming every bad one."
-    bad, out = [], []
-    for f in input_files(paths, bad):
-        try: out.append((f, image_size(f)))
-        except (OSError, ValueError) as e: bad.append(_why(f, e))
-    if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
-    return out
-
-def _input_images(sizes) -> list[tuple[Path, Tensor]]:
-    "The images of `_input_sizes`, decoded (after the memory plan accepted their sizes); one `InputError` naming every bad one."
-    bad, out = [], []
-    for f, _ in sizes:
-        try: out.append((f, _read_image(f)))
-        except (OSError, ValueError) as e: bad.append(_why(f, e))
-    if bad: raise InputError(f"{len(bad)} bad input(s): " + "; ".join(bad))
-    return out
-
-def _output_dir(output) -> Path:
-    "The output folder, checked but not created (the first image written creates it, so a failed run leaves none behind)."
-    out = Path(output)
-    if out.exists() and not out.is_dir(): raise InputError(f"output {out}: exists and is not a folder")
-    parent = next(p for p in [out, *out.absolute().parents] if p.exists())
-    if not parent.is_dir(): raise InputError(f"output {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK): raise InputError(f"output {out}: {parent} is not writable")
-    return out
-
-# %% ../nbs/14_sampling.ipynb #9749903d
-def load_sampling_model(checkpoint: str | None = None, device="auto"):
-    "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
-    from srflow_nb.checkpoints import load_model_any
-    model = load_model_any("demo-4x" if checkpoint is None else checkpoint, device)
-    from srflow_nb.families import require
-    return require(model, f"--checkpoint {checkpoint}", capability="latents")
-
-def parse_temperatures(text) -> list:
-    "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."
-    if isinstance(text, (int, float)) and not isinstance(text, bool): return [float(text)]
-    if isinstance(text, (list, tuple)): return list(text)
-    text, nested = str(text).strip(), str(text).strip().startswith("[")
-    vals = []
-    for v in (text.strip("[]") if nested else text).split(","):
-        if not v.strip(): continue
-        try: vals.append(float(v))
-        except ValueError: raise InputError(f"--temperature: {v.strip()!r} is not a number (use e.g. 0.8, 0,0.5,0.9 or [0.9,0.8,0.7])") from None
-    if not vals: raise InputError("--temperature is empty")
-    if any(not math.isfinite(v) or v < 0 for v in vals): raise InputError(f"--temperature: values must be finite and >= 0, got {text}")
-    return [vals] if nested else vals
-
-def _tag(t) -> str: return "x".join(f"{v:.2f}" for v in t) if isinstance(t, list) else f"{t:.2f}"
-
-def _plan(model, hw, tile, overlap, n, batch_size, budget, dev) -> int | None:
-    "The tile for one image of `hw = (H, W)` (None: untiled), checked against the budget before any work."
-    m = lr_multiple(model)
-    lr_hw = tuple(-(-v // m) * m for v in hw)
-    if tile is None: return plan_tile(model, lr_hw, n, batch_size, 1, budget, dev)
-    return _check_tile(model, int(tile), min(overlap, int(tile) - 1), lr_hw, n, batch_size, 1, budget, dev)[0]
-
-# %% ../nbs/14_sampling.ipynb #8f569d16
-def sample_files(
-    inputs: Param("LR image files and/or folders of images", str, nargs="+"),
-    output: str = "srflow_samples",  # output folder (created)
-    checkpoint: str = None,  # the model's file or bundled name (default: its bundled model; srflow: demo-4x, also an official .pth)
-    temperature: str = None,  # srflow/hcflow latent std: 0.8 (default), a sweep 0,0.4,0.8, or per level [0.9,0.8,0.7] (srflow)
-    n: int = 1,  # samples per image and temperature (1 for deterministic models)
-    seed: int = 0,  # run seed: sample i uses sample_seed(seed, i)
-    first_index: int = 0,  # index of the first sample (regenerate sample i alone with --first_index i --n 1)
-    scale: int = None,  # expected model scale, checked against the checkpoint
-    tile: int = None,  # srflow only: LR tile size; default: untiled when it fits the memory budget, else the largest tile that fits
-    overlap: int = 16,  # srflow only: tile overlap in LR pixels
-    max_memory: float = None,  # srflow only: memory budget in GiB (default: 70% of the memory available at the start)
-    batch_size: int = None,  # srflow only: samples decoded at once (default: 2 on CPU, 8 on CUDA)
-    precision: str = "fp32",  # srflow only: fp32, bf16, or fp16 (CUDA only)
-    compile: bool = False,  # srflow only: torch.compile the engine (pays off for long runs at one size, e.g. many tiles)
-    device: str = "auto",  # cpu, cuda, cuda:1 or auto
-    keep_nonfinite: bool = False,  # also write diverged (NaN/Inf) samples, clamped, instead of failing
-    overwrite: bool = False,  # replace samples that exist already in `output` (default: refuse before any work)
-    quiet: bool = False,  # no progress bars
-    model: str = "srflow",  # NAME[:checkpoint]: srflow, hcflow (temperature); sr3 (steps); esrgan, rrdb, bicubic (one <stem>_<model>.png each)
-    steps: int = None,  # sr3 only: sampling steps (default: its full inference schedule)
-) -> list[Path]:
-    "Super-resolve LR images into `output` with `model` (SRFlow: samples `<stem>_t<temperature>_<i>.png`); returns the written files."
-    family, checkpoint = model_choice(model, checkpoint)
-    from srflow_nb.families import family as record
-    if not record(family).can("tiles"):                     # the tiled, latent-aware loop below; other families: the protocol
-        return _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
-                                     keep_nonfinite, quiet, overwrite, tile=tile, overlap=overlap, max_memory=max_memory,
-                                     batch_size=batch_size, precision=precision, compile=compile)
-    if steps is not None: raise InputError(f"--steps {steps}: srflow has no sampling steps (--steps is for --model sr3)")
-    temps = parse_temperatures("0.8" if temperature is None else temperature)
-    n, first_index = _check_n(n, "--n"), int(first_index)
-    if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
-    sample_seed(seed, 0)
-    budget = None if max_memory is None else memory_budget(float(max_memory) * 2**30)
-    sizes, out_dir = _input_sizes(inputs), _output_dir(output)
-    refuse_existing([out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i) for f, _ in sizes for t in temps for i in range(n)],
-                    "--output", overwrite, inputs=[f for f, _ in sizes])
-    flow = load_sampling_model(checkpoint, device)
-    if scale is not None and flow.config.scale != scale:
-        raise InputError(f"--scale {scale}: the checkpoint is a {flow.config.scale}x model")
-    for t in temps: flow.latent_temperatures(t)
-    dev = _model_device(flow)
-    _autocast(precision, dev)
-    plans = [_plan(flow, hw, tile, overlap, n, batch_size, budget, dev) for _, hw in sizes]  # refuse before decoding anything
-    images = _input_images(sizes)
-    return _sample_images(flow, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
-                          precision, compile, keep_nonfinite, quiet)
-
-# %% ../nbs/14_sampling.ipynb #ce5bfcba
-def _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, overlap, budget, batch_size,
-                   precision, compile, keep_nonfinite, quiet) -> list[Path]:
-    "Sample every image at every temperature, writing finished images as they go; diverged samples are not written."
-    from tqdm.auto import tqdm
-    written, diverged = [], []
-    for (f, lr), tile in zip(tqdm(images, desc="images", disable=quiet), plans):
-        for t in temps:
-            kw = dict(n=n, temperature=t, seed=seed, device=None, batch_size=batch_size, precision=precision,
-                      first_index=first_index, compile=compile, max_memory=budget)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # diverged samples are counted and reported below
-                sr = (super_resolve_tiled(model, lr[None], tile=tile, overlap=min(overlap, tile - 1), progress=not quiet, **kw)
-                      if tile else sample(model, lr[None], **kw))
-            bad = nonfinite_samples(sr)[:, 0]
-            sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
-            for i in range(n):
-                path = out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i)
-                if bad[i]: diverged.append(path.name)
-                if bad[i] and not keep_nonfinite: continue
-                _write_image(path, sr[i, 0].cpu()); written.append(path)
-    if diverged and not keep_nonfinite:
-        raise NonFiniteSampleError(f"{len(diverged)} sample(s) diverged (NaN/Inf) and were not written ({', '.join(diverged[:3])}"
-                                   f"{', ...' if len(diverged) > 3 else ''}): lower the temperature, or pass --keep_nonfinite")
-    if diverged: warnings.warn(f"{len(diverged)} diverged sample(s) written with NaN -> 0 and Inf clamped: {', '.join(diverged[:3])}",
-                               RuntimeWarning, stacklevel=2)
-    return written
-
-# %% ../nbs/14_sampling.ipynb #d81f56f9
-SRFLOW_ONLY = dict(tile=None, overlap=16, max_memory=None, batch_size=None, precision="fp32", compile=False)   # their defaults
-
-def model_choice(model: str = "srflow", checkpoint: str | None = None) -> tuple[str, str | None]:
-    "(family, checkpoint or None) of `--model NAME[:checkpoint]` and `--checkpoint`; one `InputError` line otherwise."
-    from srflow_nb.superresolvers import REGISTRY
-    family, colon, ck = str(model).partition(":")
-    if family not in REGISTRY: raise InputError(f"--model {model}: unknown model {family!r}; one of {', '.join(REGISTRY)} (NAME or NAME:checkpoint)")
-    if colon and not ck: raise InputError(f"--model {model}: no checkpoint after ':'")
-    if ck and checkpoint is not None and ck != checkpoint: raise InputError(f"--model {model} and --checkpoint {checkpoint} name two checkpoints; give one")
-    return family, ck or checkpoint
-
-def _check_family_options(family, temperature, n, first_index, steps, **srflow_only) -> tuple[str | None, list]:
-    "What `family` can vary and its temperatures ([None] without); one `InputError` for an option it cannot take."
-    from srflow_nb.superresolvers import KNOBS
-    knob = KNOBS[family]
-    given = [k for k, v in srflow_only.items() if v != SRFLOW_ONLY[k]]
-    if given: raise InputError(f"--{given[0]} is an srflow option; --model {family} does not take it")
-    why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperature"}[knob]
-    if temperature is not None and knob != "temperature": raise InputError(f"--temperature: {family} has no temperature ({why})")
-    if steps is not None and knob != "steps": raise InputError(f"--steps: {family} has no sampling steps ({why})")
-    if knob is None and (n != 1 or first_index): raise InputError(f"--{'n' if n != 1 else 'first_index'}: {family} is deterministic, "
-                                                                  f"it writes one image per input (<stem>_{family}.png)")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
-    temps = parse_temperatures("0.8" if temperature is None else temperature) if knob == "temperature" else [None]
-    if any(isinstance(t, list) for t in temps): raise InputError(f"--temperature {temperature}: one value per level is srflow only; give one value or a sweep")
-    return knob, temps
-
-# %% ../nbs/14_sampling.ipynb #e4e4e7ee
-def sample_name(f: Path, family: str, knob: str | None, t, steps: int | None, i: int) -> str:
-    "The file name of sample `i` of image `f`: SRFlow `<stem>_t<τ>_<i>.png`; other families `<stem>_<family>[_t<τ>|_s<steps>]_<i>.png`, or `<stem>_<family>.png` when deterministic."
-    from srflow_nb.families import families
-    if family in families() and families()[family].can("tiles"): return f"{f.stem}_t{_tag(t)}_{i:03d}.png"   # the tiled loop's names
-    tag = {None: "", "temperature": f"_t{_tag(t) if t is not None else ''}_{i:03d}", "steps": f"{'' if steps is None else f'_s{steps}'}_{i:03d}"}[knob]
-    return f"{f.stem}_{family}{tag}.png"
-
-def _check_hr_memory(sizes, scale: int, budget: int):
-    "Refuse (one line) an image whose float32 SR output alone, twice over, would not fit `budget` bytes (only SRFlow tiles)."
-    for f, (h, w) in sizes:
-        need = 2 * 3 * 4 * h * w * scale * scale
-        if need > budget: raise InputError(f"{f}: a {h}x{w} LR gives a {h * scale}x{w * scale} output needing ~{need / 2**30:.1f} GiB, above the "
-                                           f"{budget / 2**30:.1f} GiB memory budget: use --model srflow (tiled) or a smaller image")
-
-def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, seed, first_index, scale, steps, device,
-                          keep_nonfinite, quiet, overwrite=False, **srflow_only) -> list[Path]:
-    "`sample_files` for every family but srflow, through the super-resolver protocol (see above)."
-    from tqdm.auto import tqdm
-    from srflow_nb.superresolvers import load_superresolver
-    n, first_index = _check_n(n, "--n"), int(first_index)
-    if first_index < 0: raise InputError(f"--first_index must be >= 0, got {first_index}")
-    knob, temps = _check_family_options(family, temperature, n, first_index, steps, **srflow_only)
-    sample_seed(seed, 0)
-    sizes, out_dir = _input_sizes(inputs), _output_dir(output)
-    refuse_existing([out_dir / sample_name(f, family, knob, t, steps, i) for f, _ in sizes for t in temps for i in range(first_index, first_index + n)],
-                    "--output", overwrite, inputs=[f for f, _ in sizes])
-    sr_model, dev = load_superresolver(f"{family}:{checkpoint}" if checkpoint else family, device), get_device(device)
-    if scale is not None and sr_model.scale != scale: raise InputError(f"--scale {scale}: the {family} model is {sr_model.scale}x")
-    _check_hr_memory(sizes, sr_model.scale, memory_budget(None, dev))
-    images = _input_images(sizes)
-    if hasattr(sr_model, "on_nonfinite"): sr_model.on_nonfinite = "warn"   # diverged samples come back as they are: counted below
-    written, diverged = [], []
-    for f, lr in tqdm(images, desc=f"images ({family})", disable=quiet):
-        for t in temps:
-            for i in range(first_index, first_index + n):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)    # diverged samples are counted and reported below
-                    sr = sr_model.sample(lr[None].to(dev), n=1, temperature=t, steps=steps, seed=sample_seed(seed, i))[0, 0].cpu()
-                path, bad = out_dir / sample_name(f, family, knob, t, steps, i), not bool(torch.isfinite(sr).all())
-                if bad: diverged.append(path.name)
-                if bad and not keep_nonfinite: continue
-                _write_image(path, torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)); written.append(path)
-    if diverged and not keep_nonfinite:
-        raise NonFiniteSampleError(f"{len(diverged)} sample(s) diverged (NaN/Inf) and were not written ({', '.join(diverged[:3])}"
-                                   f"{', ...' if len(diverged) > 3 else ''}); pass --keep_nonfinite to write them clamped")
-    return written

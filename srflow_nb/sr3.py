@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import InputError
-from .train import TrainConfig, TrainTask, learning_rate_at
+from .core import InputError, sample_generators
+from .trainconfig import TrainConfig, TrainTask, learning_rate_at
 
 # %% auto #0
 __all__ = ['PRESETS', 'SR3_FAMILY', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
@@ -348,9 +348,13 @@ def _sample(self: SR3, lr: torch.Tensor, n: int = 1, steps: int | None = None, g
     m = self.multiple
     ph, pw = -H % m, -W % m
     if ph or pw: cond = F.pad(cond, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
-    g_dev = generator.device if generator is not None else torch.device("cpu")
-    seeds = torch.randint(0, 2 ** 62, (n * B,), generator=generator, device=g_dev).tolist()
-    gens = [torch.Generator(g_dev).manual_seed(s) for s in seeds]   # sample-major: row i*B + b is sample i of image b
+    if isinstance(generator, (list, tuple)):                            # one per sample: sample i's rows (one per image) from generator[i]
+        if len(generator) != n: raise InputError(f"SR3.sample: {len(generator)} generators for {n} samples")
+        gens = [torch.Generator(g.device).manual_seed(s) for g in generator for s in torch.randint(0, 2 ** 62, (B,), generator=g, device=g.device).tolist()]
+    else:
+        g_dev = generator.device if generator is not None else torch.device("cpu")
+        seeds = torch.randint(0, 2 ** 62, (n * B,), generator=generator, device=g_dev).tolist()
+        gens = [torch.Generator(g_dev).manual_seed(s) for s in seeds]   # sample-major: row i*B + b is sample i of image b
     out = torch.empty(n * B, 3, H, W, device=cond.device)
     for r0 in range(0, n * B, rows):
         idx = torch.arange(r0, min(r0 + rows, n * B), device=cond.device)
@@ -504,7 +508,7 @@ class SR3SR:
         self.model, self.name, self.scale, self.bf16 = model, name, model.scale, bf16
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         if temperature is not None: raise InputError(f"{self.name}: SR3 has no temperature (got {temperature}); its knob is steps")
-        gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+        gen = seed if isinstance(seed, torch.Generator) else sample_generators(seed, n)   # the seed rule: sample i from sample_seed(seed, i)
         with torch.inference_mode(): return self.model.sample(lr, n=n, steps=steps, generator=gen, bf16=self.bf16)
     def __repr__(self): return f"SR3SR(scale={self.scale}, steps={len(self.model.sample_gammas)})"
 
@@ -555,6 +559,7 @@ SR3_FAMILY = Family(
     "sr3", "SR3", "srflow_nb.sr3:sr3_from", knob="steps", classes=("srflow_nb.sr3:SR3",), wrapper="srflow_nb.sr3:SR3SR",
     bundled={"demo-4x-sr3": "demo_4x_sr3.safetensors"}, file_kinds=("sr3",), file_loader="srflow_nb.sr3:load_sr3",
     tasks={"sr3": "srflow_nb.sr3:SR3Task"}, presets={"sr3_paper": "srflow_nb.sr3:sr3_paper", "sr3_demo": "srflow_nb.sr3:sr3_demo"},
+    preset_models={"sr3_paper": "paper_sr_64_256", "sr3_demo": "demo"},
     capabilities={"stochastic"}, paper="Saharia et al., SR3 (2021)")
 
 # %% ../nbs/08_sr3.ipynb #1c9b8479

@@ -10,8 +10,12 @@ from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
-from .core import InputError, get_device
-from .families import Family, families, family, families_of, require, view
+from . import sampling
+from .checkpoints import PRETRAINED, load_model_any, pretrained_dir
+from .core import InputError, get_device, sample_generators
+from .resize import imresize
+from .sampling import default_batch_size
+from .families import Family, families, family, families_of, require, resolve, view
 
 # %% auto #0
 __all__ = ['BICUBIC_FAMILY', 'REGISTRY', 'WRAPPERS', 'KNOBS', 'BUNDLED', 'SuperResolver', 'check_lr', 'BicubicSR', 'RRDBSR',
@@ -53,7 +57,6 @@ class BicubicSR:
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1: raise InputError(f"scale must be a positive int, got {scale!r}")
         self.scale, self.name = scale, name
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
-        from srflow_nb.resize import imresize
         return _repeat(imresize(check_lr(lr), scale=self.scale).clamp(0, 1), n)
     def __call__(self, lr): return self.sample(lr)[0]
     def __repr__(self): return f"BicubicSR(scale={self.scale})"
@@ -91,7 +94,6 @@ class SRFlowSR:
         self.model, self.name, self.scale, self.batch_size = model, name, int(model.config.scale), batch_size
         self.on_nonfinite = on_nonfinite
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
-        from srflow_nb import sampling
         t = self.default_temperature if temperature is None else temperature
         return sampling.sample(self.model, check_lr(lr), n=_check_n(n), temperature=t, seed=seed, device=lr.device,
                                batch_size=self.batch_size, clamp=True, on_nonfinite=self.on_nonfinite)
@@ -125,8 +127,7 @@ class HCFlowSR:
         return c[2]
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         t = self.default_temperature if temperature is None else temperature
-        g = seed if isinstance(seed, torch.Generator) else torch.Generator(device=lr.device).manual_seed(int(seed))
-        from srflow_nb.sampling import default_batch_size
+        g = sample_generators(seed, _check_n(n))            # the seed rule: sample i from sample_seed(seed, i)
         with torch.inference_mode():
             lr = check_lr(lr)
             return self.model.sample(lr, n=_check_n(n), temperature=t, generator=g, cache=self.lr_cache(lr),
@@ -142,11 +143,9 @@ WRAPPERS = view(lambda fs: {c: f.wrapper for f in reversed(fs.values()) for c in
                 "loaded module class -> its super-resolver wrapper (from the records)")
 
 def _resolve(target: str):
-    from srflow_nb.families import resolve
     return resolve(target)
 
 def _load(checkpoint: str, device):
-    from srflow_nb.checkpoints import load_model_any
     return load_model_any(checkpoint, device)
 
 def bicubic_from(checkpoint: str | None = None, device="auto", scale: int = 4) -> BicubicSR:
@@ -171,7 +170,6 @@ def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:
 def hcflow_from(checkpoint: str | None = None, device="auto", **kw) -> HCFlowSR:
     "`hcflow[:checkpoint]` (default `demo-4x-hcflow`): an HCFlow trainer checkpoint or a file written by `checkpoints.export_model`; `kw` to `HCFlowSR`."
     if not checkpoint:
-        from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
         if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists():
             raise InputError("hcflow: the bundled demo-4x-hcflow model is not installed (tools/train_hcflow.sh export bundles it); "
                              "give a checkpoint: hcflow:<HCFlow trainer checkpoint .pt or exported .safetensors>")
@@ -213,7 +211,6 @@ def max_steps(sr) -> int | None:
 
 def available(**given: str | None) -> dict[str, str]:
     "{family: spec for `load_superresolver`} of what loads now: bicubic, each family whose `BUNDLED` model exists, `given` (family=checkpoint)."
-    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
     unknown = sorted(set(given) - set(REGISTRY))
     if unknown: raise InputError(f"unknown super-resolver family {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
     found = {f: f"{f}:{name}" for f, name in BUNDLED.items() if (pretrained_dir() / PRETRAINED[name]).exists()}

@@ -119,7 +119,7 @@ def official_fixture(name: str = "official_4x_tiny") -> tuple[dict, dict]:
 
 # %% ../nbs/01_testing.ipynb #a6ab3e22
 def trainer_checkpoint(task, step: int = 1) -> dict:
-    "The trainer checkpoint (a dict) of a `train.TrainTask`'s current weights: what `train.model_from_checkpoint` and `checkpoints.export_model` read."
+    "The trainer checkpoint (a dict) of a `train.TrainTask`'s current weights: what `checkpoints.model_from_checkpoint` and `checkpoints.export_model` read."
     return dict(modules={n: m.state_dict() for n, m in task.modules.items()}, optimizers={n: o.state_dict() for n, o in task.optimizers.items()},
                 step=step, config=task.cfg.to_dict(), model_config=task.model_config())
 

@@ -103,7 +103,17 @@ SMOKE = {   # command -> (args run in the work folder, files it must write)
     "data build-train": (["--manifest_only"], []),                   # the committed manifests and held-out crops; a build downloads
     "assets": (["--verify_only"], []),                                # no download: the cached assets are verified
     "rescale": (["roundtrip", "clean.png", "-o", "rs_out"], ["rs_out/clean_lr.png", "rs_out/clean_hr.png", "rs_out/roundtrip.csv"]),
+    "export": (["run.pt", "--out", "x_run.safetensors"], ["x_run.safetensors"]),
 }
+
+
+def _trainer_checkpoint(work) -> Path:
+    "`run.pt`: a trainer checkpoint (a tiny HCFlow SR run) for `srflow export` to read."
+    from srflow_nb.checkpoints import save_checkpoint
+    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_sr
+    from srflow_nb.testing import trainer_checkpoint
+    if not (work / "run.pt").exists(): save_checkpoint(work / "run.pt", trainer_checkpoint(HCFlowTask.create(hcflow_demo_sr(), "sr_tiny_4x")))
+    return work / "run.pt"
 
 
 def _rescale_checkpoint(work) -> list[str]:
@@ -128,6 +138,7 @@ def test_every_command_runs(command, work):
             pytest.skip("metric assets not fetched on this machine (tools/setup_assets.sh)")
     args, files = SMOKE[command]
     if command == "rescale": args = args + _rescale_checkpoint(work)
+    if command == "export": _trainer_checkpoint(work)
     r = srflow(*command.split(), *args, cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in files: assert (work / f).exists(), (command, f)
@@ -154,6 +165,7 @@ FAST = {   # README command -> options appended so that CI runs it in seconds (l
     "data build-train": ["--manifest_only"],
     "assets": ["--verify_only"],
     "rescale": [],                  # + the bundled rescaling model, else a tiny one (`_rescale_checkpoint`)
+    "export": ["--overwrite"],      # run.pt: a tiny trainer checkpoint (`_trainer_checkpoint`)
 }
 
 
@@ -171,6 +183,7 @@ def test_readme_command_runs(line, work):
         if not all((cache_dir() / ASSETS[n]["file"]).exists() for n in ("lpips_alex", "niqe", "brisque")):
             pytest.skip("metric assets not fetched on this machine")
     extra = _rescale_checkpoint(work) if key == "rescale" else []
+    if key == "export": _trainer_checkpoint(work)
     r = srflow(*args, *FAST.get(key, []), *extra, cwd=work)
     assert r.returncode == 0, (line, r.stderr[-3000:])
 

@@ -94,7 +94,7 @@ def test_what_a_record_says_is_what_its_models_do():
     assert family("hcflow").can("rescaling") and callable(hc.downscale) and callable(hc.upscale)
 
 
-CONSUMERS = ("checkpoints", "evaluate", "explorer", "restore", "sampling", "superresolvers", "train", "cli")
+CONSUMERS = ("checkpoints", "commands", "evaluate", "explorer", "restore", "sampling", "superresolvers", "train", "cli")
 
 
 def test_consumers_ask_capabilities_not_names():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from srflow_nb import sampling as S
+from srflow_nb import commands as C
 from srflow_nb.checkpoints import load_official, save_model
 from srflow_nb.core import InputError
 from srflow_nb.latent import resample_latents
@@ -87,7 +88,7 @@ def test_nonfinite_samples_are_reported(tiny):
     with pytest.warns(RuntimeWarning, match=r"\d+ of 2 samples diverged .* temperature 3.0"):
         sr = S.sample(blown, lr, n=2, temperature=3.0, seed=0)
     assert S.nonfinite_samples(sr).any()
-    with pytest.raises(S.NonFiniteSampleError, match="diverged") as e: blown.sample(lr, temperature=3.0, on_nonfinite="raise")
+    with pytest.raises(C.NonFiniteSampleError, match="diverged") as e: blown.sample(lr, temperature=3.0, on_nonfinite="raise")
     assert isinstance(e.value, InputError)
     with pytest.warns(RuntimeWarning, match="diverged"):
         assert torch.isfinite(S.sample(blown, lr, n=2, temperature=3.0, seed=0, on_nonfinite="clamp", clamp=True)).all()
@@ -142,30 +143,29 @@ def test_sample_files_errors_and_diverged_samples(tiny, tmp_path):
     _write_lr(tmp_path / "a.png", lr)
     ok, bad = save_model(model, tmp_path / "ok.safetensors"), save_model(_blown(model), tmp_path / "blown.safetensors")
     kw = dict(quiet=True, device="cpu", seed=0)
-    written = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "out"), checkpoint=str(ok), n=2, **kw)
+    written = C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "out"), checkpoint=str(ok), n=2, **kw)
     assert [p.name for p in written] == ["a_t0.80_000.png", "a_t0.80_001.png"] and all(p.exists() for p in written)
     (tmp_path / "file").write_text("x"); (tmp_path / "corrupt.png").write_bytes(b"nope")
     for args, match in [(([str(tmp_path / "missing.png")], str(tmp_path / "o2")), "missing.png: no such file"),
                         (([str(tmp_path / "corrupt.png")], str(tmp_path / "o2")), "corrupt.png: cannot read"),
                         (([str(tmp_path / "a.png")], str(tmp_path / "file")), "is not a folder")]:
-        with pytest.raises(InputError, match=match): S.sample_files(*args, checkpoint=str(ok), **kw)
+        with pytest.raises(InputError, match=match): C.sample_files(*args, checkpoint=str(ok), **kw)
     for temp, match in [("abc", "--temperature: 'abc'"), ("-1", ">= 0")]:
-        with pytest.raises(InputError, match=match): S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o3"), checkpoint=str(ok), temperature=temp, **kw)
+        with pytest.raises(InputError, match=match): C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o3"), checkpoint=str(ok), temperature=temp, **kw)
     with pytest.raises(S.MemoryBudgetError, match="no tile fits"):
-        S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o4"), checkpoint=str(ok), max_memory=1e-4, **kw)
+        C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o4"), checkpoint=str(ok), max_memory=1e-4, **kw)
     assert not (tmp_path / "o4").exists() or not any((tmp_path / "o4").iterdir())
-    with pytest.raises(S.NonFiniteSampleError, match="not written"):
-        S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o5"), checkpoint=str(bad), temperature="3", n=2, **kw)
+    with pytest.raises(C.NonFiniteSampleError, match="not written"):
+        C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o5"), checkpoint=str(bad), temperature="3", n=2, **kw)
     assert not any((tmp_path / "o5").glob("*.png"))   # a diverged sample is never written silently
     with pytest.warns(RuntimeWarning, match="diverged"):
-        kept = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o6"), checkpoint=str(bad), temperature="3", n=2,
+        kept = C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o6"), checkpoint=str(bad), temperature="3", n=2,
                               keep_nonfinite=True, **kw)
     assert len(kept) == 2
 
 
 def test_sample_files_other_models_never_write_diverged_samples(tiny, tmp_path, monkeypatch):
     "`--model hcflow`: a sample with NaN is not written (the run fails naming it) unless --keep_nonfinite; finite ones are."
-    import srflow_nb.superresolvers as SR
     model, lr = tiny
     _write_lr(tmp_path / "a.png", lr)
 
@@ -173,13 +173,14 @@ def test_sample_files_other_models_never_write_diverged_samples(tiny, tmp_path, 
         name, scale, stochastic = "hcflow", 4, True
         def sample(self, lr, n=1, temperature=None, steps=None, seed=0):
             out = torch.full((n, *lr.shape[:2], 4 * lr.shape[-2], 4 * lr.shape[-1]), 0.5)
-            return out.fill_(float("nan")) if seed == S.sample_seed(0, 1) else out
-    monkeypatch.setattr(SR, "load_superresolver", lambda spec, device="auto": Diverging())
+            diverges = seed[0].initial_seed() == S.sample_seed(S.image_seed(0, "a", 0.8), 1)   # the seed rule's sample 1 of image a
+            return out.fill_(float("nan")) if diverges else out
+    monkeypatch.setattr(C.superresolvers, "load_superresolver", lambda spec, device="auto": Diverging())
     kw = dict(model="hcflow:x.pt", n=2, quiet=True, device="cpu")
-    with pytest.raises(S.NonFiniteSampleError, match=r"1 sample.*not written \(a_hcflow_t0.80_001.png\)"):
-        S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o"), **kw)
+    with pytest.raises(C.NonFiniteSampleError, match=r"1 sample.*not written \(a_hcflow_t0.80_001.png\)"):
+        C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "o"), **kw)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_hcflow_t0.80_000.png"]
-    kept = S.sample_files([str(tmp_path / "a.png")], str(tmp_path / "k"), keep_nonfinite=True, **kw)
+    kept = C.sample_files([str(tmp_path / "a.png")], str(tmp_path / "k"), keep_nonfinite=True, **kw)
     assert [p.name for p in kept] == ["a_hcflow_t0.80_000.png", "a_hcflow_t0.80_001.png"]
 
 

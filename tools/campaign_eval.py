@@ -1,0 +1,82 @@
+"""Held-out metrics of the campaign's checkpoints at each doubling of their CPU budget (issue 24, for 29_repro.scaling).
+
+    python tools/campaign_eval.py                         # every budget snapshot not evaluated yet, every stage
+    python tools/campaign_eval.py --stage rrdb srflow     # some stages
+    python tools/campaign_eval.py --runs /work/runs/campaign --out data/results/campaign/quick
+
+Every snapshot `<runs>/<stage>/budget/cpu_<h>h.pt` written by `tools/campaign.py` is loaded through the one loader
+(`checkpoints.model_from_checkpoint`), wrapped as a super-resolver (`superresolvers.wrap_model`) and evaluated by the
+same runner as the reproduction notebooks on held-out split 2 (20 crops of 256 px from packages with no training image;
+`demo.demo_dataset("heldout2")`), with bicubic beside it: deterministic models once, stochastic ones at tau = 0 and 0.9
+with 2 samples (seed 0, the seed rule of `core`). One row per (stage, snapshot, method, temperature) goes to
+`<out>/campaign_eval.csv`, with the snapshot's step and CPU seconds (from `budget.jsonl`), the machine and the git commit.
+Resumable: snapshots already in the CSV are skipped.
+"""
+from __future__ import annotations
+import argparse, json, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from srflow_nb.checkpoints import model_from_checkpoint  # noqa: E402
+from srflow_nb.core import atomic_write, run_info  # noqa: E402
+from srflow_nb.demo import demo_dataset  # noqa: E402
+from srflow_nb.evaluate import bicubic_upsampler, evaluate  # noqa: E402
+from srflow_nb.superresolvers import knob, wrap_model  # noqa: E402
+
+METRICS = ["psnr", "lpips", "lr_psnr"]
+TEMPERATURES = [0.0, 0.9]
+
+
+def snapshots(runs: Path, stages: list[str] | None) -> list[dict]:
+    "Every budget snapshot of the campaign: stage, milestone (CPU-h), step, CPU seconds, file."
+    out = []
+    for log in sorted(runs.glob("*/budget/budget.jsonl")):
+        stage = log.parent.parent.name
+        if stages and stage not in stages: continue
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            out.append(dict(stage=stage, milestone_h=r["milestone_h"], step=r["step"], cpu_s=r["cpu_s"], file=str(log.parent / r["file"])))
+    return out
+
+
+def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
+    model = model_from_checkpoint(s["file"])
+    sr = wrap_model(model)
+    sr.name = s["stage"]
+    ds = demo_dataset("heldout2", None, limit, 16)
+    temps = TEMPERATURES if knob(sr) == "temperature" else ()
+    df = evaluate(sr, ds, sr.scale, temps, 2 if sr.stochastic else 1, metrics=METRICS, seed=0, method=s["stage"],
+                  baselines={"bicubic": bicubic_upsampler(sr.scale)}, progress=False, device="cpu")
+    mean = df.groupby(["method", "temperature"], dropna=False)[METRICS].mean().reset_index()
+    return mean.assign(**{k: s[k] for k in ("stage", "milestone_h", "step", "cpu_s")}, cpu_h=round(s["cpu_s"] / 3600, 4),
+                       images=len(ds), snapshot=Path(s["file"]).name)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
+    ap.add_argument("--stage", nargs="*")
+    ap.add_argument("--out", type=Path, default=ROOT / "data/results/campaign/quick")   # quick/: outside the notebooks' input stamp
+    ap.add_argument("--limit", type=int, default=None, help="first N held-out crops only (a check of the wiring)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    info = run_info("cpu")
+    csv = a.out / "campaign_eval.csv"
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    for s in snapshots(a.runs, a.stage):
+        if len(done) and ((done.stage == s["stage"]) & (done.snapshot == Path(s["file"]).name)).any(): continue
+        rows = evaluate_snapshot(s, a.limit).assign(cpu_kind=info["machine"]["cpu_kind"], git_sha=info["git_sha"], threads=a.threads)
+        done = pd.concat([done, rows], ignore_index=True)
+        atomic_write(csv, lambda p: done.to_csv(p, index=False))
+        print(rows.drop(columns=["git_sha"]).to_string(index=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
