@@ -171,10 +171,11 @@ def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, cro
         ratios.append(r)
     align = math.lcm(*ratios)
     maps = []                                                       # (title, (H, W) map, colour map)
-    if std_samples is not None:
-        sm = std_map(std_samples)
+    groups = [] if std_samples is None else list(std_samples.items()) if isinstance(std_samples, Mapping) else [(std_title, std_samples)]
+    for name, smp in groups:                                        # one std map per group of samples (e.g. one per sampler)
+        sm = std_map(smp)
         if tuple(sm.shape) != (H, W_): raise ValueError(f"detail_comparison: std_samples are {tuple(sm.shape)}, the images {H}x{W_}")
-        maps.append((std_title or f"per-pixel std ({len(std_samples)} samples)", sm.numpy(), "viridis"))
+        maps.append((name or f"per-pixel std ({len(smp)} samples)", sm.numpy(), "viridis"))
     if diff is not None:
         a, b = (torch.as_tensor(_as_hwc(x)) for x in diff)
         if a.shape != b.shape or tuple(a.shape[:2]) != (H, W_): raise ValueError(f"detail_comparison: diff images must both be {H}x{W_}")
@@ -203,12 +204,15 @@ def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, cro
         top.add_patch(Rectangle((l / r - .5, t / r - .5), w / r, h / r, fill=False, ec=box_color, lw=1.5))
         bot.imshow(_zoom(a[t // r:(t + h) // r, l // r:(l + w) // r], k * r), interpolation="nearest")
         if titles is not None and titles[j]: top.set_title(titles[j], fontsize=9)
+    n_std = len(groups)                                              # std maps share one colour scale, so they compare
+    shared = (max(float(m.max()) for _, m, _ in maps[:n_std]), max(float(m[t:t + h, l:l + w].max()) for _, m, _ in maps[:n_std])) if n_std else None
     for j, (name, m, cmap) in enumerate(maps, start=len(ims)):
         top, bot = axes[0][j], axes[1][j]
         c = m[t:t + h, l:l + w]
-        top.imshow(m, cmap=cmap, interpolation="nearest", vmin=0, vmax=float(m.max()) or 1.0)
+        vfull, vcrop = shared if j - len(ims) < n_std else (float(m.max()), float(c.max()))
+        top.imshow(m, cmap=cmap, interpolation="nearest", vmin=0, vmax=vfull or 1.0)
         top.add_patch(Rectangle((l - .5, t - .5), w, h, fill=False, ec="white", lw=1.5))
-        im = bot.imshow(_zoom(c, k), cmap=cmap, interpolation="nearest", vmin=0, vmax=float(c.max()) or 1.0)
+        im = bot.imshow(_zoom(c, k), cmap=cmap, interpolation="nearest", vmin=0, vmax=vcrop or 1.0)
         fig.colorbar(im, ax=bot, fraction=0.046, pad=0.02, label="0-255")
         top.set_title(name, fontsize=9)
     for ax in axes.flat: ax.set_xticks([]); ax.set_yticks([])
