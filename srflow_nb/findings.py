@@ -16,14 +16,15 @@ from .core import atomic_write, code_state, committed_path, repo_root   # code_s
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
-           'TOLERANCES', 'HYPOTHESIS', 'PAPER_METRICS', 'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y',
-           'HCFLOW_SOURCES', 'RESCALING_ROW', 'TABLE3_ROWS', 'FIG9_SWEEPS', 'TABLE4_ROWS', 'FIG9_QUOTES', 'UPDATE_ENV',
-           'FINDINGS_COLUMNS', 'TIME_COLUMNS', 'beside_paper', 'table2', 'compare', 'at_least', 'conj', 'verdict',
-           'status', 'trend', 'same_order', 'better', 'gain', 'trend_check', 'order_check', 'wins', 'findings',
-           'temperature_findings', 'perception_distortion_findings', 'interpolation_findings', 'esrgan_findings',
-           'paper_numbers', 'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by',
-           'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'markdown_table',
-           'check_findings', 'findings_markdown', 'compare_results', 'check_results', 'sr3_findings']
+           'TOLERANCES', 'HYPOTHESIS', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_LEVEL', 'BOOTSTRAP_SEED', 'PAPER_METRICS',
+           'HCFLOW_PAPER', 'PAPER_HCFLOW_4X', 'PAPER_IRN_4X_PSNR_Y', 'HCFLOW_SOURCES', 'RESCALING_ROW', 'TABLE3_ROWS',
+           'FIG9_SWEEPS', 'TABLE4_ROWS', 'FIG9_QUOTES', 'UPDATE_ENV', 'FINDINGS_COLUMNS', 'TIME_COLUMNS',
+           'beside_paper', 'table2', 'compare', 'at_least', 'conj', 'verdict', 'status', 'trend', 'same_order',
+           'better', 'gain', 'trend_check', 'order_check', 'paired_bootstrap', 'per_image', 'gain_interval', 'wins',
+           'findings', 'temperature_findings', 'perception_distortion_findings', 'interpolation_findings',
+           'esrgan_findings', 'paper_numbers', 'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain',
+           'select_by', 'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings',
+           'markdown_table', 'check_findings', 'findings_markdown', 'compare_results', 'check_results', 'sr3_findings']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -145,13 +146,41 @@ def _mean(df, method, t, m):
     d = df[(df.method == method) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))]
     return float(d[m].mean()) if len(d) and m in d else float("nan")
 
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_LEVEL, BOOTSTRAP_SEED = 2000, 0.95, 0
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_resamples: int = BOOTSTRAP_RESAMPLES, level: float = BOOTSTRAP_LEVEL,
+                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    "(mean, low, high): the mean of the paired differences `a - b` and its percentile bootstrap interval at `level` (pairs resampled with a seeded numpy Generator)."
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if d.ndim != 1 or len(d) < 2: raise ValueError(f"paired_bootstrap needs two equally long 1-d sequences of >= 2 values, got differences of shape {d.shape}")
+    if not 0 < level < 1: raise ValueError(f"paired_bootstrap: level must be in (0, 1), got {level}")
+    if not np.isfinite(d).all(): return (math.nan,) * 3
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(int(n_resamples), len(d)))   # resample whole pairs (images)
+    lo, hi = np.quantile(d[idx].mean(1), [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+def per_image(df: pd.DataFrame, method: str, temperature: float | None, metric: str) -> pd.Series:
+    "The mean of `metric` per image (over samples) of `method` at `temperature` (None: a baseline's NaN temperature)."
+    d = df[(df.method == method) & (df.temperature.isna() if temperature is None else np.isclose(df.temperature, temperature))]
+    return d.groupby("image")[metric].mean()
+
+def gain_interval(metric: str, x: Sequence[float], y: Sequence[float], **kw) -> str:
+    "'; mean per-image gain +g, 95% CI [lo, hi] (paired bootstrap)': how much better `x` is than `y` per image (`gain`'s sign: > 0 better), '' for < 2 images."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2: return ""
+    sign = 1.0 if plots.HIGHER_IS_BETTER.get(metric.lower(), True) else -1.0
+    m, lo, hi = paired_bootstrap(sign * x, sign * y, **kw)
+    level = kw.get("level", BOOTSTRAP_LEVEL)
+    return (f"; mean per-image gain {m:+.3g}, {100 * level:g}% CI [{lo:+.3g}, {hi:+.3g}] (paired bootstrap)"
+            + (", includes 0" if lo <= 0 <= hi else ""))
+
 def wins(df: pd.DataFrame, a: tuple[str, float | None], b: tuple[str, float | None], metric: str) -> str:
-    "'; on k of n images': on how many images (means over samples) method/temperature `a` is better than `b` in `metric` ('' when not measured)."
+    "'; on k of n images; mean per-image gain ... CI [...]': on how many images (means over samples) `a` is better than `b` in `metric`, and the bootstrap interval of the mean gain ('' when not measured)."
     if metric not in df.columns: return ""
-    per = lambda k, t: df[(df.method == k) & (df.temperature.isna() if t is None else np.isclose(df.temperature, t))].groupby("image")[metric].mean()
-    x, y = per(*a), per(*b)
+    x, y = per_image(df, *a, metric), per_image(df, *b, metric)
     both = x.index.intersection(y.index)
-    return f"; on {sum(better(metric, x[i], y[i]) for i in both)} of {len(both)} images" if len(both) else ""
+    if not len(both): return ""
+    return f"; on {sum(better(metric, x[i], y[i]) for i in both)} of {len(both)} images" + gain_interval(metric, x[both], y[both])
 
 def findings(df: pd.DataFrame, temperature: float = 0.9, quiet: bool = False) -> list[dict]:
     "SRFlow against the RRDB as Sec 5.1 and Table 2 state it, on an `evaluate` table (LPIPS, LR-PSNR)."
@@ -233,7 +262,7 @@ def esrgan_findings(df: pd.DataFrame, temperature: float = 0.9, quiet: bool = Fa
                            source=src if m in ("psnr", "lpips", "lr_psnr") else "SRFlow Sec 5.2 ('favorable results in terms of PIQUE and BRISQUE'); Table 2"))
     r = _mean(df, "rrdb", None, "lpips")
     out.append(verdict("ESRGAN LPIPS below the RRDB's (our GAN baseline is perceptual)", compare("lpips", r - g["lpips"]),
-                       f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})", quiet))
+                       f"{g['lpips']:.4f} vs {r:.4f} (paper {pg.lpips:.3f} vs {P.loc['RRDB', 'lpips']:.3f})" + wins(df, ("esrgan", None), ("rrdb", None), "lpips"), quiet))
     return out
 
 # %% ../nbs/19b_findings.ipynb #a7c1f00a
@@ -280,7 +309,7 @@ def hcflow_findings(df: pd.DataFrame, rescaling: pd.DataFrame | None = None, tem
            verdict(f"HCFlow {t} LPIPS below the RRDB's", compare("lpips", r - h["lpips"]),
                    f"{h['lpips']:.4f} vs {r:.4f} (paper {P.lpips:.3f} vs {S.loc['RRDB', 'lpips']:.3f})" + wins(df, ("hcflow", temperature), ("rrdb", None), "lpips"), quiet,
                    source="HCFlow DIV2K 4x table as quoted by DREAM Table 3 (HCFlow LPIPS 0.124; RRDB from SRFlow Table 2)"),
-           verdict(f"HCFlow LPIPS improves from τ=0 to {t}", compare("lpips", h0 - h["lpips"]), f"{h0:.4f} -> {h['lpips']:.4f}", quiet)]
+           verdict(f"HCFlow LPIPS improves from τ=0 to {t}", compare("lpips", h0 - h["lpips"]), f"{h0:.4f} -> {h['lpips']:.4f}" + wins(df, ("hcflow", temperature), ("hcflow", 0.0), "lpips"), quiet)]
     return out if rescaling is None else out + rescaling_findings(rescaling, quiet=quiet)
 
 # %% ../nbs/19b_findings.ipynb #a7c1f004
@@ -354,7 +383,7 @@ def table5_findings(t5: pd.DataFrame, per_image: pd.DataFrame | None = None, pap
             k = ""
             if per_image is not None:
                 p = per_image.pivot(index="image", columns="method", values=m)
-                k = f"; on {sum(better(m, a, b) for a, b in zip(p['Restored'], p[col]))} of {len(p)} images"
+                k = f"; on {sum(better(m, a, b) for a, b in zip(p['Restored'], p[col]))} of {len(p)} images" + gain_interval(m, p["Restored"], p[col])
             pp = dict(zip(TABLE5_COLUMNS, paper[m])) if m in paper else None
             ref = f"; paper {pp['Restored']:g} vs {pp[col]:g}" if pp else ""
             out.append(verdict(f"restored {m} better than {other}" + (" (paper's order)" if col != "Original" else ""),

@@ -20,10 +20,11 @@ from matplotlib.patches import Rectangle
 from .metrics import METRIC_RECORDS
 
 # %% auto #0
-__all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'save_fig', 'figure_png', 'register_display', 'image_grid', 'comparison',
-           'std_map', 'gradient_energy', 'pick_crop', 'detail_comparison', 'method_means', 'split_methods',
-           'fake_evaluation', 'temperature_curves', 'perception_distortion', 'best_of_n', 'best_of_n_curves',
-           'stack_png', 'widget_bundle', 'Controls']
+__all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'CAPTION_KEY', 'save_fig', 'figure_png', 'register_display', 'palette_png',
+           'show_palette', 'image_grid', 'comparison', 'std_map', 'gradient_energy', 'pick_crop', 'detail_comparison',
+           'method_means', 'split_methods', 'fake_evaluation', 'temperature_curves', 'perception_distortion',
+           'best_of_n', 'best_of_n_curves', 'stack_png', 'format_value', 'controls_caption', 'caption_png', 'png_text',
+           'captioned_png', 'widget_bundle', 'Controls']
 
 # %% ../nbs/17_plots.ipynb #c415c561
 def save_fig(fig, path, dpi: int = 100):
@@ -61,6 +62,18 @@ def register_display(shell=None) -> bool:
     return True
 
 _registered = register_display()      # on import: every Figure displays as PNG in IPython
+
+def palette_png(fig: Figure, dpi: int = 64, colors: int = 128) -> bytes:
+    "`fig` as a `colors`-colour palette PNG at `dpi` (dithered): photographs shown in a notebook at a fraction of a full-colour PNG's bytes."
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(figure_png(fig, dpi=dpi))).convert("RGB").quantize(colors, dither=Image.Dither.FLOYDSTEINBERG).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+def show_palette(fig: Figure, dpi: int = 64, colors: int = 128):
+    "Display object of `palette_png(fig)` (end a cell with it): how the reproduction notebooks show image comparisons within their size budget."
+    from IPython.display import Image as _Image
+    return _Image(data=palette_png(fig, dpi, colors), format="png")
 
 # %% ../nbs/17_plots.ipynb #848b6704
 def _as_hwc(im) -> np.ndarray:
@@ -160,10 +173,11 @@ def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, cro
         ratios.append(r)
     align = math.lcm(*ratios)
     maps = []                                                       # (title, (H, W) map, colour map)
-    if std_samples is not None:
-        sm = std_map(std_samples)
+    groups = [] if std_samples is None else list(std_samples.items()) if isinstance(std_samples, Mapping) else [(std_title, std_samples)]
+    for name, smp in groups:                                        # one std map per group of samples (e.g. one per sampler)
+        sm = std_map(smp)
         if tuple(sm.shape) != (H, W_): raise ValueError(f"detail_comparison: std_samples are {tuple(sm.shape)}, the images {H}x{W_}")
-        maps.append((std_title or f"per-pixel std ({len(std_samples)} samples)", sm.numpy(), "viridis"))
+        maps.append((name or f"per-pixel std ({len(smp)} samples)", sm.numpy(), "viridis"))
     if diff is not None:
         a, b = (torch.as_tensor(_as_hwc(x)) for x in diff)
         if a.shape != b.shape or tuple(a.shape[:2]) != (H, W_): raise ValueError(f"detail_comparison: diff images must both be {H}x{W_}")
@@ -192,12 +206,15 @@ def detail_comparison(images: Sequence, titles: Sequence[str] | None = None, cro
         top.add_patch(Rectangle((l / r - .5, t / r - .5), w / r, h / r, fill=False, ec=box_color, lw=1.5))
         bot.imshow(_zoom(a[t // r:(t + h) // r, l // r:(l + w) // r], k * r), interpolation="nearest")
         if titles is not None and titles[j]: top.set_title(titles[j], fontsize=9)
+    n_std = len(groups)                                              # std maps share one colour scale, so they compare
+    shared = (max(float(m.max()) for _, m, _ in maps[:n_std]), max(float(m[t:t + h, l:l + w].max()) for _, m, _ in maps[:n_std])) if n_std else None
     for j, (name, m, cmap) in enumerate(maps, start=len(ims)):
         top, bot = axes[0][j], axes[1][j]
         c = m[t:t + h, l:l + w]
-        top.imshow(m, cmap=cmap, interpolation="nearest", vmin=0, vmax=float(m.max()) or 1.0)
+        vfull, vcrop = shared if j - len(ims) < n_std else (float(m.max()), float(c.max()))
+        top.imshow(m, cmap=cmap, interpolation="nearest", vmin=0, vmax=vfull or 1.0)
         top.add_patch(Rectangle((l - .5, t - .5), w, h, fill=False, ec="white", lw=1.5))
-        im = bot.imshow(_zoom(c, k), cmap=cmap, interpolation="nearest", vmin=0, vmax=float(c.max()) or 1.0)
+        im = bot.imshow(_zoom(c, k), cmap=cmap, interpolation="nearest", vmin=0, vmax=vcrop or 1.0)
         fig.colorbar(im, ax=bot, fraction=0.046, pad=0.02, label="0-255")
         top.set_title(name, fontsize=9)
     for ax in axes.flat: ax.set_xticks([]); ax.set_yticks([])
@@ -334,21 +351,62 @@ def stack_png(pngs: Sequence[bytes]) -> bytes:
     for im in ims: out.paste(im, (0, y)); y += im.height
     buf = io.BytesIO(); out.save(buf, format="PNG"); return buf.getvalue()
 
-def widget_bundle(ui: W.Widget, text: str, pngs: Sequence[bytes] = (), tables: Sequence[str] = ()) -> dict:
-    "Display data of a widget app: the live view, plus its last picture (PNG) or tables (HTML) for where no kernel runs."
+def format_value(v) -> str:
+    "A control value as a caption shows it: floats `:g`, sequences in brackets, everything else `str`."
+    if isinstance(v, (float, np.floating)) and not isinstance(v, bool): return f"{float(v):g}"
+    if isinstance(v, (list, tuple)): return "[" + ", ".join(format_value(x) for x in v) + "]"
+    return str(v)
+
+def controls_caption(values: Mapping) -> str:
+    "'name = value, ...': the control values a static picture was drawn with."
+    return ", ".join(f"{k} = {format_value(v)}" for k, v in values.items())
+
+CAPTION_KEY = "Caption"      # the PNG text chunk that carries the caption of a static fallback
+
+def caption_png(text: str, width_px: int, dpi: int | None = None, fontsize: float = 9) -> bytes:
+    "`text` drawn left-aligned on a white band `width_px` wide (wrapped to fit): the caption under a static picture."
+    import textwrap
+    dpi = dpi or FIGURE_DPI
+    chars = max(20, int(width_px / (0.55 * fontsize * dpi / 72)))          # ~0.55 em per character
+    lines = textwrap.wrap(text, chars) or [""]
+    fig = Figure(figsize=(width_px / dpi, (len(lines) * 1.45 * fontsize / 72) + 0.12), dpi=dpi)
+    fig.text(4 / width_px, 0.5, "\n".join(lines), fontsize=fontsize, va="center", ha="left", style="italic")
+    return figure_png(fig, dpi=dpi)
+
+def png_text(png: bytes) -> dict:
+    "The text chunks of a PNG (e.g. `CAPTION_KEY`)."
+    from PIL import Image
+    return dict(Image.open(io.BytesIO(png)).text)
+
+def captioned_png(pngs: Sequence[bytes], caption: str, colors: int | None = None) -> bytes:
+    "The pictures stacked (`stack_png`) over a band with `caption` written in it; the caption also as the PNG text chunk `CAPTION_KEY`; `colors`: a palette PNG."
+    from PIL import Image, PngImagePlugin
+    width = max(Image.open(io.BytesIO(p)).width for p in pngs)
+    im = Image.open(io.BytesIO(stack_png([*pngs, caption_png(caption, width)]))).convert("RGB")
+    if colors: im = im.quantize(colors, dither=Image.Dither.FLOYDSTEINBERG)
+    info = PngImagePlugin.PngInfo(); info.add_text(CAPTION_KEY, caption)
+    buf = io.BytesIO(); im.save(buf, format="PNG", optimize=bool(colors), pnginfo=info); return buf.getvalue()
+
+def widget_bundle(ui: W.Widget, text: str, pngs: Sequence[bytes] = (), tables: Sequence[str] = (), caption: str | None = None,
+                  colors: int | None = None) -> dict:
+    "Display data of a widget app: the live view, plus its last picture (PNG) or tables (HTML) for where no kernel runs, captioned with `caption` (the control values)."
     data = dict(ui._repr_mimebundle_() or {})
     data["text/plain"] = text
     if tables:
         imgs = "".join(f'<img src="data:image/png;base64,{base64.b64encode(p).decode()}"/>' for p in pngs)
-        data["text/html"] = "".join(tables) + imgs
-    elif pngs: data["image/png"] = base64.b64encode(stack_png(pngs)).decode("ascii")
+        cap = f'<p class="srflow-caption"><em>{html.escape(caption)}</em></p>' if caption else ""
+        data["text/html"] = "".join(tables) + imgs + cap
+    elif pngs:
+        png = captioned_png(pngs, caption, colors) if caption else stack_png(pngs)
+        data["image/png"] = base64.b64encode(png).decode("ascii")
     return data
 
 # %% ../nbs/17_plots.ipynb #8b89fd54
 class Controls:
     "Widgets that redraw `draw(**values)` (a Figure, DataFrame, HTML string or a list of them) whenever one changes."
-    def __init__(self, draw: Callable, controls: Mapping[str, W.ValueWidget], table_format: str = "{:.4g}"):
-        self.draw, self.controls, self.table_format = draw, dict(controls), table_format
+    def __init__(self, draw: Callable, controls: Mapping[str, W.ValueWidget], table_format: str = "{:.4g}", static_colors: int | None = None):
+        self.draw, self.controls, self.table_format, self.static_colors = draw, dict(controls), table_format, static_colors
+        self.drawn_with = {}
         self.result = self.error = None
         self.renders, self.pngs, self.tables, self._hold = 0, [], [], False
         self.status, self.views = W.HTML(), W.VBox()
@@ -384,7 +442,8 @@ class Controls:
     def update(self, change=None):
         "Redraw with the current values; an exception is shown in the widget (one red line), the last picture stays."
         if self._hold: return None
-        try: res = self.draw(**self.values())
+        values = self.values()
+        try: res = self.draw(**values)
         except Exception as e:
             self.error = f"{type(e).__name__}: {e}"
             self.status.value = f'<span style="color:#b00020">{html.escape(self.error)}</span>'
@@ -394,10 +453,15 @@ class Controls:
         self.pngs, self.tables = [], []
         views = [self._view(x, old[i] if i < len(old) else None) for i, x in enumerate(items)]
         if views != old: self.views.children = views
-        self.result, self.error, self.status.value = res, None, ""
+        self.result, self.error, self.status.value, self.drawn_with = res, None, "", values
         self.renders += 1
         return res
 
+    def caption(self) -> str:
+        "'drawn with name = value, ...': the control values of the last picture (not the current ones if the last draw failed)."
+        return "drawn with " + controls_caption(self.drawn_with)
+
     def _repr_mimebundle_(self, include=None, exclude=None):
-        "The live widget in Jupyter; the last picture (PNG) or tables (HTML) where no kernel runs."
-        return widget_bundle(self.ui, f"Controls({', '.join(f'{k}={v!r}' for k, v in self.values().items())})", self.pngs, self.tables)
+        "The live widget in Jupyter; the last picture (PNG) or tables (HTML), captioned with its control values, where no kernel runs."
+        return widget_bundle(self.ui, f"Controls({', '.join(f'{k}={v!r}' for k, v in self.values().items())})", self.pngs, self.tables,
+                             caption=self.caption(), colors=self.static_colors)

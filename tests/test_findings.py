@@ -248,3 +248,33 @@ def test_tolerances_are_ten_times_what_two_cpus_differ_by():
         assert r.tolerance >= unit and r.tolerance >= 10 * max(r.max_abs_diff - unit, 0), (r.notebook, r.file, r.column, r.max_abs_diff, r.tolerance)
     exact = d[d.tolerance.isna()]                     # temperatures, seeds, sample indices: identical on both machines
     assert (exact.max_abs_diff <= 1e-5 * 1e3).all()
+
+
+# ---- the paired bootstrap interval that verdict details quote (`wins`, `gain_interval`)
+
+def test_paired_bootstrap_interval():
+    from srflow_nb.findings import paired_bootstrap
+    rng = np.random.default_rng(7)
+    covered, n_sets, true = 0, 200, 0.5
+    for _ in range(n_sets):                                              # coverage of the true mean difference near 95%
+        b = rng.normal(20, 2, 25); a = b + rng.normal(true, 1, 25)
+        m, lo, hi = paired_bootstrap(a, b, n_resamples=1000, seed=0)
+        assert lo <= m <= hi
+        covered += lo <= true <= hi
+    assert 0.88 <= covered / n_sets <= 0.99, covered
+    b = rng.normal(20, 2, 30)
+    assert paired_bootstrap(b + 3 + rng.normal(0, 1, 30), b)[1] > 0     # a large effect: 0 excluded
+    lo, hi = paired_bootstrap(b + rng.normal(0, 1, 30), b)[1:]
+    assert lo < 0 < hi                                                   # no effect: 0 inside
+    x, y = b + rng.normal(0.2, 1, 30), b
+    assert paired_bootstrap(x, y) == paired_bootstrap(x, y)              # reproducible (seeded)
+    assert paired_bootstrap(x, y, seed=3) != paired_bootstrap(x, y)
+    unpaired = np.quantile([rng.choice(x, 30).mean() - rng.choice(y, 30).mean() for _ in range(2000)], [0.025, 0.975])
+    assert np.diff(paired_bootstrap(x, y)[1:])[0] < 0.5 * np.diff(unpaired)[0]   # pairs resampled together: the image effect cancels
+
+
+def test_verdict_details_carry_the_interval(fake):
+    v = findings(fake, 0.8, quiet=True)[1]                               # SRFlow LR-PSNR 48 vs the RRDB's 40 dB on 2 images
+    assert "on 2 of 2 images; mean per-image gain +8" in v["detail"] and "95% CI [+" in v["detail"]
+    gan = _gan(fake)
+    assert all("95% CI" in v["detail"] for v in esrgan_findings(pd.concat([fake, gan]), 0.8, quiet=True))
