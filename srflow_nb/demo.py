@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import InputError, atomic_write, check_output_folder, get_device, run_info
+from .core import InputError, atomic_write, check_output_folder, get_device, image_seed, run_info
 from .families import view
 from .core import output_root, repo_root
 from .datasets import demo_images, heldout2_images
@@ -242,13 +242,11 @@ def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path, labels: Map
     it, t = ds[0], 0.9 if 0.9 in temps else temps[-1]
     with torch.inference_mode():
         lr0 = it["lr"][None].to(dev)
-        smp = SRFlowSR(model).sample(lr0, n=3, temperature=t, seed=seed)[:, 0].cpu()
-        ims = {k: b.sample(lr0)[0].cpu() for k, b in base.items()}
-    fig = plots.comparison(it["lr"], list(smp), hr=it["hr"], bicubic=ims.pop("bicubic"), rrdb=ims.pop("rrdb"), temperature=t, title=it["name"])
-    if ims:                             # ESRGAN and the other compared methods: a row above SRFlow's samples
-        names = [(labels or {}).get(k, k) for k in ims]
-        fig = plots.image_grid([[it["lr"], *ims.values(), it["hr"]], list(smp)],
-                               [["LR", *names, "HR"], [f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))]], suptitle=it["name"])
+        smp = SRFlowSR(model).sample(lr0, n=3, temperature=t, seed=image_seed(seed, it["name"], t))[:, 0].cpu()   # the seed rule: evaluate's samples
+        ims = {k: b.sample(lr0)[0, 0].cpu() for k, b in base.items()}
+    names = [(labels or {}).get(k, _FAMILY_LABELS.get(k, k)) for k in ims]       # bicubic, RRDB, ESRGAN and the other compared methods
+    fig = plots.detail_comparison([it["lr"], *ims.values(), *smp, it["hr"]], ["LR", *names, *[f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))], "HR"],
+                                  std_samples=smp, title=it["name"], min_panel_px=192)
     plots.save_fig(fig, figs / "comparison.png")
 
 

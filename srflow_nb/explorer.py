@@ -98,8 +98,10 @@ class Explorer:
         return cls(model, base, **kw)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        "The live app in Jupyter; its last picture and metrics where no kernel runs."
-        return plots.widget_bundle(self.ui, f"Explorer({self.status.value})", [self.image.value] if self.image.value else [])
+        "The live app in Jupyter; its last picture where no kernel runs, captioned with the control values it was drawn with."
+        drawn = getattr(self, "drawn_with", None)
+        return plots.widget_bundle(self.ui, f"Explorer({self.status.value})", [self.image.value] if self.image.value else [],
+                                   caption="drawn with " + plots.controls_caption(drawn) if drawn else None)
 
     def _safely(self, fn, *args):
         "Run a callback; an expected failure becomes one red status line (state unchanged) instead of a console traceback."
@@ -294,32 +296,40 @@ def label(self: Explorer) -> str:
 
 @patch
 def figure(self: Explorer):
-    "The comparison Figure (LR | references | samples | HR) with the region box drawn on the samples."
-    from matplotlib.patches import Rectangle
-    refs, label = dict(self.reference_images), self.label()
-    if not _can(self.chosen, "latents"):               # a model without latents: references (and HR) above, its samples below
-        return plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
-                                [["LR", *refs, *(["HR"] if self.hr is not None else [])],
-                                 [f"{label} #{i + 1}" if len(self.samples) > 1 else label for i in range(len(self.samples))]],
-                                suptitle=getattr(self, "source", None))
-    fig = plots.comparison(self.lr, list(self.samples), hr=self.hr, bicubic=refs.pop("bicubic", None), rrdb=refs.pop("RRDB", None),
-                           temperature=self.temperature.value, title=getattr(self, "source", None))
-    if refs:                                           # other references (ESRGAN, HCFlow ...): one more row
-        fig = plots.image_grid([[self.lr, *refs.values(), *([self.hr] if self.hr is not None else [])], list(self.samples)],
-                               [["LR", *refs, *(["HR"] if self.hr is not None else [])],
-                                [f"SRFlow τ={self.temperature.value:g} #{i + 1}" for i in range(len(self.samples))]],
-                               suptitle=getattr(self, "source", None))
-    b = {k: w.value for k, w in self.box.items()}
-    for ax in fig.axes:
-        if ax.get_title().startswith("SRFlow"):
-            ax.add_patch(Rectangle((b["left"] - .5, b["top"] - .5), b["width"], b["height"], fill=False, ec="red", lw=1))
-    return fig
+    """The detail figure (`plots.detail_comparison`): thumbnails of LR | references | samples | HR with a box, the box
+    zoomed below (nearest neighbour), and the per-pixel std of the samples. With latents the box is the region the
+    sliders select (the one `resample_region` redraws), else the most detailed window."""
+    refs, label, s = dict(self.reference_images), self.label(), self.scale
+    if _can(self.chosen, "latents"): label = f"{label} τ={self.temperature.value:g}"
+    ims = [self.lr, *refs.values(), *self.samples, *([self.hr] if self.hr is not None else [])]
+    titles = ["LR", *refs, *[f"{label} #{i + 1}" if len(self.samples) > 1 else label for i in range(len(self.samples))],
+              *(["HR"] if self.hr is not None else [])]
+    crop = None
+    if _can(self.chosen, "latents"):                   # the selected region, on the LR grid (the images' size ratio)
+        H, W_ = self.samples.shape[-2:]
+        b = {k: w.value for k, w in self.box.items()}
+        t, l = min(b["top"] // s * s, H - s), min(b["left"] // s * s, W_ - s)
+        crop = (t, l, max(s, min(-(-b["height"] // s) * s, H - t)), max(s, min(-(-b["width"] // s) * s, W_ - l)))
+    return plots.detail_comparison(ims, titles, crop=crop, std_samples=self.samples if len(self.samples) > 1 else None,
+                                   title=getattr(self, "source", None), min_panel_px=128)
 
+
+@patch
+def control_values(self: Explorer) -> dict:
+    "The controls the current picture depends on (model, image, its knob, seed and samples, the redrawn region): the static fallback's caption."
+    k = knob(self.loaded[self.chosen])
+    out = {"model": self.chosen, "image": getattr(self, "source", "")}
+    if k == "temperature": out["temperature"] = float(self.temperature.value)
+    if k == "steps": out["steps"] = int(self.steps.value)
+    if k is not None: out.update(seed=int(self.seed.value), samples=int(self.samples.shape[0]))
+    if self.resampled: out["region"] = [int(w.value) for w in self.box.values()]; out["region redrawn"] = self.resampled
+    return out
 
 @patch
 def render(self: Explorer):
     "Re-draw the picture into `image` and the metrics into `readout`; the status says what is shown."
     self.image.value = plots.figure_png(self.figure())
+    self.drawn_with = self.control_values()
     self.metrics = self.compute_metrics()
     keys = sorted({k for v in self.metrics.values() for k in v})
     rows = "".join(f"<tr><td>{m}</td>" + "".join(f"<td>{v.get(k, float('nan')):.3f}</td>" for k in keys) + "</tr>" for m, v in self.metrics.items())
