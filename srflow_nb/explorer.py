@@ -101,7 +101,7 @@ class Explorer:
         "The live app in Jupyter; its last picture where no kernel runs, captioned with the control values it was drawn with."
         drawn = getattr(self, "drawn_with", None)
         return plots.widget_bundle(self.ui, f"Explorer({self.status.value})", [self.image.value] if self.image.value else [],
-                                   caption="drawn with " + plots.controls_caption(drawn) if drawn else None)
+                                   caption="drawn with " + plots.controls_caption(drawn) if drawn else None, colors=128)   # a palette PNG: light notebooks
 
     def _safely(self, fn, *args):
         "Run a callback; an expected failure becomes one red status line (state unchanged) instead of a console traceback."
