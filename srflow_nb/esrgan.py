@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoints import load_checkpoint
 from .core import InputError
 from .encoder import RRDBEncoder
-from .trainconfig import TrainConfig, TrainTask, learning_rate_at
+from .trainconfig import TrainConfig, TrainTask, learning_rate_at, validate_pairs
 
 # %% auto #0
 __all__ = ['ESRGAN_OPTIONS', 'ESRGAN_FAMILY', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator',
@@ -197,9 +197,6 @@ def load_official_esrgan(path_or_state_dict, scale: int | None = None) -> RRDBEn
     return load_official_rrdb(path_or_state_dict, scale=scale)
 
 # %% ../nbs/04a_esrgan.ipynb #84f38cd5
-def _mean_metric(f, sr: torch.Tensor, ref: torch.Tensor) -> float:
-    return float(np.mean(f(sr, ref))) if bool(torch.isfinite(sr).all()) else float("nan")
-
 class ESRGANTask(TrainTask):
     "ESRGAN for the shared trainer: modules `generator` (an `RRDBEncoder`, `sr` head) and `discriminator`; one G then one D update per step."
     def __init__(self, generator: nn.Module, cfg: TrainConfig, discriminator: nn.Module | None = None,
@@ -254,20 +251,8 @@ def training_step(self: ESRGANTask, batch, step: int) -> dict:
 
 @patch
 def validate(self: ESRGANTask, val_data) -> tuple[dict, list]:
-    "Bicubic and generator SR (float32) per validation pair: PSNR, LR-PSNR, LPIPS if asked; image rows bicubic | ESRGAN | HR."
-    from srflow_nb.metrics import psnr, lr_psnr, lpips
-    metrics = {"psnr": psnr, **({"lpips": lpips} if self.lpips else {})}
-    sums, rows = {}, []
-    def add(k, v): sums[k] = sums.get(k, 0.0) + v
-    for hr, lr in val_data:
-        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
-        srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1),
-               "esrgan": self.generator.sr(lr).float().clamp(0, 1)}
-        for name, sr in srs.items():
-            for k, f in metrics.items(): add(f"{name}_{k}", _mean_metric(f, sr, hr))
-        add("esrgan_lr_psnr", _mean_metric(partial(lr_psnr, scale=self.cfg.scale), srs["esrgan"], lr))
-        rows.append([srs["bicubic"][0], srs["esrgan"][0], hr[0]])
-    return {k: v / len(val_data) for k, v in sums.items()}, rows
+    "MATLAB bicubic and the generator's SR (float32) per validation pair (`trainconfig.validate_pairs`): PSNR, LR-PSNR, LPIPS if asked."
+    return validate_pairs(val_data, lambda lr, i: {"esrgan": self.generator.sr(lr).float().clamp(0, 1)}, self.cfg.scale, self.device, lpips=self.lpips)
 
 # %% ../nbs/04a_esrgan.ipynb #96b50212
 def train_esrgan(data: str,                    # folder of HR training images

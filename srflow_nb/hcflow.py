@@ -19,7 +19,7 @@ from torch import nn
 from .core import InputError, atomic_write, check_output_folder, mix_seed, refuse_existing, sample_generators, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
-from .trainconfig import TrainConfig, TrainTask, _metric
+from .trainconfig import TrainConfig, TrainTask, _metric, validate_pairs
 
 # %% auto #0
 __all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HCFLOW_FAMILY', 'HaarDownsampling', 'FCN', 'DenseBlock',
@@ -700,23 +700,19 @@ def _rescaling_step(self: HCFlowTask, batch) -> dict:
 @patch
 def validate(self: HCFlowTask, val_data) -> tuple[dict, list]:
     "SR: bicubic and samples at `val_temperatures` (PSNR, LR-PSNR, LPIPS if asked); rescaling: HR from the 8-bit flow LR, and that LR against bicubic."
-    from srflow_nb.metrics import psnr, lr_psnr, lpips
-    metrics = {"psnr": psnr, **({"lpips": lpips} if self.lpips else {})}
-    sums, rows, s = {}, [], self.cfg.scale
-    def add(k, v): sums[k] = sums.get(k, 0.0) + v
-    for i, (hr, lr) in enumerate(val_data):
-        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
-        srs = {"bicubic": F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1)}
-        src = quantize8_ste(self.model.downscale(hr)) if self.rescaling else lr
-        if self.rescaling: add("lr_psnr_vs_bicubic", _metric(psnr, src, lr))
-        for t in self.cfg.val_temperatures:
-            g = torch.Generator(self.device).manual_seed(self.cfg.seed + i)
-            srs[f"t{t:g}"] = self.model.sample(src, 1, t, g)[0]
-        for name, sr in srs.items():
-            for k, f in metrics.items(): add(f"{name}_{k}", _metric(f, sr, hr))
-            if name != "bicubic" and not self.rescaling: add(f"{name}_lr_psnr", _metric(partial(lr_psnr, scale=s), sr, lr))
-        rows.append([t[0] for t in srs.values()] + [hr[0]])
-    return {k: v / len(val_data) for k, v in sums.items()}, rows
+    from srflow_nb.metrics import psnr
+    gen = lambda i: sample_generators(self.cfg.seed, 1, first_index=i)       # the seed rule: sample `i` of the run seed
+    if not self.rescaling:                                                  # SR: the one validation of every family
+        return validate_pairs(val_data, lambda lr, i: {f"t{t:g}": self.model.sample(lr, 1, t, gen(i))[0] for t in self.cfg.val_temperatures},
+                              self.cfg.scale, self.device, lpips=self.lpips)
+    lrs = []                                                                # rescaling: HR from the flow's own 8-bit LR, and that LR vs bicubic's
+    def srs(lr, i):
+        src = quantize8_ste(self.model.downscale(hrs[i].to(self.device)[None] if hrs[i].ndim == 3 else hrs[i].to(self.device)))
+        lrs.append(_metric(psnr, src, lr))
+        return {f"t{t:g}": self.model.sample(src, 1, t, gen(i))[0] for t in self.cfg.val_temperatures}
+    hrs = [hr for hr, _ in val_data]
+    means, rows = validate_pairs(val_data, srs, self.cfg.scale, self.device, lpips=self.lpips, consistency=lambda name: False)
+    return {"lr_psnr_vs_bicubic": sum(lrs) / len(lrs), **means}, rows
 
 # %% ../nbs/07_hcflow.ipynb #9f81bb46
 def train_hcflow(data: str,                      # folder of HR training images

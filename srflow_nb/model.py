@@ -262,7 +262,8 @@ from typing import Callable
 import numpy as np
 import torch.nn.functional as F
 
-from .trainconfig import TrainConfig, TrainTask, _metric, encoder_frozen
+from .core import sample_generators
+from .trainconfig import TrainConfig, TrainTask, _metric, encoder_frozen, validate_pairs
 
 # %% ../nbs/05_model.ipynb #2ee05ee4
 _MODEL_PRESETS = ("tiny_4x", "small_4x", "div2k_4x", "div2k_8x", "celeba_8x")
@@ -306,18 +307,8 @@ class _SRFlowTask(TrainTask):
 # %% ../nbs/05_model.ipynb #85c7addb
 @patch
 def validate(self: _SRFlowTask, val_data):
-    "Per validation pair: bicubic and this stage's SR images, each scored with `val_metrics` and LR-PSNR; rows bicubic | SR... | HR."
-    from srflow_nb.metrics import lr_psnr
-    sums, rows = {}, []
-    for i, (hr, lr) in enumerate(val_data):
-        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
-        srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1)}
-        srs.update(self._srs(lr, i))
-        for name, sr in srs.items():
-            for k, f in self.val_metrics.items(): sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + _metric(f, sr, hr)
-            if name != "bicubic": sums[f"{name}_lr_psnr"] = sums.get(f"{name}_lr_psnr", 0.0) + _metric(partial(lr_psnr, scale=self.cfg.scale), sr, lr)
-        rows.append([sr[0] for sr in srs.values()] + [hr[0]])
-    return {k: v / len(val_data) for k, v in sums.items()}, rows
+    "Per validation pair: MATLAB bicubic and this stage's SR images (`trainconfig.validate_pairs`), scored with `val_metrics` and LR-PSNR."
+    return validate_pairs(val_data, self._srs, self.cfg.scale, self.device, metrics=self.val_metrics)
 
 # %% ../nbs/05_model.ipynb #ae9757a9
 class RRDBL1Task(_SRFlowTask):
@@ -366,7 +357,7 @@ class SRFlowNLLTask(_SRFlowTask):
     def _srs(self, lr, index):
         out = {}
         for t in self.cfg.val_temperatures:
-            g = torch.Generator(self.device).manual_seed(self.cfg.seed + index)
+            g = sample_generators(self.cfg.seed, 1, first_index=index)[0]      # the seed rule: sample `index` of the run seed
             out[f"t{t:g}"] = self.model.sample(lr, n=1, temperature=t, generator=g)[0].float().clamp(0, 1)
         return out
 

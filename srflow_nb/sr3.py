@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import InputError, sample_generators
-from .trainconfig import TrainConfig, TrainTask, learning_rate_at
+from .trainconfig import TrainConfig, TrainTask, learning_rate_at, validate_pairs
 
 # %% auto #0
 __all__ = ['PRESETS', 'SR3_FAMILY', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
@@ -419,9 +419,6 @@ def sr3_demo(**kw) -> TrainConfig:
                                  out_dir="runs/demo-4x-sr3", options=dict(warmup=1000, val_steps=10)), **kw})
 
 # %% ../nbs/08_sr3.ipynb #750412ef
-def _mean_metric(f, sr: torch.Tensor, ref: torch.Tensor) -> float:
-    return float(np.mean(f(sr, ref))) if bool(torch.isfinite(sr).all()) else float("nan")
-
 class SR3Task(TrainTask):
     "SR3 for the shared trainer: module `model`, one Adam, the denoising loss; validation by few-step sampling."
     def __init__(self, model: SR3, cfg: TrainConfig, lpips: bool = False):
@@ -466,21 +463,10 @@ class SR3Task(TrainTask):
 
 # %% ../nbs/08_sr3.ipynb #aad94610
 def _validate(self: SR3Task, val_data) -> tuple[dict, list]:
-    "Bicubic and an SR3 sample (`val_steps` steps, seed `val_seed + index`) per validation pair: PSNR, LR-PSNR, LPIPS if asked."
-    from srflow_nb.metrics import psnr, lr_psnr, lpips
-    metrics = {"psnr": psnr, **({"lpips": lpips} if self.lpips else {})}
-    sums, rows = {}, []
-    def add(k, v): sums[k] = sums.get(k, 0.0) + v
-    for i, (hr, lr) in enumerate(val_data):
-        hr, lr = (t.to(self.device)[None] if t.ndim == 3 else t.to(self.device) for t in (hr, lr))
-        gen = torch.Generator().manual_seed(self.options["val_seed"] + i)
-        srs = {"bicubic": F.interpolate(lr, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False).clamp(0, 1),
-               "sr3": self.model.sample(lr, steps=self.options["val_steps"], generator=gen, bf16=self.cfg.amp == "bf16")[0]}
-        for name, sr in srs.items():
-            for k, f in metrics.items(): add(f"{name}_{k}", _mean_metric(f, sr, hr))
-        add("sr3_lr_psnr", _mean_metric(partial(lr_psnr, scale=self.cfg.scale), srs["sr3"], lr))
-        rows.append([srs["bicubic"][0], srs["sr3"][0], hr[0]])
-    return {k: v / len(val_data) for k, v in sums.items()}, rows
+    "MATLAB bicubic and an SR3 sample (`val_steps` steps; sample `index` of `val_seed` by the seed rule) per validation pair (`trainconfig.validate_pairs`)."
+    sr3 = lambda lr, i: {"sr3": self.model.sample(lr, steps=self.options["val_steps"], generator=sample_generators(self.options["val_seed"], 1, first_index=i),
+                                                  bf16=self.cfg.amp == "bf16")[0]}
+    return validate_pairs(val_data, sr3, self.cfg.scale, self.device, lpips=self.lpips)
 
 SR3Task.validate = _validate
 

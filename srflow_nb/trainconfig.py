@@ -19,10 +19,13 @@ from . import families
 from .ckptfiles import CheckpointError, load_checkpoint
 from .core import InputError, atomic_write
 from .families import view
+from . import metrics as M
+from .resize import imresize
+from functools import partial
 
 # %% auto #0
 __all__ = ['MAX_VAL_TEMPERATURE', 'PRESETS', 'TASKS', 'TrainConfig', 'learning_rate_at', 'encoder_frozen', 'TrainTask',
-           'task_class']
+           'task_class', 'validate_pairs']
 
 # %% ../nbs/13a_trainconfig.ipynb #492423d9
 _AMP = (None, "bf16", "fp16")
@@ -248,3 +251,19 @@ def _stages(cls: type) -> list[str]:
 def _metric(f: Callable, sr: torch.Tensor, ref: torch.Tensor) -> float:
     "Mean of `f(sr, ref)` over the batch; NaN when `sr` is not finite (a diverged sample is reported, not an exception)."
     return float(np.mean(f(sr, ref))) if bool(torch.isfinite(sr).all()) else float("nan")
+
+# %% ../nbs/13a_trainconfig.ipynb #valpairs
+def validate_pairs(val_data: Sequence, srs: Callable[[torch.Tensor, int], dict], scale: int, device, lpips: bool = False,
+                   metrics: dict[str, Callable] | None = None, consistency: Callable[[str], bool] = lambda name: name != "bicubic") -> tuple[dict, list]:
+    "Means over `val_data` of each SR image's metrics (MATLAB bicubic + `srs(lr, index)`), and the rows bicubic | SR... | HR."
+    metrics = metrics or {"psnr": M.psnr, **({"lpips": M.lpips} if lpips else {})}
+    sums, rows = {}, []
+    def add(k, v): sums[k] = sums.get(k, 0.0) + v
+    for i, (hr, lr) in enumerate(val_data):
+        hr, lr = (t.to(device)[None] if t.ndim == 3 else t.to(device) for t in (hr, lr))
+        out = {"bicubic": imresize(lr, scale=scale).clamp(0, 1), **srs(lr, i)}
+        for name, sr in out.items():
+            for k, f in metrics.items(): add(f"{name}_{k}", _metric(f, sr, hr))
+            if consistency(name): add(f"{name}_lr_psnr", _metric(partial(M.lr_psnr, scale=scale), sr, lr))
+        rows.append([sr[0] for sr in out.values()] + [hr[0]])
+    return {k: v / len(val_data) for k, v in sums.items()}, rows

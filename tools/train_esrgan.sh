@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ESRGAN fine-tune of the bundled L1 RRDB `demo-4x-rrdb` on the demo train split (srflow_nb.esrgan.train_esrgan):
+# ESRGAN fine-tune of the bundled L1 RRDB `demo-4x-rrdb` on the demo train split (`srflow train --family esrgan`):
 # relativistic average GAN + perceptual (AlexNet conv5, the offline substitute for VGG19) + L1, the ESRGAN weights
 # and schedule; validation (PSNR, LPIPS, LR-PSNR) on the val split. Resumable: all state lives in $OUT (outside git);
 # re-running the same command continues from the newest checkpoint (same ESRGAN_ITERS, or the config check refuses).
@@ -14,17 +14,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
 STEP=${1:-train}
-ARGS=(--val data/demo/val --init demo-4x-rrdb --threads "${THREADS:-1}")
+ARGS=(--family esrgan --preset esrgan_demo --val data/demo/val --model demo-4x-rrdb --lpips --no-progress)
 if [ "${SMOKE:-0}" = 1 ]; then
-  OUT=${OUT:-runs/smoke-esrgan}; ARGS+=(--iterations 4 --batch_size 2 --val_every 2 --ckpt_every 2)
+  OUT=${OUT:-runs/smoke-esrgan}; ARGS+=(--iterations 4 --set "threads=${THREADS:-1}" batch_size=2 patch_size=64 val_every=2 ckpt_every_steps=2)
 else
-  OUT=${OUT:-runs/esrgan}; ARGS+=(--iterations "${ESRGAN_ITERS:-2500}" --val_every 250 --ckpt_every 100)
+  OUT=${OUT:-runs/esrgan}; ARGS+=(--iterations "${ESRGAN_ITERS:-2500}" --set "threads=${THREADS:-1}" val_every=250 ckpt_every_steps=100)
 fi
 [ -n "${UNTIL:-}" ] && ARGS+=(--until "$UNTIL")
 if [ "$STEP" = train ]; then
   echo "[esrgan] training -> $OUT ($(date -u +%H:%M:%S))"
-  python -c 'import sys; from fastcore.script import anno_parser; from srflow_nb.esrgan import train_esrgan; a = vars(anno_parser(train_esrgan).parse_args(sys.argv[1:])); [a.pop(k, None) for k in ("pdb", "xtra")]; train_esrgan(**a)' \
-    data/demo/train "$OUT" "${ARGS[@]}"
+  python -m srflow_nb.cli train --data data/demo/train --out "$OUT" "${ARGS[@]}"     # the one training entry
 elif [ "$STEP" = export ]; then
   EXPORT=${EXPORT:-$OUT/demo_4x_esrgan.safetensors}
   python - "$OUT" "$EXPORT" <<'PY'

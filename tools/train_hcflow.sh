@@ -23,21 +23,21 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
 STEP=${1:-train}
 PRESET=${PRESET:-demo-4x-hcflow}
-ARGS=(--preset "$PRESET" --val data/demo/val --threads "${THREADS:-1}")
+ARGS=(--family hcflow --preset "$PRESET" --val data/demo/val --no-progress)
 if [ "${SMOKE:-0}" = 1 ]; then
   OUT=${OUT:-runs/smoke-$PRESET}
   case "$PRESET" in *rescaling*) MODEL=rescaling_tiny_4x ;; *) MODEL=sr_tiny_4x ;; esac
-  ARGS+=(--model "$MODEL" --iterations 4 --batch_size 2 --val_every 2 --ckpt_every 2 --val_crop 64)
+  ARGS+=(--model "$MODEL" --iterations 4 --crop 64 --set "threads=${THREADS:-1}" batch_size=2 val_every=2 ckpt_every_steps=2)
 else
   OUT=${OUT:-runs/$PRESET}
+  ARGS+=(--set "threads=${THREADS:-1}")
   [ -n "${ITERS:-}" ] && ARGS+=(--iterations "$ITERS")
 fi
 [ -n "${UNTIL:-}" ] && ARGS+=(--until "$UNTIL")
 [ -n "${INIT:-}" ] && ARGS+=(--init "$INIT")
 if [ "$STEP" = train ]; then
   echo "[hcflow] $PRESET -> $OUT ($(date -u +%H:%M:%S))"
-  python -c 'import sys; from fastcore.script import anno_parser; from srflow_nb.hcflow import train_hcflow; a = vars(anno_parser(train_hcflow).parse_args(sys.argv[1:])); [a.pop(k, None) for k in ("pdb", "xtra")]; train_hcflow(**a)' \
-    data/demo/train --out "$OUT" "${ARGS[@]}"
+  python -m srflow_nb.cli train --data data/demo/train --out "$OUT" "${ARGS[@]}"     # the one training entry
 elif [ "$STEP" = export ]; then
   if [ -n "${EXPORT:-}" ]; then   # the model file alone, where EXPORT says
     python - "$OUT" "$EXPORT" "${CKPT:-}" <<'PY'
