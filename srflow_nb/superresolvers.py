@@ -11,7 +11,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from . import sampling
-from .checkpoints import PRETRAINED, load_model_any, pretrained_dir
+from . import checkpoints   # used as checkpoints.X: a redirected pretrained_dir (tests, users) is seen here
 from .core import InputError, get_device, sample_generators
 from .resize import imresize
 from .sampling import default_batch_size
@@ -146,7 +146,7 @@ def _resolve(target: str):
     return resolve(target)
 
 def _load(checkpoint: str, device):
-    return load_model_any(checkpoint, device)
+    return checkpoints.load_model_any(checkpoint, device)
 
 def bicubic_from(checkpoint: str | None = None, device="auto", scale: int = 4) -> BicubicSR:
     "`bicubic` (`scale` keyword) or `bicubic:<scale>`."
@@ -170,7 +170,7 @@ def esrgan_from(checkpoint: str | None = None, device="auto") -> ESRGANSR:
 def hcflow_from(checkpoint: str | None = None, device="auto", **kw) -> HCFlowSR:
     "`hcflow[:checkpoint]` (default `demo-4x-hcflow`): an HCFlow trainer checkpoint or a file written by `checkpoints.export_model`; `kw` to `HCFlowSR`."
     if not checkpoint:
-        if not (pretrained_dir() / PRETRAINED["demo-4x-hcflow"]).exists():
+        if not (checkpoints.pretrained_dir() / checkpoints.PRETRAINED["demo-4x-hcflow"]).exists():
             raise InputError("hcflow: the bundled demo-4x-hcflow model is not installed (tools/train_hcflow.sh export bundles it); "
                              "give a checkpoint: hcflow:<HCFlow trainer checkpoint .pt or exported .safetensors>")
         checkpoint = "demo-4x-hcflow"
@@ -213,7 +213,7 @@ def available(**given: str | None) -> dict[str, str]:
     "{family: spec for `load_superresolver`} of what loads now: bicubic, each family whose `BUNDLED` model exists, `given` (family=checkpoint)."
     unknown = sorted(set(given) - set(REGISTRY))
     if unknown: raise InputError(f"unknown super-resolver family {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
-    found = {f: f"{f}:{name}" for f, name in BUNDLED.items() if (pretrained_dir() / PRETRAINED[name]).exists()}
+    found = {f: f"{f}:{name}" for f, name in BUNDLED.items() if (checkpoints.pretrained_dir() / checkpoints.PRETRAINED[name]).exists()}
     found.update(bicubic="bicubic", **{f: f"{f}:{ck}" if ck else f for f, ck in given.items()})
     return {f: found[f] for f in REGISTRY if f in found}
 

@@ -52,9 +52,10 @@ def test_settings(full, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["demo-4x-hcflow", "demo-4x-hcflow-rescaling"])
-def test_missing_bundled_model_is_an_error(name, monkeypatch):
-    monkeypatch.setitem(checkpoints.PRETRAINED, name, "no_such_model.safetensors")
-    with pytest.raises(FileNotFoundError, match=f"'{name}' not found at .*no_such_model.safetensors"):
+def test_missing_bundled_model_is_an_error(name, monkeypatch, tmp_path):
+    "A bundled name whose file is not installed (here: an empty pretrained folder) is one FileNotFoundError naming it and the path."
+    monkeypatch.setattr(checkpoints, "pretrained_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"'{name}' not found at .*{checkpoints.PRETRAINED[name]}"):
         checkpoints.load_model_any(name)
 
 
