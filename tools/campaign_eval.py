@@ -9,8 +9,9 @@ Every snapshot `<runs>/<stage>/budget/cpu_<h>h.pt` written by `tools/campaign.py
 same runner as the reproduction notebooks on held-out split 2 (20 crops of 256 px from packages with no training image;
 `demo.demo_dataset("heldout2")`), with bicubic beside it: deterministic models once, stochastic ones at tau = 0 and 0.9
 with 2 samples (seed 0, the seed rule of `core`). One row per (stage, snapshot, method, temperature) goes to
-`<out>/campaign_eval.csv`, with the snapshot's step and CPU seconds (from `budget.jsonl`), the machine and the git commit.
-Resumable: snapshots already in the CSV are skipped.
+`<out>/campaign_eval.csv`, with the snapshot's step and CPU seconds (from `budget.jsonl`), the machine and the git commit; the bundled model the stage
+will replace is evaluated the same way once (`snapshot` = its spec, step -1) as the reference.
+A finished stage (`DONE`) adds its last checkpoint (milestone NaN). Resumable: snapshots already in the CSV are skipped.
 """
 from __future__ import annotations
 import argparse, json, sys
@@ -22,13 +23,15 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from srflow_nb.checkpoints import model_from_checkpoint  # noqa: E402
+from srflow_nb.checkpoints import list_checkpoints, model_from_checkpoint  # noqa: E402
 from srflow_nb.core import atomic_write, run_info  # noqa: E402
 from srflow_nb.demo import demo_dataset  # noqa: E402
 from srflow_nb.evaluate import bicubic_upsampler, evaluate  # noqa: E402
-from srflow_nb.superresolvers import knob, wrap_model  # noqa: E402
+from srflow_nb.superresolvers import knob, load_superresolver, wrap_model  # noqa: E402
 
 METRICS = ["psnr", "lpips", "lr_psnr"]
+BUNDLED = {"rrdb": "rrdb:demo-4x-rrdb", "srflow": "srflow:demo-4x", "esrgan": "esrgan:demo-4x-esrgan",   # what each stage replaces
+           "hcflow": "hcflow:demo-4x-hcflow"}
 TEMPERATURES = [0.0, 0.9]
 
 
@@ -41,12 +44,15 @@ def snapshots(runs: Path, stages: list[str] | None) -> list[dict]:
         for line in log.read_text().splitlines():
             r = json.loads(line)
             out.append(dict(stage=stage, milestone_h=r["milestone_h"], step=r["step"], cpu_s=r["cpu_s"], file=str(log.parent / r["file"])))
+        done = log.parent.parent / "DONE"
+        if done.exists():                                          # a finished stage: its last checkpoint too
+            d, last = json.loads(done.read_text()), list_checkpoints(log.parent.parent / "checkpoints")[-1]
+            out.append(dict(stage=stage, milestone_h=float("nan"), step=d["step"], cpu_s=d["cpu_s"], file=str(last)))
     return out
 
 
 def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
-    model = model_from_checkpoint(s["file"])
-    sr = wrap_model(model)
+    sr = load_superresolver(s["file"], "cpu") if s.get("bundled") else wrap_model(model_from_checkpoint(s["file"]))
     sr.name = s["stage"]
     ds = demo_dataset("heldout2", None, limit, 16)
     temps = TEMPERATURES if knob(sr) == "temperature" else ()
@@ -54,7 +60,7 @@ def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
                   baselines={"bicubic": bicubic_upsampler(sr.scale)}, progress=False, device="cpu")
     mean = df.groupby(["method", "temperature"], dropna=False)[METRICS].mean().reset_index()
     return mean.assign(**{k: s[k] for k in ("stage", "milestone_h", "step", "cpu_s")}, cpu_h=round(s["cpu_s"] / 3600, 4),
-                       images=len(ds), snapshot=Path(s["file"]).name)
+                       images=len(ds), snapshot=s["file"] if s.get("bundled") else Path(s["file"]).name)
 
 
 def main(argv=None):
@@ -69,7 +75,10 @@ def main(argv=None):
     info = run_info("cpu")
     csv = a.out / "campaign_eval.csv"
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-    for s in snapshots(a.runs, a.stage):
+    snaps = snapshots(a.runs, a.stage)
+    for stage in sorted({s["stage"] for s in snaps} & set(BUNDLED)):     # the bundled model each stage will replace: the reference row
+        snaps.insert(0, dict(stage=stage, milestone_h=float("nan"), step=-1, cpu_s=float("nan"), file=BUNDLED[stage], bundled=True))
+    for s in snaps:
         if len(done) and ((done.stage == s["stage"]) & (done.snapshot == Path(s["file"]).name)).any(): continue
         rows = evaluate_snapshot(s, a.limit).assign(cpu_kind=info["machine"]["cpu_kind"], git_sha=info["git_sha"], threads=a.threads)
         done = pd.concat([done, rows], ignore_index=True)
