@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info":            ("srflow_nb.cli:info",                "versions, device and bundled models"),
     "sample":          ("srflow_nb.commands:sample_files",   "super-resolve images with any model (--model; srflow: n samples at a temperature)"),
     "restore":         ("srflow_nb.restore:restore_files",   "restore a noisy or JPEG-degraded image through the latent space"),
-    "rescale":         ("srflow_nb.hcflow:rescale_files",    "HCFlow rescaling: HR -> 8-bit LR (down), LR -> HR (up), or both with PSNRs (roundtrip)"),
+    "rescale":         ("srflow_nb.hcflow_train:rescale_files", "HCFlow rescaling: HR -> 8-bit LR (down), LR -> HR (up), or both with PSNRs (roundtrip)"),
     "train":           ("srflow_nb.commands:train",          "train any family (--family F --preset P) with the shared trainer; resumable, torchrun-able"),
     "export":          ("srflow_nb.commands:export",         "write a trainer checkpoint's model as a .safetensors file every loader reads"),
     "evaluate":        ("srflow_nb.evaluate:evaluate_folder", "metrics of a super-resolver on an image folder -> CSV"),

@@ -15,16 +15,17 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .checkpoints import load_checkpoint
+from .assets import fetch_asset
+from .checkpoints import load_checkpoint, load_model_any, load_official_rrdb
 from .core import InputError
 from .encoder import RRDBEncoder
+from .metrics import lpips as lpips_fn, lr_psnr, psnr
 from .trainconfig import TrainConfig, TrainTask, learning_rate_at, validate_pairs
 
 # %% auto #0
 __all__ = ['ESRGAN_OPTIONS', 'ESRGAN_FAMILY', 'esrgan_options', 'esrgan_paper', 'esrgan_demo', 'VGGStyleDiscriminator',
            'ragan_discriminator_loss', 'ragan_generator_loss', 'FeatureLoss', 'interpolate', 'interpolate_generators',
-           'interpolation_curve', 'official_rrdb_shapes', 'load_official_esrgan', 'ESRGANTask', 'train_esrgan',
-           'esrgan_generator', 'export_esrgan']
+           'interpolation_curve', 'official_rrdb_shapes', 'load_official_esrgan', 'ESRGANTask', 'esrgan_generator']
 
 # %% ../nbs/04a_esrgan.ipynb #b34ee3e3
 ESRGAN_OPTIONS = dict(pixel_weight=1e-2,        # L1(sr, hr)
@@ -105,7 +106,6 @@ def _feature_layers(net: str, weights=None) -> nn.Sequential:
     import torchvision
     if net == "alexnet":
         from safetensors.torch import load_file
-        from srflow_nb.assets import fetch_asset
         feats = torchvision.models.alexnet().features
         feats.load_state_dict(load_file(str(weights or fetch_asset("lpips_alex"))))
         return feats[:11]   # ..., conv5 (index 10); index 11 is its ReLU
@@ -161,7 +161,6 @@ def interpolation_curve(rrdb: RRDBEncoder, gan: RRDBEncoder, pairs, alphas=(0.0,
                         lpips: bool = True, device="cpu"):
     "A DataFrame (alpha, psnr, lr_psnr[, lpips]) of the interpolated generators' SR on `(hr, lr)` pairs, means over the pairs."
     import pandas as pd
-    from srflow_nb.metrics import psnr, lr_psnr, lpips as lpips_fn
     rows = []
     for a in alphas:
         net, vals = interpolate_generators(rrdb, gan, a).to(device), {}
@@ -193,7 +192,6 @@ def official_rrdb_shapes(nf: int = 64, nb: int = 23, gc: int = 32, scale: int = 
 
 def load_official_esrgan(path_or_state_dict, scale: int | None = None) -> RRDBEncoder:
     "The ESRGAN generator (callable lr -> sr, eval mode) from an official `RRDB_ESRGAN_x4.pth`: `load_official_rrdb`."
-    from srflow_nb.checkpoints import load_official_rrdb
     return load_official_rrdb(path_or_state_dict, scale=scale)
 
 # %% ../nbs/04a_esrgan.ipynb #84f38cd5
@@ -215,7 +213,6 @@ class ESRGANTask(TrainTask):
     @classmethod
     def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> ESRGANTask:
         "`--model` is the L1 generator to start from: a bundled name (`demo-4x-rrdb`), a model file, a trainer checkpoint or an official RRDB `.pth`."
-        from srflow_nb.checkpoints import load_model_any
         try: generator = load_model_any(model)
         except FileNotFoundError as e: raise InputError(f"--model for stage esrgan is the L1 generator to start from: {e}") from e
         torch.manual_seed(cfg.seed)   # the discriminator's initialisation
@@ -252,34 +249,7 @@ def training_step(self: ESRGANTask, batch, step: int) -> dict:
 @patch
 def validate(self: ESRGANTask, val_data) -> tuple[dict, list]:
     "MATLAB bicubic and the generator's SR (float32) per validation pair (`trainconfig.validate_pairs`): PSNR, LR-PSNR, LPIPS if asked."
-    return validate_pairs(val_data, lambda lr, i: {"esrgan": self.generator.sr(lr).float().clamp(0, 1)}, self.cfg.scale, self.device, lpips=self.lpips)
-
-# %% ../nbs/04a_esrgan.ipynb #96b50212
-def train_esrgan(data: str,                    # folder of HR training images
-                 out: str,                     # run folder (checkpoints, logs, samples); an existing run resumes
-                 val: str | None = None,       # folder of HR validation images (PSNR, LPIPS, LR-PSNR)
-                 init: str = "demo-4x-rrdb",   # the L1 generator: a bundled name, a model file, a trainer checkpoint or an official RRDB .pth
-                 preset: str = "demo",         # "demo" (CPU, AlexNet features) or "paper"
-                 iterations: int | None = None,  # total iterations (the milestones are fractions of it)
-                 feature_net: str | None = None,   # override the preset's perceptual network: alexnet | vgg19
-                 vgg19_weights: str | None = None,  # torchvision VGG19 weights for feature_net=vgg19
-                 batch_size: int | None = None,  # override the preset's batch size
-                 threads: int = 1,             # torch threads (CPU)
-                 val_every: int | None = None,  # validate every this many steps (preset: 250 demo, 5000 paper)
-                 ckpt_every: int | None = None,  # checkpoint every this many steps (preset: 100 demo, 5000 paper)
-                 val_crop: int = 256,          # centre crop of the validation images
-                 lpips: bool = True,           # validate with LPIPS too
-                 until: int | None = None,     # stop at this step (resume later)
-                 progress: bool = True,        # show a progress bar
-                 device: str = "auto"):        # "cpu", "cuda" or "auto"
-    "Fine-tune an L1 RRDB into ESRGAN (relativistic GAN + perceptual + L1) on an image folder with the shared trainer; resumable."
-    if preset not in ("demo", "paper"): raise InputError(f"--preset must be 'demo' or 'paper', got {preset!r}")
-    base = esrgan_demo() if preset == "demo" else esrgan_paper()
-    options = {**base.options, **{k: v for k, v in dict(feature_net=feature_net, vgg19_weights=vgg19_weights).items() if v is not None}}
-    kw = dict(iterations=iterations, batch_size=batch_size, val_every=val_every, ckpt_every_steps=ckpt_every)
-    cfg = base.replace(**{k: v for k, v in kw.items() if v is not None}, threads=threads, out_dir=str(out), options=options)
-    from srflow_nb.train import run_task
-    return run_task(ESRGANTask.create(cfg, init, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
+    return validate_pairs(val_data, lambda lr, i, hr: {"esrgan": self.generator.sr(lr).float().clamp(0, 1)}, self.cfg.scale, self.device, lpips=self.lpips)
 
 # %% ../nbs/04a_esrgan.ipynb #554d19f0
 ESRGANTask.model_module = "generator"   # what a checkpoint deploys: the generator, not the discriminator
@@ -294,11 +264,6 @@ def build_model(cls: ESRGANTask, model_config: dict) -> RRDBEncoder:
 def esrgan_generator(checkpoint) -> RRDBEncoder:
     "The generator (eval mode) of an ESRGAN trainer checkpoint (a path or a loaded dict)."
     return ESRGANTask.from_checkpoint(checkpoint)
-
-def export_esrgan(checkpoint, path) -> Path:
-    "Write the generator of an ESRGAN trainer checkpoint as a `load_model` / `load_pretrained(path)` file."
-    from srflow_nb.checkpoints import save_model
-    return save_model(esrgan_generator(checkpoint), path)
 
 # %% ../nbs/04a_esrgan.ipynb #esrgan_fam
 from .families import Family

@@ -70,8 +70,8 @@ REGISTERED: tuple[str, ...] = (
     "srflow_nb.encoder:RRDB_FAMILY",
     "srflow_nb.model:SRFLOW_FAMILY",
     "srflow_nb.esrgan:ESRGAN_FAMILY",
-    "srflow_nb.hcflow:HCFLOW_FAMILY",
-    "srflow_nb.sr3:SR3_FAMILY",
+    "srflow_nb.hcflow_train:HCFLOW_FAMILY",
+    "srflow_nb.sr3_train:SR3_FAMILY",
 )
 _CACHE: dict[str, Family] = {}
 

@@ -302,7 +302,7 @@ class _SRFlowTask(TrainTask):
             if p.requires_grad != want: p.requires_grad_(want); p.grad = None
         self._phase = (encoder, flow)
 
-    def _srs(self, lr: torch.Tensor, index: int) -> dict[str, torch.Tensor]: raise NotImplementedError
+    def _srs(self, lr: torch.Tensor, index: int, hr: torch.Tensor) -> dict[str, torch.Tensor]: raise NotImplementedError
 
 # %% ../nbs/05_model.ipynb #85c7addb
 @patch
@@ -320,7 +320,7 @@ class RRDBL1Task(_SRFlowTask):
         l1 = (sr.float() - hr).abs().mean()
         return {"loss": l1, "l1": l1.detach()}
 
-    def _srs(self, lr, index):
+    def _srs(self, lr, index, hr):
         with self.autocast(): return {"rrdb": self.model.encoder.sr(lr).float().clamp(0, 1)}
 
     @classmethod
@@ -354,7 +354,7 @@ class SRFlowNLLTask(_SRFlowTask):
                 out["loss"], out["l1"] = out["loss"] + c.l1_reverse_weight * l1, l1.detach()
         return out
 
-    def _srs(self, lr, index):
+    def _srs(self, lr, index, hr):
         out = {}
         for t in self.cfg.val_temperatures:
             g = sample_generators(self.cfg.seed, 1, first_index=index)[0]      # the seed rule: sample `index` of the run seed

@@ -4,24 +4,21 @@
 
 # %% ../nbs/08_sr3.ipynb #619b2c7c
 from __future__ import annotations
-import json, math, time
+import math
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import InputError, sample_generators
-from .trainconfig import TrainConfig, TrainTask, learning_rate_at, validate_pairs
+from .core import InputError
+from .sampling import MemoryBudgetError, memory_budget
 
 # %% auto #0
-__all__ = ['PRESETS', 'SR3_FAMILY', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
+__all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
            'noise_level_embedding', 'ResBlock', 'SelfAttention', 'SR3UNet', 'SR3Config', 'ancestral_sample',
-           'marginal_drift', 'SR3', 'sample_rows', 'overfit_tiny', 'bf16_error', 'sr3_options', 'sr3_paper', 'sr3_demo',
-           'SR3Task', 'load_sr3', 'SR3SR', 'sr3_from', 'train_sr3']
+           'marginal_drift', 'SR3', 'sample_rows', 'overfit_tiny', 'bf16_error']
 
 # %% ../nbs/08_sr3.ipynb #090473ea
 def beta_schedule(kind: str, n: int, start: float, end: float) -> torch.Tensor:
@@ -323,7 +320,6 @@ def _row_bytes(self: SR3, hr_hw: tuple[int, int]) -> int:
 def sample_rows(self: SR3, lr_hw: tuple[int, int], rows: int, max_memory: int | float | None = None, device="cpu") -> int:
     """How many rows (samples x images) of an LR of `lr_hw` to sample at once within `sampling.memory_budget(max_memory)`
     (all `rows` when they fit); `MemoryBudgetError` (one line) when not even one row fits beside the outputs and weights."""
-    from srflow_nb.sampling import MemoryBudgetError, memory_budget
     budget, hr_hw = memory_budget(max_memory, device), (lr_hw[0] * self.scale, lr_hw[1] * self.scale)
     fixed = 4 * (rows * 3 * hr_hw[0] * hr_hw[1] * 2 + sum(p.numel() for p in self.parameters())) + 2 ** 27   # outputs, weights, kernels
     per_row = _row_bytes(self, hr_hw)
@@ -396,161 +392,3 @@ def bf16_error(model: SR3, lr: torch.Tensor, steps: int = 20, seed: int = 0) -> 
     mse = float((s32 - s16).pow(2).mean())
     return {"eps_max_abs_diff": float((e32 - e16).abs().max()), "eps_rms": float(e32.pow(2).mean().sqrt()),
             "sample_psnr_db": 10 * math.log10(1 / mse) if mse > 0 else float("inf"), "steps": steps}
-
-# %% ../nbs/08_sr3.ipynb #6b863cb5
-def sr3_options(cfg: TrainConfig) -> dict:
-    "The task's settings from `cfg.options` with defaults: warmup (steps), val_steps, val_seed; unknown keys are an InputError."
-    d = dict(warmup=0, val_steps=10, val_seed=0)
-    unknown = set(cfg.options) - set(d)
-    if unknown: raise InputError(f"sr3 options: unknown key(s) {sorted(unknown)} (known: {sorted(d)})")
-    return {**d, **cfg.options}
-
-def sr3_paper(**kw) -> TrainConfig:
-    "The paper's training: Adam 1e-4 constant after a 10k-step linear warm-up, 1M steps, batch 256 (GPU pod scale)."
-    return TrainConfig(**{**dict(stage="sr3", iterations=1_000_000, batch_size=256, patch_size=256, scale=4, learning_rate=1e-4,
-                                 betas=(0.9, 0.999), milestones=(), ckpt_every_steps=10_000, val_every=10_000,
-                                 options=dict(warmup=10_000, val_steps=100)), **kw})
-
-def sr3_demo(**kw) -> TrainConfig:
-    "CPU demo campaign for `SR3Config.demo` (one thread, a few CPU-hours: `tools/train_sr3.sh speed`): batch 8 of 48x48 HR patches, Adam 2e-4 halved at 80 %, bf16."
-    return TrainConfig(**{**dict(stage="sr3", iterations=24_000, batch_size=8, patch_size=48, scale=4, learning_rate=2e-4,
-                                 betas=(0.9, 0.999), milestones=(0.8,), gamma=0.5, amp="bf16", threads=1, log_every=50,
-                                 ckpt_every_steps=1000, ckpt_every_s=300.0, val_every=2000, best_metric="sr3_psnr",
-                                 out_dir="runs/demo-4x-sr3", options=dict(warmup=1000, val_steps=10)), **kw})
-
-# %% ../nbs/08_sr3.ipynb #750412ef
-class SR3Task(TrainTask):
-    "SR3 for the shared trainer: module `model`, one Adam, the denoising loss; validation by few-step sampling."
-    def __init__(self, model: SR3, cfg: TrainConfig, lpips: bool = False):
-        if not isinstance(model, SR3): raise InputError(f"SR3Task: the model must be an SR3, got {type(model).__name__}")
-        if model.scale != cfg.scale: raise InputError(f"SR3Task: model scale {model.scale} != the config's scale {cfg.scale}")
-        if cfg.patch_size % model.multiple: raise InputError(f"SR3Task: patch_size {cfg.patch_size} not divisible by {model.multiple} (the U-Net's levels)")
-        self.model, self.cfg, self.options, self.lpips = model, cfg, sr3_options(cfg), lpips
-        self.modules = {"model": model}
-        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)}
-
-    @classmethod
-    def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> SR3Task:
-        "`--model`: an `SR3Config` preset name (paper_sr_64_256, small, demo, tiny) or a JSON file of its fields."
-        if str(model).endswith(".json"): mc = SR3Config.from_dict(json.loads(Path(model).read_text()))
-        elif model in PRESETS: mc = getattr(SR3Config, model)(scale=cfg.scale)
-        else: raise InputError(f"--model for stage sr3 must be one of {PRESETS} or a .json SR3Config, got {model!r}")
-        torch.manual_seed(cfg.seed)   # parameter init uses the global RNG: a run is a function of its config
-        return cls(SR3(mc), cfg, lpips=lpips)
-
-    def model_config(self) -> dict: return {"kind": "sr3", **self.model.config.to_dict()}
-    def hr_multiple(self) -> int: return max(self.cfg.scale, self.model.multiple * self.cfg.scale)
-
-    @classmethod
-    def build_model(cls, model_config: dict) -> SR3:
-        "The `SR3` a checkpoint's model_config (`kind: sr3` and the `SR3Config` fields) describes."
-        mc = dict(model_config)
-        if mc.pop("kind", None) != "sr3": raise InputError(f"model_config kind {model_config.get('kind')!r} is not 'sr3'")
-        return SR3(SR3Config.from_dict(mc))
-
-    def learning_rates(self, step: int) -> dict[str, float]:
-        warm = self.options["warmup"]
-        return {"model": learning_rate_at(step, self.cfg) * (min(1.0, (step + 1) / warm) if warm else 1.0)}
-
-    def prepare_batch(self, hr, lr, generator):
-        gamma, noise = self.model.draw(hr.shape[0], hr.shape[1:], generator)
-        return hr, lr, gamma, noise
-
-    def training_step(self, batch, step):
-        hr, lr, gamma, noise = batch
-        loss = self.model.denoising_loss(hr, lr, gamma, noise, bf16=self.cfg.amp == "bf16")
-        return {"loss": loss}
-
-# %% ../nbs/08_sr3.ipynb #aad94610
-def _validate(self: SR3Task, val_data) -> tuple[dict, list]:
-    "MATLAB bicubic and an SR3 sample (`val_steps` steps; sample `index` of `val_seed` by the seed rule) per validation pair (`trainconfig.validate_pairs`)."
-    sr3 = lambda lr, i: {"sr3": self.model.sample(lr, steps=self.options["val_steps"], generator=sample_generators(self.options["val_seed"], 1, first_index=i),
-                                                  bf16=self.cfg.amp == "bf16")[0]}
-    return validate_pairs(val_data, sr3, self.cfg.scale, self.device, lpips=self.lpips)
-
-SR3Task.validate = _validate
-
-# %% ../nbs/08_sr3.ipynb #63947f1d
-def load_sr3(path, device="cpu") -> SR3:
-    "An `SR3` (eval mode, on `device`) from an own-format file of kind `sr3` (`checkpoints.export_model` of an SR3 run) or from an SR3 trainer checkpoint."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such SR3 model file or checkpoint")
-    if path.suffix != ".safetensors": return SR3Task.from_checkpoint(path).to(device)
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from srflow_nb.checkpoints import FORMAT
-    with safe_open(str(path), "pt") as f: meta = f.metadata() or {}
-    if meta.get("format") != FORMAT or meta.get("kind") != "sr3":
-        raise InputError(f"{path}: not an SR3 model file (format {meta.get('format')!r}, kind {meta.get('kind')!r})")
-    model = SR3(SR3Config.from_dict(json.loads(meta["config"])))
-    model.load_state_dict(load_file(str(path)))
-    return model.to(device).eval()
-
-class SR3SR:
-    "An SR3 model as a super-resolver: `n` samples by ancestral sampling over `steps` (None: the full inference schedule)."
-    stochastic = True
-    def __init__(self, model: SR3, name: str = "sr3", bf16: bool = False):
-        if not isinstance(model, SR3): raise InputError(f"SR3SR needs an SR3 model, got {type(model).__name__}")
-        self.model, self.name, self.scale, self.bf16 = model, name, model.scale, bf16
-    def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
-        if temperature is not None: raise InputError(f"{self.name}: SR3 has no temperature (got {temperature}); its knob is steps")
-        gen = seed if isinstance(seed, torch.Generator) else sample_generators(seed, n)   # the seed rule: sample i from sample_seed(seed, i)
-        with torch.inference_mode(): return self.model.sample(lr, n=n, steps=steps, generator=gen, bf16=self.bf16)
-    def __repr__(self): return f"SR3SR(scale={self.scale}, steps={len(self.model.sample_gammas)})"
-
-def sr3_from(checkpoint: str | None = None, device="auto") -> SR3SR:
-    "`sr3[:<file>]` for `superresolvers.load_superresolver`: an exported file, a trainer checkpoint or a bundled name (default: `demo-4x-sr3`)."
-    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
-    from srflow_nb.core import get_device
-    name = checkpoint or "demo-4x-sr3"
-    path = pretrained_dir() / PRETRAINED[name] if name in PRETRAINED else Path(name)
-    if not path.is_file():
-        if not checkpoint: raise InputError("sr3 needs a model: sr3:<exported .safetensors or trainer checkpoint .pt> (demo-4x-sr3 is not bundled yet)")
-        raise InputError(f"sr3: checkpoint {checkpoint} not found")
-    return SR3SR(load_sr3(path, get_device(device)))
-
-# %% ../nbs/08_sr3.ipynb #d6069ea3
-def train_sr3(data: str,                        # folder of HR training images
-              out: str,                         # run folder (checkpoints, logs, samples); an existing run resumes
-              val: str | None = None,           # folder of HR validation images (PSNR, LR-PSNR, LPIPS)
-              model: str = "demo",              # SR3Config preset (paper_sr_64_256, small, demo, tiny) or a JSON file
-              preset: str = "demo",             # TrainConfig preset: "demo" (CPU) or "paper"
-              iterations: int | None = None,    # total training steps
-              batch_size: int | None = None,    # override the preset's batch size
-              patch_size: int | None = None,    # override the preset's HR patch side
-              amp: str | None = None,           # override the preset's autocast: "none", "bf16"
-              threads: int = 1,                 # torch threads (CPU)
-              val_every: int | None = None,     # validate every this many steps
-              val_steps: int | None = None,     # sampling steps of the validation samples
-              val_crop: int = 128,              # centre crop of the validation images
-              lpips: bool = False,              # validate with LPIPS too
-              until: int | None = None,         # stop at this step (resume later)
-              seed: int = 0,                    # run seed (initialisation, batches, noise)
-              progress: bool = True,            # show a progress bar
-              device: str = "auto"):            # "cpu", "cuda" or "auto"
-    "Train SR3 (denoising objective) on an image folder with the shared trainer; resumable. Returns the Trainer."
-    if preset not in ("demo", "paper"): raise InputError(f"--preset must be 'demo' or 'paper', got {preset!r}")
-    base = sr3_demo() if preset == "demo" else sr3_paper()
-    opts = {**base.options, **({"val_steps": val_steps} if val_steps else {})}
-    kw = dict(iterations=iterations, batch_size=batch_size, patch_size=patch_size, val_every=val_every)
-    cfg = base.replace(**{k: v for k, v in kw.items() if v is not None}, threads=threads, out_dir=str(out), seed=seed, options=opts,
-                       **({"amp": None if amp == "none" else amp} if amp else {}))
-    from srflow_nb.train import run_task
-    return run_task(SR3Task.create(cfg, model, lpips=lpips), data, val, val_crop=val_crop, until=until, device=device, progress=progress)
-
-# %% ../nbs/08_sr3.ipynb #sr3_fam
-from .families import Family
-
-SR3_FAMILY = Family(
-    "sr3", "SR3", "srflow_nb.sr3:sr3_from", knob="steps", classes=("srflow_nb.sr3:SR3",), wrapper="srflow_nb.sr3:SR3SR",
-    bundled={"demo-4x-sr3": "demo_4x_sr3.safetensors"}, file_kinds=("sr3",), file_loader="srflow_nb.sr3:load_sr3",
-    tasks={"sr3": "srflow_nb.sr3:SR3Task"}, presets={"sr3_paper": "srflow_nb.sr3:sr3_paper", "sr3_demo": "srflow_nb.sr3:sr3_demo"},
-    preset_models={"sr3_paper": "paper_sr_64_256", "sr3_demo": "demo"},
-    capabilities={"stochastic"}, paper="Saharia et al., SR3 (2021)")
-
-# %% ../nbs/08_sr3.ipynb #1c9b8479
-if __name__ == "__main__" and Path(globals().get("__file__", "")).name == "sr3.py":   # python -m srflow_nb.sr3 (tools/train_sr3.sh)
-    import sys
-    from fastcore.script import call_parse
-    try: call_parse(train_sr3); sys.exit(0)
-    except (InputError, OSError) as e: sys.exit(f"train_sr3: {e}")

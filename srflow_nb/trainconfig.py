@@ -253,15 +253,19 @@ def _metric(f: Callable, sr: torch.Tensor, ref: torch.Tensor) -> float:
     return float(np.mean(f(sr, ref))) if bool(torch.isfinite(sr).all()) else float("nan")
 
 # %% ../nbs/13a_trainconfig.ipynb #valpairs
-def validate_pairs(val_data: Sequence, srs: Callable[[torch.Tensor, int], dict], scale: int, device, lpips: bool = False,
+def validate_pairs(val_data: Sequence, srs: Callable[[torch.Tensor, int, torch.Tensor], dict], scale: int, device, lpips: bool = False,
                    metrics: dict[str, Callable] | None = None, consistency: Callable[[str], bool] = lambda name: name != "bicubic") -> tuple[dict, list]:
-    "Means over `val_data` of each SR image's metrics (MATLAB bicubic + `srs(lr, index)`), and the rows bicubic | SR... | HR."
+    """Means over `val_data` of each SR image's metrics (MATLAB bicubic + the images of `srs(lr, index, hr)`; a number
+    among them is a metric of its own, averaged as is), and the rows bicubic | SR... | HR."""
     metrics = metrics or {"psnr": M.psnr, **({"lpips": M.lpips} if lpips else {})}
     sums, rows = {}, []
     def add(k, v): sums[k] = sums.get(k, 0.0) + v
     for i, (hr, lr) in enumerate(val_data):
         hr, lr = (t.to(device)[None] if t.ndim == 3 else t.to(device) for t in (hr, lr))
-        out = {"bicubic": imresize(lr, scale=scale).clamp(0, 1), **srs(lr, i)}
+        out = {"bicubic": imresize(lr, scale=scale).clamp(0, 1)}
+        for name, sr in srs(lr, i, hr).items():
+            if isinstance(sr, torch.Tensor): out[name] = sr
+            else: add(name, float(sr))
         for name, sr in out.items():
             for k, f in metrics.items(): add(f"{name}_{k}", _metric(f, sr, hr))
             if consistency(name): add(f"{name}_lr_psnr", _metric(partial(M.lr_psnr, scale=scale), sr, lr))

@@ -110,7 +110,7 @@ SMOKE = {   # command -> (args run in the work folder, files it must write)
 def _trainer_checkpoint(work) -> Path:
     "`run.pt`: a trainer checkpoint (a tiny HCFlow SR run) for `srflow export` to read."
     from srflow_nb.checkpoints import save_checkpoint
-    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_sr
+    from srflow_nb.hcflow_train import HCFlowTask, hcflow_demo_sr
     from srflow_nb.testing import trainer_checkpoint
     if not (work / "run.pt").exists(): save_checkpoint(work / "run.pt", trainer_checkpoint(HCFlowTask.create(hcflow_demo_sr(), "sr_tiny_4x")))
     return work / "run.pt"
@@ -120,7 +120,7 @@ def _rescale_checkpoint(work) -> list[str]:
     "The bundled rescaling model when it is installed, else a tiny random-weight one: the command runs either way."
     from srflow_nb.checkpoints import PRETRAINED, export_model, pretrained_dir
     if (pretrained_dir() / PRETRAINED["demo-4x-hcflow-rescaling"]).exists(): return []
-    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_rescaling
+    from srflow_nb.hcflow_train import HCFlowTask, hcflow_demo_rescaling
     from srflow_nb.testing import trainer_checkpoint
     export_model(trainer_checkpoint(HCFlowTask.create(hcflow_demo_rescaling(), "rescaling_tiny_4x")), work / "resc_tiny.safetensors")
     return ["--checkpoint", "resc_tiny.safetensors"]
@@ -310,8 +310,8 @@ def test_bugs_keep_their_traceback(monkeypatch, capsys):
 def tiny_families(tmp_path_factory):
     "Tiny random-weight HCFlow (an exported file) and SR3 (a trainer checkpoint) models: their bundles do not exist yet."
     from srflow_nb.checkpoints import export_model, save_checkpoint
-    from srflow_nb.hcflow import HCFlowTask, hcflow_demo_sr
-    from srflow_nb.sr3 import SR3Task, sr3_demo
+    from srflow_nb.hcflow_train import HCFlowTask, hcflow_demo_sr
+    from srflow_nb.sr3_train import SR3Task, sr3_demo
     from srflow_nb.testing import trainer_checkpoint
     d = tmp_path_factory.mktemp("families")
     hc_run = trainer_checkpoint(HCFlowTask.create(hcflow_demo_sr(), "sr_tiny_4x"))

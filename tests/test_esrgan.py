@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from srflow_nb.core import InputError
 from srflow_nb.encoder import RRDBEncoder
 from srflow_nb.esrgan import (ESRGANTask, FeatureLoss, VGGStyleDiscriminator, esrgan_demo, esrgan_generator, esrgan_options,
-                              esrgan_paper, export_esrgan, interpolate, interpolate_generators, load_official_esrgan,
+                              esrgan_paper, interpolate, interpolate_generators, load_official_esrgan,
                               official_rrdb_shapes, ragan_discriminator_loss, ragan_generator_loss)
 from srflow_nb.train import PatchCache, Trainer, learning_rate_at, task_class
 
@@ -257,7 +257,8 @@ def test_resume_is_exact_validation_and_export(alex, tmp_path):
     v = tr.val_history
     assert [r["step"] for r in v] == [2, 4] and all(math.isfinite(r[k]) for r in v for k in ("esrgan_psnr", "esrgan_lr_psnr", "bicubic_psnr"))
     from srflow_nb.checkpoints import load_model
-    g = load_model(export_esrgan(tmp_path / "full/checkpoints/step_00000004.pt", tmp_path / "esrgan.safetensors"))
+    from srflow_nb.commands import export                                 # `srflow export`: the generator as an RRDB file
+    g = load_model(export(str(tmp_path / "full/checkpoints/step_00000004.pt"), str(tmp_path / "esrgan.safetensors")))
     assert isinstance(g, RRDBEncoder) and all(torch.equal(g.state_dict()[k], v) for k, v in full.generator.state_dict().items())
     with pytest.raises(InputError, match="not an ESRGAN trainer checkpoint"):
         ck = torch.load(tmp_path / "full/checkpoints/step_00000004.pt", weights_only=True)

@@ -10,8 +10,8 @@ from fastcore.test import test_fail as fails_with
 
 from srflow_nb.core import InputError, sum_except_batch
 from srflow_nb.hcflow import (AtanAffineCoupling, ConditionalFlow, HaarDownsampling, HCFlow, HCFlowConfig, HCFlowStep,
-                              LRCoupling, infer_hcflow_config, load_official_hcflow, official_hcflow_state_dict,
-                              quantize8_ste, read_hcflow_key_list)
+                              LRCoupling, quantize8_ste)
+from srflow_nb.hcflow_train import infer_hcflow_config, load_official_hcflow, official_hcflow_state_dict, read_hcflow_key_list
 from srflow_nb.layers import gaussian_logp
 from srflow_nb.testing import check_inverse, check_logdet, fixture_dir, official_fixture, perturb_zero_params
 
@@ -280,8 +280,8 @@ def test_quantize8_ste():
 # ---------------------------------------------------------------- fast sampling (LR-only work cached)
 from dataclasses import replace as _replace
 
-from srflow_nb.hcflow import (HCFlowNet, HCFlowTask, _clip_finite, hcflow_options, hcflow_paper_rescaling,
-                              hcflow_paper_sr, load_hcflow)
+from srflow_nb.hcflow import HCFlowNet
+from srflow_nb.hcflow_train import HCFlowTask, _clip_finite, hcflow_options, hcflow_paper_rescaling, hcflow_paper_sr, load_hcflow
 from srflow_nb.checkpoints import export_model
 from srflow_nb.train import PatchCache, Trainer, Updater
 
@@ -575,7 +575,7 @@ def test_rescale_cli_modes(rescale_setup, capsys):
     "`srflow rescale`: down writes the model's 8-bit LR, up its HR, roundtrip both + PSNRs that match a recomputation."
     import pandas as pd
     from srflow_nb.cli import main
-    from srflow_nb.hcflow import load_rescaling_model, rescale_roundtrip
+    from srflow_nb.hcflow_train import load_rescaling_model, rescale_roundtrip
     from srflow_nb.images import load_image, to_tensor
     from srflow_nb.metrics import psnr
     from srflow_nb.resize import downscale
@@ -652,10 +652,10 @@ def _export_demo():
 
 
 def _fake_run(path, kind):
-    "A run folder as `train_hcflow` leaves it (tiny model): checkpoints, best.pt, config/model_config/metrics/val files."
+    "A run folder as `srflow train --family hcflow` leaves it (tiny model): checkpoints, best.pt, config/model_config/metrics/val files."
     import pandas as pd
     from srflow_nb.checkpoints import save_checkpoint
-    from srflow_nb.hcflow import hcflow_demo_rescaling, hcflow_demo_sr
+    from srflow_nb.hcflow_train import hcflow_demo_rescaling, hcflow_demo_sr
     m = tiny(kind)
     cfg = (hcflow_demo_rescaling if kind == "rescaling" else hcflow_demo_sr)(out_dir=str(path)).to_dict()
     mc = {"model": "hcflow", "L": m.config.L, **json.loads(json.dumps(m.config.to_dict()))}
@@ -674,7 +674,6 @@ def _fake_run(path, kind):
 @pytest.mark.parametrize("kind", ["sr", "rescaling"])
 def test_bundle_and_card(tmp_path, kind):
     "`export_demo.bundle_hcflow` (what `tools/train_hcflow.sh export` runs): model + run files under the bundled name; the card reads them."
-    from srflow_nb.hcflow import load_hcflow
     ex = _export_demo()
     name = "demo-4x-hcflow-rescaling" if kind == "rescaling" else "demo-4x-hcflow"
     m = _fake_run(tmp_path / "run", kind)

@@ -61,7 +61,7 @@ def test_missing_bundled_model_is_an_error(name, monkeypatch, tmp_path):
 
 def test_hcflow_model_checks_family_and_kind():
     "The notebook's loader: an HCFlow of the expected kind, an InputError naming the file otherwise."
-    import srflow_nb.hcflow as H
+    import srflow_nb.hcflow_train as H
     tiny = {"sr.pt": HCFlow(HCFlowConfig.sr_tiny_4x()), "resc.pt": HCFlow(HCFlowConfig.rescaling_tiny_4x()), "srflow.pt": object()}
     ns = dict(HCFlow=HCFlow, InputError=InputError, load_official_hcflow=H.load_official_hcflow, load_model_any=lambda s: tiny[s])
     exec(_cell("c27a0006"), ns)

@@ -80,10 +80,11 @@ def _export_demo():
 
 
 def _fake_run(path):
-    "An SR3 run folder as `train_sr3` leaves it (tiny model, two checkpoints, config/model_config/metrics/val files)."
+    "An SR3 run folder as `srflow train --family sr3` leaves it (tiny model, two checkpoints, config/model_config/metrics/val files)."
     import torch
     from srflow_nb.checkpoints import save_checkpoint
-    from srflow_nb.sr3 import SR3, SR3Config, sr3_demo
+    from srflow_nb.sr3 import SR3, SR3Config
+    from srflow_nb.sr3_train import sr3_demo
     torch.manual_seed(0)
     m = SR3(SR3Config.tiny())
     cfg, mc = sr3_demo(out_dir=str(path)).to_dict(), {"kind": "sr3", **m.config.to_dict()}
@@ -98,14 +99,14 @@ def _fake_run(path):
 
 
 def _export(checkpoint, dest):
-    "The model export `tools/train_sr3.sh export` runs (checkpoints.export_model once it exists, else sr3.export_sr3)."
-    from srflow_nb import checkpoints, sr3
-    return (getattr(checkpoints, "export_model", None) or sr3.export_sr3)(checkpoint, dest)
+    "The model export `tools/train_sr3.sh export` runs (`checkpoints.export_model`, what `srflow export` runs)."
+    from srflow_nb.checkpoints import export_model
+    return export_model(checkpoint, dest)
 
 
 def test_bundle_and_card(tmp_path):
     import torch
-    from srflow_nb.sr3 import load_sr3
+    from srflow_nb.sr3_train import load_sr3
     ex, out = _export_demo(), tmp_path / "bundle"
     m = _fake_run(tmp_path / "run")
     out.mkdir()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srflow_nb import sr3
+from srflow_nb import sr3, sr3_train
 from srflow_nb.core import InputError
 from srflow_nb.sr3 import (SR3, SR3Config, ancestral_sample, beta_schedule, marginal_drift, noise_levels, overfit_tiny,
                            q_sample, respace, sample_gammas)
@@ -163,12 +163,12 @@ def test_config_roundtrip_and_presets():
 def test_task_registered_and_runs(tmp_path):
     import torch.nn.functional as F
     from srflow_nb.train import PatchCache, Trainer, task_class
-    assert task_class("sr3") is sr3.SR3Task
+    assert task_class("sr3") is sr3_train.SR3Task
     down = lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
     data = PatchCache.from_hr([torch.rand(3, 32, 32, generator=gen(i)) for i in range(2)], 4, 16, downscale=down)
-    cfg = sr3.sr3_demo(iterations=3, batch_size=2, patch_size=16, amp=None, log_every=1, ckpt_every_steps=3, val_every=3,
+    cfg = sr3_train.sr3_demo(iterations=3, batch_size=2, patch_size=16, amp=None, log_every=1, ckpt_every_steps=3, val_every=3,
                        best_metric=None, out_dir=str(tmp_path / "run"), options=dict(warmup=0, val_steps=2))
-    tr = Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, val_data=[(torch.rand(3, 16, 16), torch.rand(3, 4, 4))], progress=False).fit()
+    tr = Trainer(sr3_train.SR3Task.create(cfg, "tiny"), cfg, data, val_data=[(torch.rand(3, 16, 16), torch.rand(3, 4, 4))], progress=False).fit()
     assert all(math.isfinite(r["loss"]) for r in tr.history) and math.isfinite(tr.val_history[-1]["sr3_psnr"])
 
 
@@ -178,10 +178,10 @@ def test_checkpoint_to_superresolver(tmp_path):
     from srflow_nb.train import PatchCache, Trainer
     down = lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
     data = PatchCache.from_hr([torch.rand(3, 32, 32, generator=gen(0))], 4, 16, downscale=down)
-    cfg = sr3.sr3_demo(iterations=2, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=2, val_every=None, best_metric=None,
+    cfg = sr3_train.sr3_demo(iterations=2, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=2, val_every=None, best_metric=None,
                        out_dir=str(tmp_path / "run"))
-    tr = Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
-    sr = sr3.sr3_from(str(tmp_path / "run/checkpoints/step_00000002.pt"), device="cpu")
+    tr = Trainer(sr3_train.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
+    sr = sr3_train.sr3_from(str(tmp_path / "run/checkpoints/step_00000002.pt"), device="cpu")
     assert isinstance(sr, SuperResolver) and sr.scale == 4 and sr.stochastic
     for (k, a), b in zip(sr.model.state_dict().items(), tr.task.model.state_dict().values()): assert torch.equal(a, b.cpu()), k
     lr = torch.rand(1, 3, 4, 4, generator=gen(1))
@@ -190,7 +190,7 @@ def test_checkpoint_to_superresolver(tmp_path):
     assert torch.equal(s3, sr.sample(lr, n=2, steps=2, seed=sample_generators(3, 2)))
     torch.testing.assert_close(s3[1], sr.sample(lr, n=1, steps=2, seed=sample_generators(3, 1, first_index=1))[0], rtol=0, atol=1e-5)   # batch size aside
     with pytest.raises(InputError, match="no temperature"): sr.sample(lr, temperature=0.9)
-    with pytest.raises(InputError, match="not found"): sr3.sr3_from(str(tmp_path / "missing.pt"))
+    with pytest.raises(InputError, match="not found"): sr3_train.sr3_from(str(tmp_path / "missing.pt"))
 
 
 def test_result_files_written_by_the_launcher():
@@ -201,13 +201,13 @@ def test_result_files_written_by_the_launcher():
     assert len(psnrs) == 4 and min(psnrs) > 45          # bf16 samples within 8-bit-level error of float32
     assert res["small_unet_eval_s_hr256"]["bf16"] > 0 and res["git_sha"]
     sp = json.loads((root / "train_speed.json").read_text())
-    assert sp["git_sha"] and sp["threads"] == 1 and sp["preset"] == sr3.sr3_demo().to_dict() and sp["preset_model"] == SR3Config.demo().to_dict()
+    assert sp["git_sha"] and sp["threads"] == 1 and sp["preset"] == sr3_train.sr3_demo().to_dict() and sp["preset_model"] == SR3Config.demo().to_dict()
     rows = {r["name"]: r for r in sp["rows"]}
     for r in rows.values():
         assert r["timed_steps"] >= 5 and r["cpu_s_per_step_median"] > 0 and r["load_average_after"] >= 0
         assert r["cpu_hours_for_preset_iterations"] == pytest.approx(r["cpu_s_per_step_median"] * sp["preset"]["iterations"] / 3600)
     demo = rows["demo (preset)"]
-    assert demo["model"] == SR3Config.demo().to_dict() and demo["patch_size"] == sr3.sr3_demo().patch_size
+    assert demo["model"] == SR3Config.demo().to_dict() and demo["patch_size"] == sr3_train.sr3_demo().patch_size
     assert demo["cpu_s_per_step_median"] < rows["small, HR 64 (previous demo)"]["cpu_s_per_step_median"]
 
 
@@ -216,9 +216,9 @@ def _tiny_run(tmp_path, iterations=2):
     from srflow_nb.train import PatchCache, Trainer
     down = lambda h, s: F.interpolate(h[None], scale_factor=1 / s, mode="bicubic", antialias=True)[0]
     data = PatchCache.from_hr([torch.rand(3, 32, 32, generator=gen(0))], 4, 16, downscale=down)
-    cfg = sr3.sr3_demo(iterations=iterations, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=iterations, val_every=None,
+    cfg = sr3_train.sr3_demo(iterations=iterations, batch_size=2, patch_size=16, amp=None, ckpt_every_steps=iterations, val_every=None,
                        best_metric=None, out_dir=str(tmp_path / "run"))
-    return Trainer(sr3.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
+    return Trainer(sr3_train.SR3Task.create(cfg, "tiny"), cfg, data, progress=False).fit()
 
 
 def test_export_and_load_both_file_kinds(tmp_path):
@@ -232,23 +232,23 @@ def test_export_and_load_both_file_kinds(tmp_path):
     assert (meta["format"], meta["kind"], meta["step"]) == (FORMAT, "sr3", "2")
     assert SR3Config.from_dict(json.loads(meta["config"])) == SR3Config.tiny()
     ref = tr.task.model.state_dict()
-    for m in (sr3.load_sr3(f), sr3.load_sr3(ck), load_model_any(f), load_model_any(ck), sr3.sr3_from(str(f), device="cpu").model):
+    for m in (sr3_train.load_sr3(f), sr3_train.load_sr3(ck), load_model_any(f), load_model_any(ck), sr3_train.sr3_from(str(f), device="cpu").model):
         assert isinstance(m, SR3) and not m.training and m.config == SR3Config.tiny()
         assert all(torch.equal(m.state_dict()[k], v) for k, v in ref.items())
     bad = torch.load(ck, weights_only=True); bad["config"]["stage"] = "hcflow"; torch.save(bad, tmp_path / "other.pt")
-    with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3.load_sr3(tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an SR3 trainer checkpoint"): sr3_train.load_sr3(tmp_path / "other.pt")
     with pytest.raises(InputError, match="other.pt: model_config model None is not 'hcflow'"): export_model(tmp_path / "other.pt", tmp_path / "x.safetensors")
     from srflow_nb.checkpoints import pretrained_dir
-    with pytest.raises(InputError, match="not an SR3 model file"): sr3.load_sr3(pretrained_dir() / "demo_4x_rrdb.safetensors")
+    with pytest.raises(InputError, match="not an SR3 model file"): sr3_train.load_sr3(pretrained_dir() / "demo_4x_rrdb.safetensors")
 
 
 def test_sr3_from_defaults_to_the_bundled_model(tmp_path, monkeypatch):
     import srflow_nb.checkpoints as C
     monkeypatch.setattr(C, "pretrained_dir", lambda: tmp_path)
-    with pytest.raises(InputError, match="demo-4x-sr3 is not bundled yet"): sr3.sr3_from()
+    with pytest.raises(InputError, match="demo-4x-sr3 is not bundled yet"): sr3_train.sr3_from()
     _tiny_run(tmp_path)
     C.export_model(tmp_path / "run/checkpoints/step_00000002.pt", tmp_path / C.PRETRAINED["demo-4x-sr3"])
-    for s in (sr3.sr3_from(device="cpu"), sr3.sr3_from("demo-4x-sr3", device="cpu")):
+    for s in (sr3_train.sr3_from(device="cpu"), sr3_train.sr3_from("demo-4x-sr3", device="cpu")):
         assert s.model.config == SR3Config.tiny() and s.scale == 4
     assert isinstance(C.load_pretrained("demo-4x-sr3"), SR3)
 

@@ -293,12 +293,13 @@ def _png_folder(folder, n=3, side=32, seed=0):
 
 
 def test_launcher_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
-    "A family launcher (here `python -m srflow_nb.sr3`) runs through `train.run_task`: SIGTERM saves after the current step and exits 0; re-running resumes."
+    "The one training entry (`python -m srflow_nb.cli train`, here of SR3) runs through `train.run_task`: SIGTERM saves after the current step and exits 0; re-running resumes."
     import signal, time
     data = _png_folder(tmp_path / "hr")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "srflow_nb.sr3", str(data), str(tmp_path / "run"), "--model", "tiny", "--iterations", "100000",
-           "--batch_size", "2", "--patch_size", "16", "--amp", "none", "--no-progress"]
+    cmd = [sys.executable, "-m", "srflow_nb.cli", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--family", "sr3",
+           "--preset", "sr3_demo", "--model", "tiny", "--iterations", "100000", "--set", "batch_size=2", "patch_size=16", "amp=null",
+           "--no-progress"]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (tmp_path / "run/model_config.json").exists():

@@ -82,7 +82,7 @@ def _esrgan(init: str, **fixed):
 
 def _hcflow(preset: str, **fixed):
     def make(over: dict):
-        from srflow_nb.hcflow import HCFLOW_PRESETS, HCFlowTask
+        from srflow_nb.hcflow_train import HCFLOW_PRESETS, HCFlowTask
         f, model = HCFLOW_PRESETS[preset]
         cfg = f(**{**fixed, **over})
         return HCFlowTask.create(cfg, model, lpips=True), cfg

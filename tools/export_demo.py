@@ -154,7 +154,7 @@ HCFLOW_FILES = ("config.json", "model_config.json", "metrics.csv", "val.csv")
 def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Path | None = None) -> Path:
     "Export an HCFlow run (`checkpoint`, default its best.pt, else the newest) as the bundled `name` and copy its files as `name`.*."
     from srflow_nb.checkpoints import export_model, list_checkpoints
-    from srflow_nb.hcflow import load_hcflow
+    from srflow_nb.hcflow_train import load_hcflow
     run, out = Path(run), Path(out)
     ck = Path(checkpoint) if checkpoint else run / "best.pt" if (run / "best.pt").exists() else (list_checkpoints(run / "checkpoints") or [None])[-1]
     if ck is None or not ck.exists(): sys.exit(f"[hcflow] no checkpoint in {run} (best.pt or checkpoints/step_*.pt): train first")
@@ -173,7 +173,8 @@ def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Pat
 
 def _hcflow_section(out: Path, name: str, n_train: int) -> str:
     from safetensors import safe_open
-    from srflow_nb.hcflow import HCFLOW_OPTIONS, HCFlowConfig, hcflow_paper_rescaling, hcflow_paper_sr, load_hcflow
+    from srflow_nb.hcflow import HCFlowConfig
+    from srflow_nb.hcflow_train import HCFLOW_OPTIONS, hcflow_paper_rescaling, hcflow_paper_sr, load_hcflow
     files, weights = {k: out / f"{name}.{k}" for k in HCFLOW_FILES}, out / PRETRAINED[name]
     if not weights.exists() or not all(f.exists() for f in files.values()): return ""
     rescaling = HCFLOW[name] == "rescaling"
@@ -197,11 +198,11 @@ def _hcflow_section(out: Path, name: str, n_train: int) -> str:
              f"| `{name}` | `{weights.name}` | {params:,} | {step} | {float(meta['cpu_time_s']) / 3600:.2f} | {int(last.step)} | {last.cpu_time_s / 3600:.2f} "
              f"| {int(metrics.skipped.max())} | {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
              "- " + selection(name, files["val.csv"], step, "t0_psnr"), "",
-             f"Deviations from the official recipe (`hcflow.{'hcflow_paper_rescaling' if rescaling else 'hcflow_paper_sr'}`) and "
+             f"Deviations from the official recipe (`hcflow_train.{'hcflow_paper_rescaling' if rescaling else 'hcflow_paper_sr'}`) and "
              f"configuration (`HCFlowConfig.{'rescaling_div2k_4x' if rescaling else 'sr_div2k_4x'}`):", "",
              "| setting | official | here |", "|---|---|---|", "| training data | DF2K (DIV2K + Flickr2K) | the demo train split |"]
     lines += deviation_rows(paper, cfg, popts, opts, pmodel, mc)
-    lines += ["", "Also (documented in `nbs/07_hcflow.ipynb`, Training): a non-finite loss skips the whole update (the trainer's NaN guard)"
+    lines += ["", "Also (documented in `nbs/07a_hcflow_train.ipynb`, Training): a non-finite loss skips the whole update (the trainer's NaN guard)"
               + ("" if rescaling else "; patches are augmented with 90-degree rotations too (the official SR configs flip only); "
                  "HCFlow++ (VGG perceptual + GAN losses) is not provided") + ".", ""]
     v = val.set_index("step")
@@ -210,8 +211,8 @@ def _hcflow_section(out: Path, name: str, n_train: int) -> str:
                      f"HR PSNR {v.t0_psnr.iloc[0]:.2f} dB at step {int(v.index[0])} -> {v.t0_psnr.iloc[-1]:.2f} dB at step {int(v.index[-1])} "
                      f"(best {v.t0_psnr.max():.2f} dB at step {int(v.t0_psnr.idxmax())}; bicubic up from the bicubic LR {v.bicubic_psnr.iloc[-1]:.2f} dB); "
                      f"the flow LR against the bicubic LR {v.lr_psnr_vs_bicubic.iloc[-1]:.2f} dB at the last one.")
-        use = (f"Usage: `srflow rescale roundtrip IMAGES -o OUT` (default checkpoint `{name}`), or `hcflow.load_rescaling_model()` and "
-               "`hcflow.rescale_roundtrip(model, hr)` -> (8-bit LR, HR); `model.downscale(hr)`, `model.upscale(lr, temperature=0)`.")
+        use = (f"Usage: `srflow rescale roundtrip IMAGES -o OUT` (default checkpoint `{name}`), or `hcflow_train.load_rescaling_model()` and "
+               "`hcflow_train.rescale_roundtrip(model, hr)` -> (8-bit LR, HR); `model.downscale(hr)`, `model.upscale(lr, temperature=0)`.")
     else:
         lines.append(f"Validation (`{files['val.csv'].name}`, {len(val)} validations): PSNR at temperature 0 {v.t0_psnr.iloc[0]:.2f} dB at step "
                      f"{int(v.index[0])} -> {v.t0_psnr.iloc[-1]:.2f} dB at step {int(v.index[-1])} (best {v.t0_psnr.max():.2f} dB at step "
@@ -244,7 +245,7 @@ SR3_RESULTS = Path("data/results/28_repro.sr3/quick")   # held-out results of th
 
 def bundle_sr3_files(run: Path, out: Path) -> Path:
     "Check the bundled `demo-4x-sr3` model (exported by `tools/train_sr3.sh export`) loads, and copy its run's files as demo-4x-sr3.*."
-    from srflow_nb.sr3 import load_sr3
+    from srflow_nb.sr3_train import load_sr3
     run, out = Path(run), Path(out)
     weights = out / PRETRAINED[SR3]
     if not weights.exists(): sys.exit(f"[sr3] {weights} does not exist: export the model first (bash tools/train_sr3.sh export)")
@@ -279,7 +280,8 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
     "The `demo-4x-sr3` section of MODEL_CARD.md: every number from the bundled weights' metadata, their run files in `out` and the "
     "SR3 comparison's results; deviations from `sr3_paper` / `SR3Config.paper_sr_64_256`; '' when SR3 is not bundled."
     from safetensors import safe_open
-    from srflow_nb.sr3 import SR3Config, load_sr3, sr3_options, sr3_paper
+    from srflow_nb.sr3 import SR3Config
+    from srflow_nb.sr3_train import load_sr3, sr3_options, sr3_paper
     out = Path(out)
     files, weights = {k: out / f"{SR3}.{k}" for k in SR3_FILES}, out / PRETRAINED[SR3]
     if not weights.exists() or not all(f.exists() for f in files.values()): return ""
@@ -291,7 +293,7 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
     opts, popts = sr3_options(TrainConfig.from_dict(cfg)), sr3_options(sr3_paper())
     lines = [f"## `{SR3}`: SR3 diffusion super-resolution", "",
              f"SR3 (`srflow_nb.sr3`: U-Net denoiser conditioned on the bicubic-upsampled LR, ancestral sampling) trained from scratch with "
-             f"`bash tools/train_sr3.sh` (`sr3.sr3_demo`, the shared trainer; {model.config.loss_type.upper()} on the noise) on the **train** split "
+             f"`bash tools/train_sr3.sh` (`sr3_train.sr3_demo`, the shared trainer; {model.config.loss_type.upper()} on the noise) on the **train** split "
              f"({n_train} images, {cfg['patch_size']}-px HR patches, batch {cfg['batch_size']}, LR by MATLAB bicubic, stored 8-bit), validated "
              f"every {cfg['val_every']} steps on the **val** split with {opts['val_steps']}-step samples.", "",
              "| model | file | parameters | bundled step | CPU hours to it | run steps | run CPU hours | skipped steps | inference steps | size |",
@@ -300,7 +302,7 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
              f"| {int(last.step)} | {last.cpu_time_s / 3600:.2f} | {int(metrics.skipped.max()) if 'skipped' in metrics else 0} "
              f"| {len(model.sample_gammas)} | {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
              "- " + selection(SR3, files["val.csv"], step, "sr3_psnr"), "",
-             "Deviations from the paper's recipe (`sr3.sr3_paper`) and natural-image configuration (`SR3Config.paper_sr_64_256`):", "",
+             "Deviations from the paper's recipe (`sr3_train.sr3_paper`) and natural-image configuration (`SR3Config.paper_sr_64_256`):", "",
              "| setting | paper | here |", "|---|---|---|", "| training data | ImageNet (the paper's 64->256 natural images) | the demo train split |"]
     lines += deviation_rows(paper, cfg, popts, opts, pmodel, mc)
     v = val.set_index("step")

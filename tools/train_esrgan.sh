@@ -26,13 +26,8 @@ if [ "$STEP" = train ]; then
   python -m srflow_nb.cli train --data data/demo/train --out "$OUT" "${ARGS[@]}"     # the one training entry
 elif [ "$STEP" = export ]; then
   EXPORT=${EXPORT:-$OUT/demo_4x_esrgan.safetensors}
-  python - "$OUT" "$EXPORT" <<'PY'
-import sys
-from srflow_nb.esrgan import export_esrgan
-from srflow_nb.train import list_checkpoints
-ck = list_checkpoints(f"{sys.argv[1]}/checkpoints")[-1]
-print("[esrgan] exported", ck, "->", export_esrgan(ck, sys.argv[2]))
-PY
+  CK=$(python -c 'import sys; from srflow_nb.checkpoints import list_checkpoints; print(list_checkpoints(sys.argv[1] + "/checkpoints")[-1])' "$OUT")
+  python -m srflow_nb.cli export "$CK" --out "$EXPORT" --overwrite     # the one exporter: the generator as an RRDB file
 else
   echo "usage: bash tools/train_esrgan.sh [train|export]" >&2; exit 2
 fi

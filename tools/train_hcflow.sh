@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HCFlow CPU campaigns on the demo train split with the shared trainer (srflow_nb.hcflow.train_hcflow):
+# HCFlow CPU campaigns on the demo train split with the shared trainer (`srflow train --family hcflow`, srflow_nb.hcflow_train):
 #   demo-4x-hcflow            SR, NLL (the official HCFlow recipe on HCFlowConfig.sr_small_4x)
 #   demo-4x-hcflow-plus       HCFlow+ fine-tune of an SR run (NLL x 2e-3, then L1): INIT=runs/demo-4x-hcflow/best.pt
 #   demo-4x-hcflow-rescaling  rescaling (LR MSE + z^2 + HR L1 from the 8-bit LR; HCFlowConfig.rescaling_small_4x)
@@ -55,7 +55,7 @@ elif [ "$STEP" = speed ]; then
 import json, subprocess, time
 from pathlib import Path
 import torch
-from srflow_nb.hcflow import HCFLOW_PRESETS, HCFlowTask
+from srflow_nb.hcflow_train import HCFLOW_PRESETS, HCFlowTask
 from srflow_nb.train import PatchCache, Updater, load_folder
 torch.set_num_threads(1)
 rows = []

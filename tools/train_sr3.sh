@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CPU demo campaign for SR3 (`SR3Config.demo`, TrainConfig `sr3_demo`: ~2 CPU-hours on one thread) on the demo dataset's
-# train split, validated on the val split with few-step samples. Resumable: all state lives in $RUNS (default runs/,
+# train split, validated on the val split with few-step samples, through the one training entry
+# (`srflow train --family sr3 --preset sr3_demo`). Resumable: all state lives in $RUNS (default runs/,
 # outside git); re-running the same command continues from the newest checkpoint.
 #
 #   bash tools/train_sr3.sh              # the campaign, into $RUNS/demo-4x-sr3
@@ -22,9 +23,10 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${THREADS:-1}
 RUNS=${RUNS:-runs}
 STEP=${1:-train}
-ARGS=(--model "${MODEL:-demo}" --threads "${THREADS:-1}")
-[ -n "${BATCH:-}" ] && ARGS+=(--batch_size "$BATCH")
-[ -n "${AMP:-}" ] && ARGS+=(--amp "$AMP")
+ARGS=(--family sr3 --preset sr3_demo)
+SET=("threads=${THREADS:-1}")
+[ -n "${BATCH:-}" ] && SET+=("batch_size=$BATCH")
+case "${AMP:-}" in "") ;; none) SET+=("amp=null") ;; *) SET+=("amp=\"$AMP\"") ;; esac
 [ -n "${UNTIL:-}" ] && ARGS+=(--until "$UNTIL")
 
 if [ "$STEP" = speed ]; then
@@ -34,7 +36,8 @@ import json, os, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 from srflow_nb.core import run_info
-from srflow_nb.sr3 import SR3, SR3Config, SR3Task, sr3_demo
+from srflow_nb.sr3 import SR3, SR3Config
+from srflow_nb.sr3_train import SR3Task, sr3_demo
 from srflow_nb.train import PatchCache, Trainer, load_folder
 threads, timed, warm = int(os.environ.get("THREADS", 1)), int(os.environ.get("SPEED_STEPS", 10)), 3
 torch.set_num_threads(threads)
@@ -127,13 +130,15 @@ fi
 
 if [ "${SMOKE:-0}" = 1 ]; then
   OUT=$RUNS/smoke-sr3
-  python -m srflow_nb.sr3 data/demo/train "$OUT" --val data/demo/val --model tiny --iterations "${ITERS:-4}" --batch_size 2 \
-         --val_every 2 --val_steps 2 --val_crop 64 --threads "${THREADS:-1}" --no-progress
+  python -m srflow_nb.cli train --data data/demo/train --out "$OUT" --val data/demo/val "${ARGS[@]}" --model tiny \
+         --iterations "${ITERS:-4}" --crop 64 --no-progress \
+         --set "${SET[@]}" batch_size=2 val_every=2 'options={"warmup": 1000, "val_steps": 2}'
 elif [ "$STEP" = train ]; then
   OUT=$RUNS/demo-4x-sr3
   ITER_ARGS=(); [ -n "${ITERS:-}" ] && ITER_ARGS=(--iterations "$ITERS")
   echo "[sr3] demo campaign -> $OUT ($(date -u +%H:%M:%S))"
-  python -m srflow_nb.sr3 data/demo/train "$OUT" --val data/demo/val --lpips "${ARGS[@]}" "${ITER_ARGS[@]}"
+  python -m srflow_nb.cli train --data data/demo/train --out "$OUT" --val data/demo/val --lpips "${ARGS[@]}" --model "${MODEL:-demo}" \
+         --crop 128 "${ITER_ARGS[@]}" --set "${SET[@]}"     # the one training entry (train_sr3's settings: crop 128, seed 0)
 else
   echo "usage: bash tools/train_sr3.sh [train|export|speed|sample_speed]" >&2; exit 2
 fi
