@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .checkpoints import FORMAT, PRETRAINED, pretrained_dir
+from . import checkpoints   # used as checkpoints.X: a redirected pretrained_dir (tests, users) is seen here
 from .core import InputError, get_device, sample_generators
 from .sr3 import PRESETS, SR3, SR3Config
 from .trainconfig import TrainConfig, TrainTask, learning_rate_at, validate_pairs
@@ -97,7 +97,7 @@ def load_sr3(path, device="cpu") -> SR3:
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such SR3 model file or checkpoint")
     if path.suffix != ".safetensors": return SR3Task.from_checkpoint(path).to(device)
     with safe_open(str(path), "pt") as f: meta = f.metadata() or {}
-    if meta.get("format") != FORMAT or meta.get("kind") != "sr3":
+    if meta.get("format") != checkpoints.FORMAT or meta.get("kind") != "sr3":
         raise InputError(f"{path}: not an SR3 model file (format {meta.get('format')!r}, kind {meta.get('kind')!r})")
     model = SR3(SR3Config.from_dict(json.loads(meta["config"])))
     model.load_state_dict(load_file(str(path)))
@@ -118,7 +118,7 @@ class SR3SR:
 def sr3_from(checkpoint: str | None = None, device="auto") -> SR3SR:
     "`sr3[:<file>]` for `superresolvers.load_superresolver`: an exported file, a trainer checkpoint or a bundled name (default: `demo-4x-sr3`)."
     name = checkpoint or "demo-4x-sr3"
-    path = pretrained_dir() / PRETRAINED[name] if name in PRETRAINED else Path(name)
+    path = checkpoints.pretrained_dir() / checkpoints.PRETRAINED[name] if name in checkpoints.PRETRAINED else Path(name)
     if not path.is_file():
         if not checkpoint: raise InputError("sr3 needs a model: sr3:<exported .safetensors or trainer checkpoint .pt> (demo-4x-sr3 is not bundled yet)")
         raise InputError(f"sr3: checkpoint {checkpoint} not found")
