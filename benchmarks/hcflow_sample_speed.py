@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from srflow_nb.core import git_sha, machine_info  # noqa: E402
 from srflow_nb.hcflow import HCFlow, HCFlowConfig  # noqa: E402
-from srflow_nb.sampling import default_batch_size  # noqa: E402
+from srflow_nb.core import default_batch_size  # noqa: E402
 from srflow_nb.testing import perturb_zero_params  # noqa: E402
 
 

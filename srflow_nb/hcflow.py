@@ -463,7 +463,7 @@ def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
     draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: `sampling.default_batch_size`
     of the LR's device, as SRFlow's engine). Diverged samples are detected as SRFlow's (`sampling.check_finite`: 'warn',
     'raise' or 'clamp')."""
-    from srflow_nb.sampling import check_finite, default_batch_size
+    from srflow_nb.core import check_finite, default_batch_size
     self._check(lr, "lr", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")
     if cache is None: cache = self.flow.lr_cache(lr)

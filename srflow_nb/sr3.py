@@ -323,7 +323,7 @@ def _row_bytes(self: SR3, hr_hw: tuple[int, int]) -> int:
 def sample_rows(self: SR3, lr_hw: tuple[int, int], rows: int, max_memory: int | float | None = None, device="cpu") -> int:
     """How many rows (samples x images) of an LR of `lr_hw` to sample at once within `sampling.memory_budget(max_memory)`
     (all `rows` when they fit); `MemoryBudgetError` (one line) when not even one row fits beside the outputs and weights."""
-    from srflow_nb.sampling import MemoryBudgetError, memory_budget
+    from srflow_nb.core import MemoryBudgetError, memory_budget
     budget, hr_hw = memory_budget(max_memory, device), (lr_hw[0] * self.scale, lr_hw[1] * self.scale)
     fixed = 4 * (rows * 3 * hr_hw[0] * hr_hw[1] * 2 + sum(p.numel() for p in self.parameters())) + 2 ** 27   # outputs, weights, kernels
     per_row = _row_bytes(self, hr_hw)

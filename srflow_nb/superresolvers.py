@@ -12,9 +12,8 @@ import torch
 
 from . import sampling
 from . import checkpoints   # used as checkpoints.X: a redirected pretrained_dir (tests, users) is seen here
-from .core import InputError, get_device, sample_generators
+from .core import InputError, default_batch_size, get_device, sample_generators
 from .resize import imresize
-from .sampling import default_batch_size
 from .families import Family, families, family, families_of, require, resolve, view
 
 # %% auto #0
