@@ -328,7 +328,7 @@ def test_cached_decode_fails_on_a_wrong_cache():
 
 
 def test_sample_default_batch_is_the_engines(monkeypatch):
-    "batch_size=None decodes `sampling.default_batch_size` samples at a time (not all n at once: slower on CPU at full size)."
+    "batch_size=None decodes `core.default_batch_size` samples at a time (not all n at once: slower on CPU at full size)."
     from srflow_nb.core import default_batch_size
     m, sizes = tiny("sr"), []
     real = type(m.flow).decode_cached
