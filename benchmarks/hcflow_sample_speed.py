@@ -6,7 +6,7 @@
 "plain" draws each sample with `HCFlow.decode(lr, eps)`, which runs the conditional feature extraction (the RRDB trunks
 of every level) for every sample; "cached" is `HCFlow.sample(lr, n, batch_size=...)`: the LR-only work once
 (`HCFlowNet.lr_cache`), then the latent-dependent rest `batch_size` samples at a time (default: the library's,
-`sampling.default_batch_size`, 2 on CPU: larger batches make the level-0 RRDB activations outgrow the CPU caches and
+`core.default_batch_size`, 2 on CPU: larger batches make the level-0 RRDB activations outgrow the CPU caches and
 lose more than batching gains). Only the deepest level's features are LR-only, so caching alone speeds up by at most
 1 / (1 - LR-only share of a plain sample), reported as `speedup_ceiling`; the rest of `speedup` is batching's gain
 (`plain_batched_s_per_sample`: the plain decode in the same batches, no cache). Random weights (ActNorms initialised from a
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from srflow_nb.core import git_sha, machine_info  # noqa: E402
 from srflow_nb.hcflow import HCFlow, HCFlowConfig  # noqa: E402
-from srflow_nb.sampling import default_batch_size  # noqa: E402
+from srflow_nb.core import default_batch_size  # noqa: E402
 from srflow_nb.testing import perturb_zero_params  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
     p.add_argument("--config", default="sr_div2k_4x", help="an HCFlowConfig preset (sr_div2k_4x, sr_small_4x, rescaling_div2k_4x, ...)")
     p.add_argument("--lr-size", type=int, default=64, help="LR side in pixels")
     p.add_argument("--samples", type=int, default=8, help="samples of one LR image")
-    p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: sampling.default_batch_size)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples decoded at once (default: core.default_batch_size)")
     p.add_argument("--check-lr-size", type=int, default=8, help="LR side of the float64 exactness check")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--threads", type=int, default=1)

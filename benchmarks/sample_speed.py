@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from srflow_nb.model import SRFlow, SRFlowConfig  # noqa: E402
 from srflow_nb.testing import perturb_zero_params, tiny_inputs  # noqa: E402
 from srflow_nb import sampling as S  # noqa: E402
+from srflow_nb.engine import get_sampler  # noqa: E402
 from srflow_nb.core import machine_info  # noqa: E402
 
 
@@ -124,7 +125,7 @@ def main(argv=None):
         res["max_abs_diff_fast_vs_plain"] = (fast - plain).abs().max().item()
         res["output_range"] = [plain.min().item(), plain.max().item()]
         # FLOPs
-        sampler = S.get_sampler(model)
+        sampler = get_sampler(model)
         f_plain = count_flops(lambda: plain_sample(model, lr))
         f_cond = count_flops(lambda: sampler.condition(lr))
         cache = sampler.condition(lr)

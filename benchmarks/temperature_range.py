@@ -20,7 +20,8 @@ from srflow_nb.core import atomic_write, run_info  # noqa: E402
 from srflow_nb.datasets import demo_images  # noqa: E402
 from srflow_nb.images import load_image, to_tensor  # noqa: E402
 from srflow_nb.resize import downscale  # noqa: E402
-from srflow_nb.sampling import nonfinite_samples, temperature_sweep  # noqa: E402
+from srflow_nb.core import nonfinite_samples  # noqa: E402
+from srflow_nb.sampling import temperature_sweep  # noqa: E402
 
 TEMPERATURES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.5, 2.0, 3.0)
 

@@ -61,7 +61,7 @@ def normalize_args(argv: list[str], p) -> list[str]:
 
 # %% ../nbs/19_cli.ipynb #83a0ebce
 EXPECTED_ERRORS = ("srflow_nb.core.InputError",            # and its subclasses: images.ImageError, checkpoints.CheckpointError
-                   "builtins.OSError", "srflow_nb.sampling.TileTooLargeError")
+                   "builtins.OSError", "srflow_nb.core.TileTooLargeError")
 
 def is_expected(e: BaseException) -> bool:
     "Whether `e` is an expected (user-facing) error: one of `EXPECTED_ERRORS` or a subclass."

@@ -13,12 +13,12 @@ from torch import Tensor
 from fastcore.script import Param
 from tqdm.auto import tqdm
 
-from .core import InputError, get_device, image_seed, refuse_existing, sample_generators, sample_seed
+from .core import (InputError, NonFiniteSampleError, get_device, image_seed, memory_budget, nonfinite_samples, refuse_existing,
+                            sample_generators, sample_seed)
 from .families import family as family_record, families, families_of, require
 from .images import image_size, input_files, load_image, save_image
 from .checkpoints import load_model_any
-from .sampling import (NonFiniteSampleError, _autocast, _check_n, _check_tile, _model_device, lr_multiple, memory_budget,
-                                nonfinite_samples, plan_tile, sample, super_resolve_tiled)
+from .sampling import _autocast, _check_n, _check_tile, _model_device, lr_multiple, plan_tile, sample, super_resolve_tiled
 from . import superresolvers
 
 # %% auto #0

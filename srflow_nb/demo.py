@@ -165,7 +165,7 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         dev = get_device(os.environ.get("SRFLOW_DEVICE", "auto"))
         if os.environ.get("SRFLOW_IMAGES"): paths = sorted(Path(os.environ["SRFLOW_IMAGES"]).iterdir())
         elif os.environ.get("SRFLOW_DIV2K"):
-            from srflow_nb.datasets import div2k_paths
+            from srflow_nb.srdata import div2k_paths
             paths = div2k_paths(os.environ["SRFLOW_DIV2K"], "valid")
         else: raise KeyError("full mode needs $SRFLOW_DIV2K (the DIV2K root) or $SRFLOW_IMAGES (a folder of HR images)")
         if "SRFLOW_OFFICIAL" not in os.environ and CHECKPOINT_ENV not in os.environ:

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import InputError, atomic_write, check_output, get_device, image_seed, refuse_existing, run_info
+from .images import image_files, load_image, to_tensor
 from . import metrics as M
 from .resize import downscale
 from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
@@ -205,7 +206,6 @@ def evaluate_folder(
     overwrite: bool = False,                      # start afresh, replacing `out` (default: resume an evaluation CSV, refuse any other file)
 ) -> pd.DataFrame:
     "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
-    from srflow_nb.images import image_files, load_image, to_tensor
     out = check_output(out, "--out")
     if out.suffix.lower() != ".csv": raise InputError(f"--out {out}: the evaluation is written as CSV; give a name ending in .csv")
     ours = out.with_name(out.stem + ".run.json").exists()     # an evaluation CSV this command wrote: a rerun resumes it

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .core import InputError, sample_generators, sum_except_batch
+from .core import InputError, check_finite, default_batch_size, sample_generators, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
-from .sampling import check_finite, default_batch_size
 
 # %% auto #0
 __all__ = ['HaarDownsampling', 'FCN', 'DenseBlock', 'atan_logscale', 'AtanAffineCoupling', 'LRCoupling', 'HCFlowStep',
@@ -451,8 +450,8 @@ def nll(self: HCFlow, hr: torch.Tensor, lr: torch.Tensor, dequant_noise: torch.T
 def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8, generator: torch.Generator | None = None,
            cache: HCFlowLRCache | None = None, batch_size: int | None = None, on_nonfinite: str = "warn") -> torch.Tensor:
     """(n, B, C, H, W) SR samples in [0, 1]: the LR-only work once (`cache`, made by `flow.lr_cache(lr)` if None), then the
-    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: `sampling.default_batch_size`
-    of the LR's device, as SRFlow's engine). Diverged samples are detected as SRFlow's (`sampling.check_finite`: 'warn',
+    draws (those of `n` `decode` calls, in order) decoded `batch_size` samples at a time (None: `core.default_batch_size`
+    of the LR's device, as SRFlow's engine). Diverged samples are detected as SRFlow's (`core.check_finite`: 'warn',
     'raise' or 'clamp')."""
     self._check(lr, "lr", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise InputError(f"HCFlow.sample: n must be an int >= 1, got {n!r}")

@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .core import atomic_write
 from .metrics import METRIC_RECORDS
 
 # %% auto #0
@@ -30,7 +31,6 @@ __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'CAPTION_KEY', 'save_fig'
 def save_fig(fig, path, dpi: int = 100):
     "Write `fig` to `path` (png/pdf/svg by suffix) with deterministic bytes: fixed dpi, no date/software metadata, atomic."
     from pathlib import Path
-    from srflow_nb.core import atomic_write
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     meta = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None},

@@ -11,11 +11,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .core import InputError, check_output, get_device, make_generator, refuse_existing
-from .datasets import add_gaussian_noise, gaussian_blur, jpeg_compress
+from .core import InputError, NonFiniteSampleError, check_output, get_device, make_generator, memory_budget, refuse_existing
+from .srdata import add_gaussian_noise, gaussian_blur, jpeg_compress
 from .images import image_size, load_image, quantize8, save_image, to_tensor
 from .metrics import lpips, psnr, ssim
-from .sampling import NonFiniteSampleError, estimate_memory, memory_budget, pad_to_multiple
+from .sampling import estimate_memory, pad_to_multiple
 from .resize import downscale
 from .latent import latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
 

@@ -4,267 +4,20 @@
 
 # %% ../nbs/14_sampling.ipynb #d01b5a02
 from __future__ import annotations
-import math, os, warnings, weakref
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from fastcore.script import Param
 
-from .core import InputError, atomic_write, get_device, mix_seed, refuse_existing
-from .images import image_size, input_files, load_image, save_image
-from .layers import unsqueeze2d
+from .core import (InputError, MemoryBudgetError, TileTooLargeError, check_finite, default_batch_size, get_device,
+                            memory_budget)
+from .engine import _engine_dtype, get_sampler
 from .latent import resample_latents
 
 # %% auto #0
-__all__ = ['MEMORY_SHARE', 'ON_NONFINITE', 'FoldedInjector', 'FoldedStep', 'CondChunk', 'FoldedSplit', 'FoldedLevel', 'StepCache',
-           'LevelCache', 'SamplerCache', 'fold_level', 'FastSampler', 'get_sampler', 'lr_multiple', 'check_lr',
-           'pad_to_multiple', 'draw_unit_latents', 'default_batch_size', 'MemoryBudgetError', 'TileTooLargeError',
-           'available_memory', 'memory_budget', 'estimate_memory', 'largest_tile', 'check_memory', 'plan_tile',
-           'NonFiniteSampleError', 'nonfinite_samples', 'check_finite', 'sample', 'temperature_sweep',
-           'resample_region', 'super_resolve_tiled']
-
-# %% ../nbs/14_sampling.ipynb #fb9e2d90
-def _f64(t): return t.detach().to(torch.float64)
-
-def _fold_conv_actnorm(m) -> tuple[torch.Tensor, torch.Tensor]:
-    "(W', b') of a bias-free conv followed by its ActNorm `(conv(x) + b) * exp(s)` (model's `ConvActNorm`)."
-    e = torch.exp(_f64(m.actnorm.logs).reshape(-1))
-    return _f64(m.weight) * e[:, None, None, None], _f64(m.actnorm.bias).reshape(-1) * e
-
-def _fold_zeroconv(m) -> tuple[torch.Tensor, torch.Tensor]:
-    "(W', b') of the output conv `(conv(x) + b) * exp(f * logs)`, rows reordered to [shift-like 0::2, scale-like 1::2]."
-    e = torch.exp(_f64(m.logs).reshape(-1) * float(getattr(m, "logscale_factor", 3.0)))
-    w, b = _f64(m.weight) * e[:, None, None, None], _f64(m.bias) * e
-    perm = torch.cat([torch.arange(0, w.shape[0], 2), torch.arange(1, w.shape[0], 2)])
-    return w[perm], b[perm]
-
-def _reverse_affine(step) -> tuple[torch.Tensor, torch.Tensor]:
-    "(A, c) with reverse(ActNorm -> InvConv1x1)(y) = A y + c, in float64."
-    w_inv = torch.linalg.inv(_f64(step.invconv.weight))
-    e = torch.exp(-_f64(step.actnorm.logs).reshape(-1))
-    return e[:, None] * w_inv, -_f64(step.actnorm.bias).reshape(-1)
-
-def _compose(outer, inner):
-    "Affine maps (A, c): outer(inner(x)) = A_o (A_i x + c_i) + c_o."
-    (ao, co), (ai, ci) = outer, inner
-    return ao @ ai, ao @ ci + co
-
-# %% ../nbs/14_sampling.ipynb #62897667
-@dataclass(frozen=True)
-class FoldedInjector:
-    "A step's affine injector after its first conv (which runs in the level's wide conv): folded 1x1 and 3x3 convs."
-    eps: float; hidden: int; w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor
-
-@dataclass(frozen=True)
-class FoldedStep:
-    "One conditional step for the reverse pass: the coupling's z-part, the injector, and the merged affine 1x1 map `(A, c)`."
-    n_keep: int; eps: float; hidden: int; wz: Tensor; w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor
-    A: Tensor; c: Tensor; injector: FoldedInjector | None
-    @property
-    def width(self) -> int: return self.hidden + (self.injector.hidden if self.injector is not None else 0)
-
-@dataclass(frozen=True)
-class CondChunk:
-    "One wide conv over the conditioning: `[injector conv0 | coupling cond-half conv0]` of steps `first:first + count`."
-    first: int; count: int; w: Tensor; b: Tensor
-
-@dataclass(frozen=True)
-class FoldedSplit:
-    "The split prior's conv, cut into its z part and (conditional splits) its cond part; rows `[mean | logs]`."
-    n_out: int; conditional: bool; wz: Tensor; wc: Tensor; b: Tensor
-
-@dataclass(frozen=True)
-class FoldedLevel:
-    "A flow level folded: its steps, the wide conditioning convs, the split, and the transition map when K = 0."
-    steps: tuple[FoldedStep, ...]; chunks: tuple[CondChunk, ...]; split: FoldedSplit | None
-    transition: tuple[Tensor, Tensor] | None
-
-# %% ../nbs/14_sampling.ipynb #505773f0
-@dataclass(frozen=True)
-class StepCache:
-    "Per-LR tensors of one step: the coupling's conditioning pre-activation, the injector's 1/scale and the merged shift."
-    cond_pre: Tensor; inv_scale: Tensor | None; shift: Tensor
-
-@dataclass(frozen=True)
-class LevelCache:
-    steps: tuple[StepCache, ...]; hw: tuple[int, int]; split_cond: Tensor | None
-
-@dataclass(frozen=True)
-class SamplerCache:
-    "The per-LR tensors of `FastSampler.condition`: `levels[l]` belongs to flow level l+1."
-    levels: tuple[LevelCache, ...]; batch: int; hr_hw: tuple[int, int]; dtype: torch.dtype
-    def nbytes(self) -> int:
-        ts = [t for lv in self.levels for s in lv.steps for t in (s.cond_pre, s.inv_scale, s.shift) if t is not None]
-        ts += [lv.split_cond for lv in self.levels if lv.split_cond is not None]
-        return sum(t.numel() * t.element_size() for t in ts)
-    def __repr__(self): return f"SamplerCache(batch={self.batch}, hr={self.hr_hw}, {self.nbytes() / 2**20:.1f} MiB)"
-
-# %% ../nbs/14_sampling.ipynb #69457cfe
-def _fold_step(step, first_of_level_trans, to) -> tuple[FoldedStep, tuple[Tensor, Tensor]]:
-    "(FoldedStep, its first-conv rows over the conditioning) of one conditional `FlowStep`."
-    cp, inj = step.coupling, step.injector
-    w0, b0 = _fold_conv_actnorm(cp.net[0]); w1, b1 = _fold_conv_actnorm(cp.net[2]); w2, b2 = _fold_zeroconv(cp.net[4])
-    b2[w2.shape[0] // 2:] += 2.0  # sigmoid(h + 2)
-    A, c = _reverse_affine(step)
-    if first_of_level_trans is not None: A, c = _compose(first_of_level_trans, (A, c))
-    finj, cw, cb = None, [w0[:, cp.n_keep:]], [b0]
-    if inj is not None:   # affine_injector=False models have none (Table 3 ablation)
-        iw0, ib0 = _fold_conv_actnorm(inj.net[0]); iw1, ib1 = _fold_conv_actnorm(inj.net[2]); iw2, ib2 = _fold_zeroconv(inj.net[4])
-        ib2[ib2.shape[0] // 2:] += 2.0
-        finj = FoldedInjector(float(inj.eps), iw0.shape[0], to(iw1), to(ib1), to(iw2), to(ib2))
-        cw, cb = [iw0] + cw, [ib0] + cb
-    fs = FoldedStep(cp.n_keep, float(cp.eps), w0.shape[0], to(w0[:, :cp.n_keep]), to(w1), to(b1), to(w2), to(b2),
-                    to(A)[:, :, None, None], to(c), finj)
-    return fs, (torch.cat(cw), torch.cat(cb))
-
-def fold_level(lv, to=lambda t: t.float(), steps_per_conv: int = 8) -> FoldedLevel:
-    "Fold one `FlowLevel` for the reverse pass; `to` converts each folded float64 tensor (dtype, device, layout)."
-    trans = None  # reverse of the transition steps, applied last-first
-    for step in reversed(list(lv.transitions)):
-        a = _reverse_affine(step)
-        trans = a if trans is None else _compose(a, trans)
-    folded = [_fold_step(step, trans if k == 0 else None, to) for k, step in enumerate(lv.steps)]
-    chunks = tuple(CondChunk(i, len(ch), to(torch.cat([w for _, (w, _) in ch])), to(torch.cat([b for _, (_, b) in ch])))
-                   for i in range(0, len(folded), steps_per_conv) for ch in [folded[i:i + steps_per_conv]])
-    split = None
-    if lv.split is not None:
-        sp = lv.split
-        w, b = _fold_zeroconv(sp.conv)
-        split = FoldedSplit(sp.n_out, bool(sp.conditional), to(w[:, :sp.n_pass]), to(w[:, sp.n_pass:]), to(b))
-    transition = None if trans is None or folded else (to(trans[0])[:, :, None, None], to(trans[1]))
-    return FoldedLevel(tuple(fs for fs, _ in folded), chunks, split, transition)
-
-# %% ../nbs/14_sampling.ipynb #1d203cff
-def _bc(x: Tensor, t: Tensor, op) -> Tensor:
-    "`op(x, t)` where `x` has batch `N * B` and `t` (per LR image) batch `B`: samples broadcast against their image."
-    if x.shape[0] == t.shape[0] or t.shape[0] == 1: return op(x, t)
-    return op(x.view(-1, *t.shape), t).view(x.shape)
-
-def _cache_step(fs: FoldedStep, pre: Tensor, fmt) -> StepCache:
-    "The `StepCache` of one step from its slice `pre` of the level's wide first conv."
-    inj = fs.injector
-    if inj is None: return StepCache(pre.contiguous(memory_format=fmt), None, fs.c.view(1, -1, 1, 1))
-    h = F.relu(F.conv2d(F.relu(pre[:, :inj.hidden]), inj.w1, inj.b1))
-    o = F.conv2d(h, inj.w2, inj.b2, padding=1)
-    ch = o.shape[1] // 2
-    inv = (1.0 / (torch.sigmoid(o[:, ch:]) + inj.eps)).contiguous(memory_format=fmt)
-    # reverse of injector then of ActNorm+1x1: A (y * inv - shift) + c = A (y * inv) + (c - A shift)
-    shift = (fs.c.view(1, -1, 1, 1) - F.conv2d(o[:, :ch], fs.A)).contiguous(memory_format=fmt)
-    return StepCache(pre[:, inj.hidden:].contiguous(memory_format=fmt), inv, shift)
-
-def _cache_level(lv: FoldedLevel, c: Tensor, fmt) -> LevelCache:
-    steps = []
-    for ch in lv.chunks:
-        big, off = F.conv2d(c, ch.w, ch.b, padding=1), 0
-        for fs in lv.steps[ch.first:ch.first + ch.count]:
-            steps.append(_cache_step(fs, big[:, off:off + fs.width], fmt)); off += fs.width
-        del big
-    sc = F.conv2d(c, lv.split.wc, padding=1) if lv.split is not None and lv.split.conditional else None
-    return LevelCache(tuple(steps), tuple(c.shape[2:]), sc)
-
-# %% ../nbs/14_sampling.ipynb #0dbfb9c3
-def _reverse_step(fs: FoldedStep, t: StepCache, h: Tensor) -> Tensor:
-    ya, yb = h[:, :fs.n_keep], h[:, fs.n_keep:]
-    a = _bc(F.conv2d(ya, fs.wz, padding=1), t.cond_pre, torch.add).relu_()
-    o = F.conv2d(F.conv2d(a, fs.w1, fs.b1).relu_(), fs.w2, fs.b2, padding=1)
-    half = o.shape[1] // 2
-    scale = torch.sigmoid(o[:, half:]).add_(fs.eps)
-    h = torch.cat([ya, (yb / scale).sub_(o[:, :half])], 1)
-    if t.inv_scale is not None: h = _bc(h, t.inv_scale, torch.mul)
-    return _bc(F.conv2d(h, fs.A), t.shift, torch.add)
-
-def _reverse_level(lv: FoldedLevel, lc: LevelCache, h: Tensor, eps: Tensor | None) -> Tensor:
-    "Reverse of one level (split merge, steps last-first, transitions), before the unsqueeze."
-    if lv.split is not None:
-        sp = lv.split
-        m = F.conv2d(h, sp.wz, None if sp.conditional else sp.b, padding=1)
-        if sp.conditional: m = _bc(m, lc.split_cond + sp.b.view(1, -1, 1, 1), torch.add)
-        h = torch.cat([h, torch.addcmul(m[:, :sp.n_out], torch.exp(m[:, sp.n_out:]), eps)], 1)
-    for fs, t in zip(reversed(lv.steps), reversed(lc.steps)): h = _reverse_step(fs, t, h)
-    if lv.transition is not None: h = F.conv2d(h, *lv.transition)
-    return h
-
-# %% ../nbs/14_sampling.ipynb #f421ad17
-class FastSampler:
-    "Folded, cached reverse pass of an `SRFlow`: conditional work once per LR (`condition`), z-only work per sample (`decode`)."
-    def __init__(self, model, dtype: torch.dtype = torch.float32, steps_per_conv: int = 8, channels_last: bool = True):
-        self._model = weakref.ref(model)   # the per-model registry must not keep models alive
-        self.dtype, self.steps_per_conv, self.channels_last = dtype, steps_per_conv, channels_last
-        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.device, self.key, self._compiled = next(model.parameters()).device, _param_key(model), None
-        with torch.inference_mode(): self.levels = tuple(fold_level(lv, self._t, steps_per_conv) for lv in model.flow.levels)
-
-    @property
-    def model(self):
-        m = self._model()
-        if m is None: raise RuntimeError("the model of this FastSampler was deleted")
-        return m
-
-    def _t(self, x):
-        x = x.to(device=self.device, dtype=self.dtype)
-        return x.contiguous(memory_format=self.fmt) if x.ndim == 4 else x.contiguous()
-
-    def functions(self, compile: bool = False):
-        "`(condition, decode)`: the eager methods, or with `compile=True` both wrapped in `torch.compile` (built once, lazily)."
-        if not compile: return self.condition, self.decode
-        if self._compiled is None: self._compiled = (torch.compile(self.condition), torch.compile(self.decode))
-        return self._compiled
-
-    def is_stale(self) -> bool:
-        "True when the model's parameters changed (in place or replaced) since the weights were folded."
-        return self._model() is None or _param_key(self.model) != self.key
-
-    @torch.inference_mode()
-    def condition(self, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
-        "Encode `lr` (or take `cond` from `model.conditioning`) and precompute every conditional-only tensor."
-        return _condition(self, lr, cond)
-
-    @torch.inference_mode()
-    def decode(self, latents: list[Tensor], cache: SamplerCache) -> Tensor:
-        "Reverse pass of `latents` (batch `N * cache.batch`, official order: split eps level 1 first, z last) -> HR."
-        return _decode(self, latents, cache)
-
-def _param_key(model) -> tuple:
-    return tuple((p.data_ptr(), p._version) for p in model.parameters())
-
-# %% ../nbs/14_sampling.ipynb #7e0b8cf4
-def _condition(self: FastSampler, lr: Tensor | None = None, cond: list[Tensor] | None = None) -> SamplerCache:
-    if cond is None: cond = self.model.conditioning(lr.to(self.device))
-    if len(cond) != len(self.levels): raise ValueError(f"cond must have {len(self.levels)} tensors, got {len(cond)}")
-    levels = tuple(_cache_level(lv, c.to(self.dtype).contiguous(memory_format=self.fmt), self.fmt)
-                   for lv, c in zip(self.levels, cond))
-    return SamplerCache(levels, cond[0].shape[0], (cond[0].shape[2] * 2, cond[0].shape[3] * 2), self.dtype)
-
-def _decode(self: FastSampler, latents: list[Tensor], cache: SamplerCache) -> Tensor:
-    latents = [t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.fmt) for t in latents]
-    h = latents.pop()
-    if h.shape[0] % cache.batch: raise ValueError(f"latent batch {h.shape[0]} is not a multiple of the cache batch {cache.batch}")
-    for lv, lc in zip(reversed(self.levels), reversed(cache.levels)):
-        if tuple(h.shape[2:]) != lc.hw: raise ValueError(f"latent size {tuple(h.shape[2:])} does not match the conditioning size {lc.hw}")
-        if lv.split is not None and not latents: raise ValueError("not enough latents for this flow")
-        h = unsqueeze2d(_reverse_level(lv, lc, h, latents.pop() if lv.split is not None else None))
-        if self.channels_last: h = h.contiguous(memory_format=self.fmt)
-    if latents: raise ValueError(f"{len(latents)} latents left over: the list does not fit this flow")
-    return h.contiguous()
-
-# %% ../nbs/14_sampling.ipynb #19a2f81c
-_SAMPLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-def _engine_dtype(model) -> torch.dtype:
-    "float64 models sample in float64; every other model in float32 (autocast handles bf16/fp16)."
-    return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
-
-def get_sampler(model, dtype: torch.dtype | None = None) -> FastSampler:
-    "The cached `FastSampler` of `model` (rebuilt when the model's parameters, device or `dtype` changed)."
-    dtype = dtype or _engine_dtype(model)
-    s = _SAMPLERS.get(model)
-    if s is None or s.dtype != dtype or s.device != next(model.parameters()).device or s.is_stale():
-        s = _SAMPLERS[model] = FastSampler(model, dtype)
-    return s
+__all__ = ['lr_multiple', 'check_lr', 'pad_to_multiple', 'draw_unit_latents', 'estimate_memory', 'largest_tile', 'check_memory',
+           'plan_tile', 'sample', 'temperature_sweep', 'resample_region', 'super_resolve_tiled']
 
 # %% ../nbs/14_sampling.ipynb #44b9bf9c
 from .core import image_seed, sample_generators, sample_seed   # the seed rule (00_core): one for every command
@@ -336,10 +89,6 @@ def _autocast(precision, dev):
     if dt == torch.float16 and dev.type != "cuda": raise InputError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
     return torch.autocast(dev.type, dtype=dt)
 
-def default_batch_size(dev) -> int:
-    "Samples decoded per chunk when `batch_size=None`: 2 on CPU (the decode is memory-bound there), 8 on CUDA."
-    return 2 if torch.device(dev).type == "cpu" else 8
-
 def _batch(batch_size, dev) -> int:
     return default_batch_size(dev) if batch_size is None else _check_n(batch_size, "batch_size")
 
@@ -371,33 +120,6 @@ def _check_latents(model, latents, hr_hw, b):
     got = [tuple(t.shape[1:]) if t.ndim == 5 else tuple(t.shape) for t in latents]
     if got != want: raise ValueError(f"latent shapes (after the sample axis) {got} do not match {want} for this lr")
     return [t if t.ndim == 5 else t[None] for t in latents]
-
-# %% ../nbs/14_sampling.ipynb #3b3688cb
-class MemoryBudgetError(InputError, MemoryError):
-    "A run whose memory estimate exceeds the budget: raised before any work, naming the estimate and the tile that fits."
-
-class TileTooLargeError(MemoryBudgetError):
-    "A requested tile does not fit the memory budget (raised before any work is done)."
-
-def available_memory(device="cpu") -> int:
-    "Bytes available now: free CUDA memory, or Linux `MemAvailable` (/proc/meminfo), else the physical memory."
-    dev = torch.device(device)
-    if dev.type == "cuda": return int(torch.cuda.mem_get_info(dev)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
-    except OSError: pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-MEMORY_SHARE = 0.7   # default budget: this share of the memory available when the run starts
-
-def memory_budget(max_memory: int | float | None = None, device="cpu") -> int:
-    "`max_memory` bytes when given (> 0), else `MEMORY_SHARE` of `available_memory(device)`."
-    if max_memory is None: return int(MEMORY_SHARE * available_memory(device))
-    if not isinstance(max_memory, (int, float)) or isinstance(max_memory, bool) or not max_memory > 0:
-        raise InputError(f"max_memory must be a number of bytes > 0, got {max_memory!r}")
-    return int(max_memory)
 
 # %% ../nbs/14_sampling.ipynb #e4d6fe35
 def estimate_memory(model, lr_hw: tuple[int, int], n: int = 1, batch_size: int | None = None, batch: int = 1,
@@ -462,29 +184,6 @@ def plan_tile(model, lr_hw, n: int = 1, batch_size: int | None = None, batch: in
     fit = largest_tile(model, budget, n, batch_size, batch, extra=_tiled_extra(model, lr_hw, n, batch))
     if fit < 2 * lr_multiple(model): check_memory(model, lr_hw, n, batch_size, batch, budget, device)  # raises, with the hint
     return fit
-
-# %% ../nbs/14_sampling.ipynb #931d631c
-ON_NONFINITE = ("warn", "raise", "clamp")
-
-class NonFiniteSampleError(InputError):
-    "Samples whose reverse pass diverged (NaN/Inf values), named with their temperature and count."
-
-def nonfinite_samples(sr: Tensor) -> Tensor:
-    "Boolean mask over the leading axes of images `(..., C, H, W)`: True where an image has any NaN or Inf."
-    return ~torch.isfinite(sr).flatten(-3).all(-1)
-
-def check_finite(sr: Tensor, on_nonfinite: str = "warn", temperature=None) -> Tensor:
-    "Detect diverged samples (always): 'warn' (RuntimeWarning with the count), 'raise' (`NonFiniteSampleError`), 'clamp' (warn, then NaN -> 0, +-Inf -> 1/0)."
-    if on_nonfinite not in ON_NONFINITE: raise InputError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
-    bad = nonfinite_samples(sr)
-    n_bad = int(bad.sum())
-    if n_bad == 0: return sr
-    msg = (f"{n_bad} of {bad.numel()} samples diverged (NaN/Inf values) at temperature {temperature}: lower the "
-           "temperature (the measured usable range of the bundled models is in the 14_sampling notebook)")
-    if on_nonfinite == "raise": raise NonFiniteSampleError(msg)
-    warnings.warn(msg + ("; their non-finite pixels were set to 0 (NaN) or 0/1 (-Inf/+Inf)" if on_nonfinite == "clamp" else ""),
-                  RuntimeWarning, stacklevel=3)
-    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0) if on_nonfinite == "clamp" else sr
 
 # %% ../nbs/14_sampling.ipynb #60f7f989
 def sample(model, lr: Tensor | None = None, n: int = 1, temperature=0.8, seed: int | torch.Generator | None = None,

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import InputError
-from .sampling import MemoryBudgetError, memory_budget
+from .core import InputError, MemoryBudgetError, memory_budget
 
 # %% auto #0
 __all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',
@@ -318,7 +317,7 @@ def _row_bytes(self: SR3, hr_hw: tuple[int, int]) -> int:
     return int(1.5 * 4 * (skips + block + chain))
 
 def sample_rows(self: SR3, lr_hw: tuple[int, int], rows: int, max_memory: int | float | None = None, device="cpu") -> int:
-    """How many rows (samples x images) of an LR of `lr_hw` to sample at once within `sampling.memory_budget(max_memory)`
+    """How many rows (samples x images) of an LR of `lr_hw` to sample at once within `core.memory_budget(max_memory)`
     (all `rows` when they fit); `MemoryBudgetError` (one line) when not even one row fits beside the outputs and weights."""
     budget, hr_hw = memory_budget(max_memory, device), (lr_hw[0] * self.scale, lr_hw[1] * self.scale)
     fixed = 4 * (rows * 3 * hr_hw[0] * hr_hw[1] * 2 + sum(p.numel() for p in self.parameters())) + 2 ** 27   # outputs, weights, kernels
@@ -334,7 +333,7 @@ def sample_rows(self: SR3, lr_hw: tuple[int, int], rows: int, max_memory: int | 
 def _sample(self: SR3, lr: torch.Tensor, n: int = 1, steps: int | None = None, generator: torch.Generator | None = None,
             bf16: bool = False, max_memory: int | float | None = None) -> torch.Tensor:
     """`n` SR samples of each LR image (B, 3, h, w) in [0, 1]: (n, B, 3, h*scale, w*scale) in [0, 1], by ancestral sampling,
-    in chunks of rows that fit the memory budget (`max_memory` bytes; default: `sampling.memory_budget()`). Each row draws
+    in chunks of rows that fit the memory budget (`max_memory` bytes; default: `core.memory_budget()`). Each row draws
     its noise from its own generator (seeded from `generator`), so the samples do not depend on the chunking."""
     if not isinstance(n, int) or n < 1: raise InputError(f"SR3.sample: n must be a positive int, got {n!r}")
     gammas = _schedule(self, steps)

@@ -12,9 +12,8 @@ import torch
 
 from . import sampling
 from . import checkpoints   # used as checkpoints.X: a redirected pretrained_dir (tests, users) is seen here
-from .core import InputError, get_device, sample_generators
+from .core import InputError, default_batch_size, get_device, sample_generators
 from .resize import imresize
-from .sampling import default_batch_size
 from .families import Family, families, family, families_of, require, resolve, view
 
 # %% auto #0
@@ -107,7 +106,7 @@ class ESRGANSR(RRDBSR):
 
 class HCFlowSR:
     """An HCFlow model as a super-resolver: `n` samples at `temperature` through `HCFlow.sample`, `batch_size` at a time
-    (None: `sampling.default_batch_size` of the LR's device, as for SRFlow). The LR-only work is cached for the last LR (reused while the LR and the weights are unchanged).
+    (None: `core.default_batch_size` of the LR's device, as for SRFlow). The LR-only work is cached for the last LR (reused while the LR and the weights are unchanged).
     Diverged samples are always reported; `on_nonfinite` as `SRFlowSR` ('clamp': kept saturated, 'raise': stop)."""
     stochastic = True
     default_temperature = 0.8

@@ -35,7 +35,8 @@ def one_line_error(r, command, *needles):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     "A folder with the inputs the README's placeholders name: a small LR `in.png`, a noisy `noisy.png` (+ its clean image)."
-    from srflow_nb.datasets import add_gaussian_noise, demo_images
+    from srflow_nb.datasets import demo_images
+    from srflow_nb.srdata import add_gaussian_noise
     from srflow_nb.images import load_image, quantize8, save_image, to_tensor
     d = tmp_path_factory.mktemp("cli")
     clean = to_tensor(load_image(demo_images("test")[0]))           # chelsea, 256x256: image 0 of 25_repro.restoration

@@ -10,8 +10,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from srflow_nb.datasets import (PairedPatchDataset, SRFolderDataset, demo_images, demo_manifest, demo_root, pixels_sha256,
-                                verify_demo)
+from srflow_nb.datasets import demo_images, demo_manifest, demo_root, pixels_sha256, verify_demo
+from srflow_nb.srdata import PairedPatchDataset, SRFolderDataset
 from srflow_nb.images import ImageError, load_image, save_image, to_tensor, to_uint8, write_png16
 from srflow_nb.resize import imresize
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from srflow_nb import plots
-from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, check_findings, esrgan_findings,
-                                findings, hcflow_findings, interpolation_findings, perception_distortion_findings, rescaling_findings,
+from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, esrgan_findings, findings,
+                                hcflow_findings, interpolation_findings, perception_distortion_findings, rescaling_findings,
                                 restoration_sweep_finding, same_order, select_by, sr3_findings, table5_findings, temperature_findings, trend)
+from srflow_nb.results import check_findings
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 REPRO = ["20_repro.table2", "21_repro.temperature", "22_repro.perception_distortion", "23_repro.best_of_n",

@@ -328,8 +328,8 @@ def test_cached_decode_fails_on_a_wrong_cache():
 
 
 def test_sample_default_batch_is_the_engines(monkeypatch):
-    "batch_size=None decodes `sampling.default_batch_size` samples at a time (not all n at once: slower on CPU at full size)."
-    from srflow_nb.sampling import default_batch_size
+    "batch_size=None decodes `core.default_batch_size` samples at a time (not all n at once: slower on CPU at full size)."
+    from srflow_nb.core import default_batch_size
     m, sizes = tiny("sr"), []
     real = type(m.flow).decode_cached
     monkeypatch.setattr(type(m.flow), "decode_cached", lambda self, cache, eps: sizes.append(eps[0].shape[0]) or real(self, cache, eps))
@@ -511,7 +511,7 @@ def test_cached_batched_sample_equals_plain_decode(kind):
 
 def test_sample_reports_nonfinite():
     "Diverged samples (an absurd temperature) are reported, as for SRFlow: raise, warn (kept), clamp (kept saturated)."
-    from srflow_nb.sampling import NonFiniteSampleError
+    from srflow_nb.core import NonFiniteSampleError
     m, lr = tiny("sr"), torch.rand(1, 3, 3, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         with pytest.raises(NonFiniteSampleError, match="diverged"): m.sample(lr, 2, 1e30, on_nonfinite="raise")

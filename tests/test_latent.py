@@ -10,7 +10,7 @@ from srflow_nb.testing import ToyFlow
 from srflow_nb.latent import content_transfer, encode_hr, level_masks, normalize_latents, style_transfer
 from srflow_nb.metrics import lr_psnr
 from srflow_nb.model import SRFlow, SRFlowConfig
-from srflow_nb.datasets import add_gaussian_noise
+from srflow_nb.srdata import add_gaussian_noise
 from srflow_nb.resize import downscale
 from srflow_nb.restore import restore, table5
 

@@ -282,7 +282,7 @@ def test_chunked_sampling_under_a_memory_budget():
 
 
 def test_sampling_that_cannot_fit_is_refused_before_any_work():
-    from srflow_nb.sampling import MemoryBudgetError
+    from srflow_nb.core import MemoryBudgetError
     m = SR3(SR3Config.demo()).eval()
     def never(*a, **k): raise AssertionError("the U-Net ran before the memory check")
     m.predict_eps = never

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from srflow_nb.findings import TIME_COLUMNS, _tolerance  # noqa: E402
+from srflow_nb.results import TIME_COLUMNS, _tolerance  # noqa: E402
 
 
 def differences(a: Path, b: Path) -> pd.DataFrame:
