@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .metrics import METRIC_RECORDS
+from .core import atomic_write
 
 # %% auto #0
 __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'CAPTION_KEY', 'save_fig', 'figure_png', 'register_display', 'palette_png',
@@ -30,7 +31,6 @@ __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'CAPTION_KEY', 'save_fig'
 def save_fig(fig, path, dpi: int = 100):
     "Write `fig` to `path` (png/pdf/svg by suffix) with deterministic bytes: fixed dpi, no date/software metadata, atomic."
     from pathlib import Path
-    from srflow_nb.core import atomic_write
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     meta = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None},

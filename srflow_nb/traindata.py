@@ -13,6 +13,7 @@ from fastcore.basics import patch
 from . import resize
 from .core import InputError
 from .images import IMAGE_SUFFIXES, image_files, quantize8
+from .images import load_image
 
 # %% auto #0
 __all__ = ['PatchCache', 'load_folder']
@@ -70,7 +71,6 @@ def from_hr(cls: PatchCache, hrs: Sequence[torch.Tensor], scale: int, patch_size
 
 def load_folder(folder, crop: int | None = None, multiple: int = 1, min_size: int = 1) -> tuple[list[torch.Tensor], list[str]]:
     "The images of `folder` as float `(3, H, W)` in [0, 1] (centre-cropped to `crop`, sides made multiples of `multiple`) and their paths."
-    from srflow_nb.images import load_image   # the documented policy: gray/palette/RGBA/16-bit/EXIF; ImageError naming the file
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: no such image folder")
     files = image_files(folder)
