@@ -27,9 +27,17 @@ def _run(runs, *args):
                           env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_smoke_rrdb_then_srflow_with_budget_snapshots(tmp_path):
-    r = _run(tmp_path, "--stage", "rrdb", "srflow", "--milestones", "1e-9", "2e-9", "1000")
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    "The rrdb and srflow stages on their smoke settings, with two tiny budget milestones and one never reached."
+    runs = tmp_path_factory.mktemp("campaign")
+    r = _run(runs, "--stage", "rrdb", "srflow", "--milestones", "1e-9", "2e-9", "1000")
     assert r.returncode == 0, r.stderr[-2000:]
+    return runs
+
+
+def test_smoke_rrdb_then_srflow_with_budget_snapshots(smoke_runs):
+    tmp_path = smoke_runs
     for stage in ("rrdb", "srflow"):
         out = tmp_path / stage
         assert json.loads((out / "DONE").read_text())["step"] == 4
@@ -60,3 +68,17 @@ def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, campaign):
 def test_unknown_stage_is_one_line(tmp_path):
     r = _run(tmp_path, "--stage", "nope")
     assert r.returncode != 0 and "unknown stage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_campaign_eval_reads_every_snapshot_and_the_bundled_reference(smoke_runs, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "tools/campaign_eval.py"), "--runs", str(smoke_runs), "--stage", "rrdb", "--limit", "1", "--out", str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "campaign_eval.csv")
+    rrdb = df[df.method == "rrdb"]
+    assert sorted(rrdb.snapshot) == sorted(["rrdb:demo-4x-rrdb", "cpu_1e-09h.pt", "cpu_2e-09h.pt", "step_00000004.pt"])
+    assert (df[df.method == "bicubic"].psnr.nunique() == 1) and rrdb.images.eq(1).all() and rrdb.psnr.notna().all()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)              # done rows are not redone
+    assert again.returncode == 0 and again.stdout.strip() == "" and len(pd.read_csv(tmp_path / "campaign_eval.csv")) == len(df)
