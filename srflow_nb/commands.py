@@ -13,17 +13,24 @@ from torch import Tensor
 from fastcore.script import Param
 from tqdm.auto import tqdm
 
-from .core import (InputError, NonFiniteSampleError, get_device, image_seed, memory_budget, nonfinite_samples, refuse_existing,
-                            sample_generators, sample_seed)
-from .families import family as family_record, families, families_of, require
-from .images import image_size, input_files, load_image, save_image
-from .checkpoints import load_model_any
-from .sampling import _autocast, _check_n, _check_tile, _model_device, lr_multiple, plan_tile, sample, super_resolve_tiled
+from .core import (InputError, NonFiniteSampleError, check_output, get_device, image_seed, make_generator, memory_budget,
+                            nonfinite_samples, refuse_existing, sample_generators, sample_seed)
+from .families import family as family_record, families, families_of, require, resolve, task as task_of
+from .images import image_files, image_size, input_files, load_image, save_image, to_tensor
+from .checkpoints import export_model, load_model_any
+from .sampling import (_autocast, _check_n, _check_tile, _model_device, estimate_memory, lr_multiple, plan_tile, sample,
+                                super_resolve_tiled)
+from .restore import STRATEGIES, restore
+from .evaluate import DEFAULT_METRICS, evaluate, summarize
+from .superresolvers import knob, load_superresolver, max_steps
+import pandas as pd
 from . import superresolvers
+from .train import TrainConfig, run_task
+from .demo import run_demo
 
 # %% auto #0
 __all__ = ['SRFLOW_ONLY', 'load_sampling_model', 'parse_temperatures', 'sample_files', 'model_choice', 'sample_name', 'train',
-           'export']
+           'export', 'restore_files', 'evaluate_folder', 'demo']
 
 # %% ../nbs/19c_commands.ipynb #95e023c9
 def _read_image(path: Path) -> Tensor:
@@ -240,9 +247,18 @@ def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, se
     return written
 
 # %% ../nbs/19c_commands.ipynb #cmd_train_fam
+def _set_pairs(pairs: list[str]) -> dict:
+    "`--set KEY=VALUE ...` (JSON values, else strings) -> dict; a malformed pair raises an InputError naming it."
+    out = {}
+    for kv in pairs:
+        if "=" not in kv: raise InputError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try: out[k] = json.loads(v)
+        except json.JSONDecodeError: out[k] = v
+    return out
+
 def _train_family(family: str | None, preset: str | None, config: str | None):
     "(record, preset or None) of a `train` call: the family named, or the one owning `--preset`, or the one whose task `--config`'s stage is."
-    from srflow_nb.train import TrainConfig
     owners = lambda pred: [f for f in families().values() if pred(f)]        # noqa: E731
     if family is None and preset is not None:
         found = owners(lambda f: preset in f.presets)
@@ -277,13 +293,11 @@ def train(data: str = None,        # folder of HR training images (required)
           device: str = "auto",    # cpu, cuda or auto
           progress: bool = True):  # tqdm progress bar (--no-progress: none)
     "`srflow train`: train any family's model from image folders with the shared trainer; resumable, torchrun-able."
-    from srflow_nb.families import resolve, task as task_of
-    from srflow_nb.train import TrainConfig, _overrides, run_task
     if not data: raise InputError("srflow train: --data (a folder of HR training images) is required")
     rec, preset = _train_family(family, preset, config)
     cfg = TrainConfig.from_json(config) if config else resolve(rec.presets[preset])()
     if cfg.stage not in rec.tasks: raise InputError(f"--config {config}: stage {cfg.stage!r} is not a {rec.name} task ({', '.join(rec.tasks)})")
-    over = _overrides(set.split() if isinstance(set, str) else list(set or []))
+    over = _set_pairs(set.split() if isinstance(set, str) else list(set or []))
     over.update({k: v for k, v in (("out_dir", out), ("iterations", iterations), ("init_from", init)) if v is not None})
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **over})
     model = model or rec.preset_models.get(preset)
@@ -295,8 +309,6 @@ def export(checkpoint: str,          # a trainer checkpoint (.pt) of any family
            out: str = None,          # the model file to write (.safetensors; required)
            overwrite: bool = False): # replace `out` if it exists
     "`srflow export`: the model of a trainer checkpoint as a `.safetensors` file every loader reads; prints what it wrote."
-    from srflow_nb.checkpoints import export_model
-    from srflow_nb.core import check_output
     if not out: raise InputError("srflow export: --out (the .safetensors file to write) is required")
     if not str(out).endswith(".safetensors"): raise InputError(f"--out {out}: the model file is written as .safetensors")
     refuse_existing([out], "--out", overwrite, inputs=[checkpoint]); check_output(out, "--out")
@@ -305,3 +317,130 @@ def export(checkpoint: str,          # a trainer checkpoint (.pt) of any family
     m = load_model_any(path)
     print(f"{path}: a {'/'.join(families_of(m)) or type(m).__name__} model, {sum(p.numel() for p in m.parameters()):,} parameters")
     return path
+
+# %% ../nbs/19c_commands.ipynb #cmd_restore
+def _parse_strategies(text: str) -> tuple[str, ...]:
+    out = tuple(s.strip() for s in str(text).split(",") if s.strip())
+    bad = [s for s in out if s not in STRATEGIES]
+    if bad or not out: raise InputError(f"--strategies must be a comma-separated list of {', '.join(STRATEGIES)}; got {text!r}")
+    return out
+
+def restore_files(
+    image: str,                         # degraded input image (RGB PNG, JPEG, ...)
+    output: str = None,                 # output image (default: <image>_restored.png beside the input)
+    checkpoint: str = "demo-4x",        # SRFlow checkpoint: bundled name, srflow_nb .safetensors file or official .pth
+    temperature: float = 0.8,           # target latent temperature, >= 0
+    temperature_is: str = "std",        # 'std' (the latent std: project and official code) or 'variance' (the paper's tau)
+    strategies: str = "spatial,local",  # comma-separated latent normalizations, applied in order
+    seed: int = 0,                      # random seed of the normalizations' draws
+    device: str = "auto",               # auto, cpu or cuda
+    overwrite: bool = False,            # replace an existing output image (never the input itself)
+) -> Path:
+    "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
+    strat = _parse_strategies(strategies)
+    if temperature_is not in ("std", "variance"): raise InputError(f"--temperature_is must be 'std' or 'variance', got {temperature_is!r}")
+    if not math.isfinite(temperature) or temperature < 0: raise InputError(f"--temperature must be a finite number >= 0, got {temperature}")
+    inp = Path(image)
+    out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
+    if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
+    refuse_existing([out], "--output", overwrite, inputs=[inp])
+    h, w = image_size(inp)                                               # the header only: nothing decoded yet
+    dev = get_device(device)
+    model = load_model_any(checkpoint)
+    model = require(model, f"--checkpoint {checkpoint}", capability="latents").to(dev)
+    s = model.config.scale
+    need, budget = 2 * estimate_memory(model, (-(-h // s), -(-w // s)))["total"], memory_budget(None, dev)   # encode + decode, untiled
+    if need > budget: raise InputError(f"{inp}: restoring a {h}x{w} image needs about {need / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB "
+                                       "memory budget (restoration is not tiled): crop it first")
+    img = _read_image(inp)
+    with torch.inference_mode():
+        res = restore(model, img.to(dev), temperature, strat, generator=make_generator(seed, dev), temperature_is=temperature_is)
+    if not torch.isfinite(res).all():
+        raise NonFiniteSampleError(f"the restoration of {inp} diverged at --temperature {temperature:g} (NaN/Inf values; nothing written): lower the temperature")
+    print(f"wrote {_write_image(out, res.cpu())}")
+    return out
+
+# %% ../nbs/19c_commands.ipynb #7a669dd4
+def _floats(text, option: str) -> list[float]:
+    try: vals = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError: raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if not vals: raise InputError(f"{option} is empty")
+    return vals
+
+def _names(text) -> list[str]: return [x.strip() for x in str(text or "").split(",") if x.strip()]
+
+def _check_knob(sr, temperatures, steps):
+    "One `InputError` line for `--temperatures`/`--steps` given to a model that does not vary with it."
+    k = knob(sr)
+    why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperatures"}[k]
+    if temperatures is not None and k != "temperature": raise InputError(f"--temperatures: {sr.name} has no temperature ({why})")
+    if steps is not None and k != "steps": raise InputError(f"--steps: {sr.name} has no sampling steps ({why})")
+    if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {sr.name}'s schedule has {T} steps; give 1..{T}")
+
+
+# %% ../nbs/19c_commands.ipynb #564d14f1
+def evaluate_folder(
+    images: str,                                  # folder of HR images; their LR inputs are MATLAB-bicubic downscales
+    out: str = "evaluation.csv",                  # CSV (one row per image, method, temperature, sample) + `<stem>.run.json`
+    model: str = "demo-4x",                       # super-resolver: NAME[:ckpt] (srflow, hcflow, sr3, esrgan, rrdb, bicubic) or a checkpoint
+    baselines: str = "bicubic",                   # comma-separated super-resolvers evaluated beside it ("" for none)
+    temperatures: str = None,                     # comma-separated temperatures of a temperature model (srflow, hcflow; default 0.8)
+    steps: int = None,                            # sampling steps of a steps model (sr3; default: its full schedule)
+    n_samples: int = 1,                           # samples per image and temperature
+    metrics: str = ",".join(DEFAULT_METRICS),     # comma-separated metric names
+    seed: int = 0,                                # seed of every (image, temperature) group
+    crop_border: int = 0,                         # pixels cropped at each border before the metrics
+    limit: int = 0,                               # evaluate the first `limit` images (0: all)
+    device: str = "auto",                         # auto, cpu or cuda
+    progress: bool = True,                        # show a progress bar
+    overwrite: bool = False,                      # start afresh, replacing `out` (default: resume an evaluation CSV, refuse any other file)
+) -> pd.DataFrame:
+    "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
+    out = check_output(out, "--out")
+    if out.suffix.lower() != ".csv": raise InputError(f"--out {out}: the evaluation is written as CSV; give a name ending in .csv")
+    ours = out.with_name(out.stem + ".run.json").exists()     # an evaluation CSV this command wrote: a rerun resumes it
+    if out.exists() and not ours: refuse_existing([out], "--out", overwrite)
+    folder = Path(images)
+    if not folder.is_dir(): raise InputError(f"images: {folder} is not a folder")
+    paths = image_files(folder)[:limit or None]
+    if not paths: raise InputError(f"images: no image files in {folder}")
+    temps, mets = _floats("0.8" if temperatures is None else temperatures, "--temperatures"), _names(metrics)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
+    sr = load_superresolver(model, device)
+    _check_knob(sr, temperatures, steps)
+    bases = {b.split(":")[0]: load_superresolver(b, device, **({"scale": sr.scale} if b == "bicubic" else {})) for b in _names(baselines)}
+    ds = ({"name": p.stem, "hr": to_tensor(load_image(p))[0]} for p in paths)   # lazy: one image in memory
+    df = evaluate(sr, _Sized(ds, len(paths)), sr.scale, temps, n_samples, mets, out, seed, bases, sr.name, crop_border,
+                  device=device, progress=progress, steps=steps, resume=not overwrite)
+    print(summarize(df).round(4).to_string())
+    print(f"wrote {out} ({len(df)} rows)")
+    return df
+
+class _Sized:
+    "An iterable with a length (for the progress bar) that is read once."
+    def __init__(self, it, n): self.it, self.n = it, n
+    def __iter__(self): return iter(self.it)
+    def __len__(self): return self.n
+
+# %% ../nbs/19c_commands.ipynb #f1bee95d
+def demo(
+    out: str = "demo_out",        # output folder (-o)
+    quick: bool = False,          # 2 cropped images, 3 temperatures, 2 samples: a smoke run
+    checkpoint: str = None,       # SRFlow checkpoint: name, file or official .pth (default: $SRFLOW_CHECKPOINT or demo-4x)
+    rrdb: str = None,             # RRDB baseline checkpoint (default: $SRFLOW_RRDB_CHECKPOINT or demo-4x-rrdb, else the SRFlow encoder head)
+    images: str = None,           # folder of HR images instead of the bundled test set
+    temperatures: str = None,     # comma-separated temperatures (default 0,0.5,0.9,1; quick: 0,0.5,0.9)
+    n_samples: int = None,        # samples per image and temperature (default 2)
+    seed: int = 0,                # seed of every (image, temperature) group
+    device: str = "auto",         # auto, cpu or cuda
+    threads: int = None,          # torch CPU threads
+    progress: bool = True,        # show progress bars
+    compare: str = None,          # more methods beside bicubic and RRDB: NAME[:checkpoint],... e.g. hcflow,sr3:<file> (default: the bundled ESRGAN; "" none)
+    steps: int = None,            # sampling steps of a compared sr3 (default: its full schedule)
+):
+    "Super-resolve the bundled test images with the bundled checkpoint; write samples, the Table 2-analog CSV and figures."
+    if threads: torch.set_num_threads(threads)
+    temps = _floats(temperatures, "--temperatures") if temperatures is not None else None
+    if images is not None and not Path(images).is_dir(): raise InputError(f"--images {images} is not a folder")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
+    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress, compare=compare, steps=steps)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/19a_demo.ipynb #7b62d6f1
 from __future__ import annotations
-import json, math, os, warnings
+import json, os, warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -12,28 +12,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import InputError, atomic_write, check_output_folder, get_device, image_seed, run_info
-from .families import view
-from .core import output_root, repo_root
+from . import plots
+from .core import InputError, atomic_write, check_output_folder, get_device, image_seed, output_root, run_info
+from .families import LABELS
 from .datasets import demo_images, heldout2_images
-from .images import IMAGE_SUFFIXES, load_image, save_image, to_tensor
+from .srdata import div2k_paths
+from .images import IMAGE_SUFFIXES, image_files, load_image, save_image, to_tensor
+from .resize import downscale
 from .evaluate import evaluate
 from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, temperature_findings, verdict
 from .checkpoints import load_model_any
-from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, knob, max_steps
-from . import plots, sampling
+from .model import SRFlow
+from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, available, knob, load_superresolver, max_steps
 
 # %% auto #0
 __all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'AtSetting',
            'more_baselines', 'compared_label', 'compare_findings', 'folder_dataset', 'demo_dataset', 'results_dir',
-           'write_run', 'repro_setup', 'run_demo', 'demo']
+           'write_run', 'repro_setup', 'run_demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
 
 def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, device="cpu"):
     "(SRFlow model, RRDB baseline module or None if it fell back, description dict); defaults `demo-4x` / `demo-4x-rrdb` or the env overrides."
-    from srflow_nb.model import SRFlow
     ck = checkpoint or os.environ.get(CHECKPOINT_ENV) or "demo-4x"
     model = load_model_any(ck, device)
     if not isinstance(model, SRFlow): raise InputError(f"{ck!r} is not an SRFlow checkpoint (got {type(model).__name__})")
@@ -64,8 +65,6 @@ def baselines(model, rrdb=None) -> dict:
 
 
 # %% ../nbs/19a_demo.ipynb #bd35c083
-_FAMILY_LABELS = view(lambda fs: {n: f.label for n, f in fs.items()}, "family -> label (the records')")
-
 class AtSetting:
     "A stochastic super-resolver at one fixed setting (a temperature or a step count, by its knob): a baseline beside SRFlow."
     stochastic = True
@@ -75,7 +74,7 @@ class AtSetting:
         self.steps = steps if self.knob == "steps" else None
     @property
     def label(self) -> str:
-        name = _FAMILY_LABELS.get(self.name, self.name)
+        name = LABELS.get(self.name, self.name)
         if self.knob == "temperature": return f"{name} τ={self.temperature if self.temperature is not None else self.sr.default_temperature:g}"
         return f"{name} {self.steps} steps" if self.steps is not None else f"{name} full schedule"
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
@@ -86,7 +85,6 @@ class AtSetting:
 # %% ../nbs/19a_demo.ipynb #80ca4f8a
 def more_baselines(compare: str | None, scale: int, device="cpu", temperature: float | None = None, steps: int | None = None) -> dict:
     "{name: super-resolver} beside bicubic and RRDB: `compare` = comma-separated `NAME[:checkpoint]` ('' none); None: ESRGAN when bundled at `scale`."
-    from srflow_nb.superresolvers import available, load_superresolver
     if compare is None:
         spec = available().get("esrgan")
         sr = None if spec is None else load_superresolver(spec, device)
@@ -105,7 +103,7 @@ def more_baselines(compare: str | None, scale: int, device="cpu", temperature: f
 
 def compared_label(name: str, sr) -> str:
     "The Table 2 row / figure label of a compared method: its `label` (stochastic ones: with their setting), else the family's name."
-    return getattr(sr, "label", None) or _FAMILY_LABELS.get(name, name)
+    return getattr(sr, "label", None) or LABELS.get(name, name)
 
 
 # %% ../nbs/19a_demo.ipynb #bb8a1851
@@ -165,7 +163,6 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
         dev = get_device(os.environ.get("SRFLOW_DEVICE", "auto"))
         if os.environ.get("SRFLOW_IMAGES"): paths = sorted(Path(os.environ["SRFLOW_IMAGES"]).iterdir())
         elif os.environ.get("SRFLOW_DIV2K"):
-            from srflow_nb.srdata import div2k_paths
             paths = div2k_paths(os.environ["SRFLOW_DIV2K"], "valid")
         else: raise KeyError("full mode needs $SRFLOW_DIV2K (the DIV2K root) or $SRFLOW_IMAGES (a folder of HR images)")
         if "SRFLOW_OFFICIAL" not in os.environ and CHECKPOINT_ENV not in os.environ:
@@ -191,8 +188,6 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
              crop: int | None = None, limit: int | None = None, compare: str | None = None, steps: int | None = None) -> dict:
     "The demo job (see above); returns {'table2', 'evaluation', 'findings', 'out'}."
     import matplotlib; matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in __import__("sys").modules else None
-    from srflow_nb.images import image_files
-    from srflow_nb.resize import downscale
     out = check_output_folder(out); (out / "samples").mkdir(exist_ok=True)
     dev = get_device(device)
     temps = list(temperatures) if temperatures is not None else ([0.0, 0.5, 0.9] if quick else [0.0, 0.5, 0.9, 1.0])
@@ -244,32 +239,8 @@ def _demo_figures(df, ds, model, base, temps, seed, dev, figs: Path, labels: Map
         lr0 = it["lr"][None].to(dev)
         smp = SRFlowSR(model).sample(lr0, n=3, temperature=t, seed=image_seed(seed, it["name"], t))[:, 0].cpu()   # the seed rule: evaluate's samples
         ims = {k: b.sample(lr0)[0, 0].cpu() for k, b in base.items()}
-    names = [(labels or {}).get(k, _FAMILY_LABELS.get(k, k)) for k in ims]       # bicubic, RRDB, ESRGAN and the other compared methods
+    names = [(labels or {}).get(k, LABELS.get(k, k)) for k in ims]       # bicubic, RRDB, ESRGAN and the other compared methods
     fig = plots.detail_comparison([it["lr"], *ims.values(), *smp, it["hr"]], ["LR", *names, *[f"SRFlow τ={t:g} #{i + 1}" for i in range(len(smp))], "HR"],
                                   std_samples=smp, title=it["name"], min_panel_px=192)
     plots.save_fig(fig, figs / "comparison.png")
 
-
-# %% ../nbs/19a_demo.ipynb #f1bee95d
-def demo(
-    out: str = "demo_out",        # output folder (-o)
-    quick: bool = False,          # 2 cropped images, 3 temperatures, 2 samples: a smoke run
-    checkpoint: str = None,       # SRFlow checkpoint: name, file or official .pth (default: $SRFLOW_CHECKPOINT or demo-4x)
-    rrdb: str = None,             # RRDB baseline checkpoint (default: $SRFLOW_RRDB_CHECKPOINT or demo-4x-rrdb, else the SRFlow encoder head)
-    images: str = None,           # folder of HR images instead of the bundled test set
-    temperatures: str = None,     # comma-separated temperatures (default 0,0.5,0.9,1; quick: 0,0.5,0.9)
-    n_samples: int = None,        # samples per image and temperature (default 2)
-    seed: int = 0,                # seed of every (image, temperature) group
-    device: str = "auto",         # auto, cpu or cuda
-    threads: int = None,          # torch CPU threads
-    progress: bool = True,        # show progress bars
-    compare: str = None,          # more methods beside bicubic and RRDB: NAME[:checkpoint],... e.g. hcflow,sr3:<file> (default: the bundled ESRGAN; "" none)
-    steps: int = None,            # sampling steps of a compared sr3 (default: its full schedule)
-):
-    "Super-resolve the bundled test images with the bundled checkpoint; write samples, the Table 2-analog CSV and figures."
-    from srflow_nb.evaluate import _floats
-    if threads: torch.set_num_threads(threads)
-    temps = _floats(temperatures, "--temperatures") if temperatures is not None else None
-    if images is not None and not Path(images).is_dir(): raise InputError(f"--images {images} is not a folder")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
-    run_demo(out, quick, checkpoint, rrdb, images, temps, n_samples, seed, device, progress, compare=compare, steps=steps)

@@ -13,15 +13,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_write, check_output, get_device, image_seed, refuse_existing, run_info
-from .images import image_files, load_image, to_tensor
+from .core import InputError, atomic_write, get_device, image_seed, run_info
 from . import metrics as M
 from .resize import downscale
-from .superresolvers import BicubicSR, as_superresolver, knob, load_superresolver, max_steps
+from .superresolvers import BicubicSR, as_superresolver, knob
 
 # %% auto #0
-__all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize',
-           'evaluate_folder']
+__all__ = ['METRICS', 'DEFAULT_METRICS', 'DECIMALS', 'group_seed', 'bicubic_upsampler', 'evaluate', 'summarize']
 
 # %% ../nbs/12_evaluate.ipynb #f40c2bb8
 METRICS = tuple(M.METRIC_RECORDS)      # every metric the runner computes: the records of `metrics`
@@ -169,65 +167,3 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
     "Mean of each metric per (method, temperature): the layout of the paper's tables."
     metrics = [m for m in (metrics or METRICS) if m in df.columns]
     return df.groupby(["method", "temperature"], dropna=False)[metrics].mean()
-
-# %% ../nbs/12_evaluate.ipynb #7a669dd4
-def _floats(text, option: str) -> list[float]:
-    try: vals = [float(x) for x in str(text).split(",") if x.strip()]
-    except ValueError: raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
-    if not vals: raise InputError(f"{option} is empty")
-    return vals
-
-def _names(text) -> list[str]: return [x.strip() for x in str(text or "").split(",") if x.strip()]
-
-def _check_knob(sr, temperatures, steps):
-    "One `InputError` line for `--temperatures`/`--steps` given to a model that does not vary with it."
-    k = knob(sr)
-    why = {None: "it is deterministic", "steps": "its knob is --steps", "temperature": "its knob is --temperatures"}[k]
-    if temperatures is not None and k != "temperature": raise InputError(f"--temperatures: {sr.name} has no temperature ({why})")
-    if steps is not None and k != "steps": raise InputError(f"--steps: {sr.name} has no sampling steps ({why})")
-    if steps is not None and (T := max_steps(sr)) is not None and steps > T: raise InputError(f"--steps {steps}: {sr.name}'s schedule has {T} steps; give 1..{T}")
-
-
-# %% ../nbs/12_evaluate.ipynb #564d14f1
-def evaluate_folder(
-    images: str,                                  # folder of HR images; their LR inputs are MATLAB-bicubic downscales
-    out: str = "evaluation.csv",                  # CSV (one row per image, method, temperature, sample) + `<stem>.run.json`
-    model: str = "demo-4x",                       # super-resolver: NAME[:ckpt] (srflow, hcflow, sr3, esrgan, rrdb, bicubic) or a checkpoint
-    baselines: str = "bicubic",                   # comma-separated super-resolvers evaluated beside it ("" for none)
-    temperatures: str = None,                     # comma-separated temperatures of a temperature model (srflow, hcflow; default 0.8)
-    steps: int = None,                            # sampling steps of a steps model (sr3; default: its full schedule)
-    n_samples: int = 1,                           # samples per image and temperature
-    metrics: str = ",".join(DEFAULT_METRICS),     # comma-separated metric names
-    seed: int = 0,                                # seed of every (image, temperature) group
-    crop_border: int = 0,                         # pixels cropped at each border before the metrics
-    limit: int = 0,                               # evaluate the first `limit` images (0: all)
-    device: str = "auto",                         # auto, cpu or cuda
-    progress: bool = True,                        # show a progress bar
-    overwrite: bool = False,                      # start afresh, replacing `out` (default: resume an evaluation CSV, refuse any other file)
-) -> pd.DataFrame:
-    "Evaluate a super-resolver on a folder of HR images -> CSV; a rerun with the same options resumes."
-    out = check_output(out, "--out")
-    if out.suffix.lower() != ".csv": raise InputError(f"--out {out}: the evaluation is written as CSV; give a name ending in .csv")
-    ours = out.with_name(out.stem + ".run.json").exists()     # an evaluation CSV this command wrote: a rerun resumes it
-    if out.exists() and not ours: refuse_existing([out], "--out", overwrite)
-    folder = Path(images)
-    if not folder.is_dir(): raise InputError(f"images: {folder} is not a folder")
-    paths = image_files(folder)[:limit or None]
-    if not paths: raise InputError(f"images: no image files in {folder}")
-    temps, mets = _floats("0.8" if temperatures is None else temperatures, "--temperatures"), _names(metrics)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1): raise InputError(f"--steps must be a positive int, got {steps!r}")
-    sr = load_superresolver(model, device)
-    _check_knob(sr, temperatures, steps)
-    bases = {b.split(":")[0]: load_superresolver(b, device, **({"scale": sr.scale} if b == "bicubic" else {})) for b in _names(baselines)}
-    ds = ({"name": p.stem, "hr": to_tensor(load_image(p))[0]} for p in paths)   # lazy: one image in memory
-    df = evaluate(sr, _Sized(ds, len(paths)), sr.scale, temps, n_samples, mets, out, seed, bases, sr.name, crop_border,
-                  device=device, progress=progress, steps=steps, resume=not overwrite)
-    print(summarize(df).round(4).to_string())
-    print(f"wrote {out} ({len(df)} rows)")
-    return df
-
-class _Sized:
-    "An iterable with a length (for the progress bar) that is read once."
-    def __init__(self, it, n): self.it, self.n = it, n
-    def __iter__(self): return iter(self.it)
-    def __len__(self): return self.n

@@ -23,8 +23,9 @@ from .evaluate import bicubic_upsampler
 from .resize import downscale
 from .latent import box_mask
 from .core import image_seed
-from .families import families, family, view
+from .families import LABELS, families, family
 from .superresolvers import SRFlowSR, available, knob, load_superresolver
+from .demo import load_demo_models
 
 # %% auto #0
 __all__ = ['Explorer']
@@ -93,7 +94,6 @@ class Explorer:
     @classmethod
     def from_pretrained(cls, checkpoint: str | None = None, rrdb: str | None = None, **kw) -> "Explorer":
         "An explorer of the bundled checkpoint (or `$SRFLOW_CHECKPOINT`), see `srflow_nb.demo.load_demo_models`."
-        from srflow_nb.demo import load_demo_models
         model, base, _ = load_demo_models(checkpoint, rrdb, kw.get("device", "cpu"))
         return cls(model, base, **kw)
 
@@ -186,8 +186,6 @@ def _on_box(self: Explorer, change=None):
     if not self._busy and self.samples is not None: self.render()
 
 # %% ../nbs/18_explorer.ipynb #3123cc5f
-_LABELS = view(lambda fs: {n: f.label for n, f in fs.items()}, "family -> label (the records')")
-
 def _can(name: str, capability: str) -> bool:
     "Whether the model named `name` (a family name) has `capability`; other names (user models) have none."
     return name in families() and family(name).can(capability)
@@ -216,7 +214,7 @@ def choose_model(self: Explorer, name: str):
         for w in (self.seed, self.n, self.sample_button): w.disabled = k is None
         for w in (*self.box.values(), self.resample_button): w.disabled = not _can(name, "latents")
     finally: self._busy = False
-    label = _LABELS.get(name, name)
+    label = LABELS.get(name, name)
     able = ", ".join(f.label for f in families().values() if f.can("latents"))
     self.note.value = html.escape("" if _can(name, "latents") else
                                   f"{label} is deterministic: one image, no temperature, seed or samples; " * (k is None) +
@@ -290,7 +288,7 @@ def compute_metrics(self: Explorer) -> dict[str, dict[str, float]]:
 @patch
 def label(self: Explorer) -> str:
     "The chosen model's row/title label: 'SRFlow', 'ESRGAN', ... with its temperature or steps when it has them."
-    k, name = knob(self.loaded[self.chosen]), _LABELS.get(self.chosen, self.chosen)
+    k, name = knob(self.loaded[self.chosen]), LABELS.get(self.chosen, self.chosen)
     return name if _can(self.chosen, "latents") or k is None else f"{name} τ={self.temperature.value:g}" if k == "temperature" else f"{name} {self.steps.value} steps"
 
 
@@ -340,6 +338,6 @@ def render(self: Explorer):
     k = knob(self.loaded[self.chosen])
     did = ({None: "one image", "temperature": f"{self.samples.shape[0]} samples at temperature {self.temperature.value:g}",
             "steps": f"{self.samples.shape[0]} samples, {self.steps.value} steps"}[k] + (f", seed {self.seed.value}" if k else ""))
-    self.status.value = html.escape(f"{getattr(self, 'source', '')} ({what}): {_LABELS.get(self.chosen, self.chosen)} {did}"
+    self.status.value = html.escape(f"{getattr(self, 'source', '')} ({what}): {LABELS.get(self.chosen, self.chosen)} {did}"
                                     + (f", region redrawn {self.resampled}x" if self.resampled else ""))
     return self.metrics

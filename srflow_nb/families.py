@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 from .core import InputError
 
 # %% auto #0
-__all__ = ['CAPABILITIES', 'KNOB_VALUES', 'REGISTERED', 'resolve', 'Family', 'families', 'task', 'family', 'RecordView', 'view',
-           'families_of', 'require']
+__all__ = ['CAPABILITIES', 'KNOB_VALUES', 'REGISTERED', 'LABELS', 'resolve', 'Family', 'families', 'task', 'family', 'RecordView',
+           'view', 'families_of', 'require']
 
 # %% ../nbs/00a_families.ipynb #fam06
 CAPABILITIES = ("stochastic", "latents", "rescaling", "tiles")
@@ -110,6 +110,8 @@ class RecordView(Mapping):
 def view(fn: Callable[[dict[str, Family]], dict], doc: str = "") -> RecordView:
     "`RecordView` of `fn(families())`."
     return RecordView(lambda: fn(families()), doc)
+
+LABELS = view(lambda fs: {n: f.label for n, f in fs.items()}, "family name -> label, for tables, figures and widgets")
 
 # %% ../nbs/00a_families.ipynb #fam13
 def families_of(model) -> tuple[str, ...]:

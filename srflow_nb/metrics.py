@@ -17,6 +17,7 @@ from skimage.metrics import structural_similarity
 from .assets import fetch_asset
 from .core import get_device
 from .resize import downscale, imresize
+from .assets import TID2013_NAMES
 
 # %% auto #0
 __all__ = ['TID2013_METRICS', 'METRIC_RECORDS', 'to_images', 'rgb_to_y', 'rgb_to_gray', 'psnr', 'ssim', 'lpips_model', 'lpips',
@@ -357,7 +358,6 @@ def tid2013_agreement(root=None, digits: int = 6):
     the distorted image."""
     import pandas as pd
     from PIL import Image
-    from srflow_nb.assets import TID2013_NAMES
     root = fetch_asset("tid2013") if root is None else root
     rows = []
     for n in TID2013_NAMES:

@@ -17,6 +17,7 @@ from .encoder import RRDBEncoder
 from .flow import ConditionalFlow
 from .layers import ActNorm, gaussian_logp
 
+
 # %% auto #0
 __all__ = ['SRFLOW_FAMILY', 'SRFlowConfig', 'SRFlow', 'RRDBL1Task', 'SRFlowNLLTask']
 
@@ -263,6 +264,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from .core import sample_generators
+from .metrics import lpips as lpips_fn, psnr
 from .trainconfig import TrainConfig, TrainTask, _metric, encoder_frozen, validate_pairs
 
 # %% ../nbs/05_model.ipynb #2ee05ee4
@@ -271,7 +273,6 @@ _MODEL_PRESETS = ("tiny_4x", "small_4x", "div2k_4x", "div2k_8x", "celeba_8x")
 class _SRFlowTask(TrainTask):
     "Shared by the two SRFlow stages: one module `model`, one Adam `model`, validation against bicubic."
     def __init__(self, model: nn.Module, cfg: TrainConfig, val_metrics: dict[str, Callable] | None = None):
-        from srflow_nb.metrics import psnr
         self.model, self.cfg, self.val_metrics = model, cfg, val_metrics or {"psnr": psnr}
         self.modules = {"model": model}
         self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=tuple(cfg.betas),
@@ -283,7 +284,6 @@ class _SRFlowTask(TrainTask):
         else: raise InputError(f"--model {model!r}: not an SRFlow preset {_MODEL_PRESETS} nor a .json file")
         if mc.scale != cfg.scale: raise InputError(f"--model {model}: scale {mc.scale} != the config's scale {cfg.scale}")
         torch.manual_seed(cfg.seed)   # parameter init uses the global RNG: seed it so a run is a function of its config
-        from srflow_nb.metrics import psnr, lpips as lpips_fn
         return cls(SRFlow(mc), cfg, {"psnr": psnr, **({"lpips": lpips_fn} if lpips else {})})
 
     def model_config(self): return json.loads(json.dumps(self.model.config.to_dict()))

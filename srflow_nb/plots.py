@@ -17,8 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .core import atomic_write
 from .metrics import METRIC_RECORDS
+from .core import atomic_write
 
 # %% auto #0
 __all__ = ['FIGURE_DPI', 'HIGHER_IS_BETTER', 'LABELS', 'CAPTION_KEY', 'save_fig', 'figure_png', 'register_display', 'palette_png',

@@ -9,19 +9,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .core import InputError, NonFiniteSampleError, check_output, get_device, make_generator, memory_budget, refuse_existing
+from .core import InputError
 from .srdata import add_gaussian_noise, gaussian_blur, jpeg_compress
-from .images import image_size, load_image, quantize8, save_image, to_tensor
+from .images import load_image, quantize8, to_tensor
 from .metrics import lpips, psnr, ssim
-from .sampling import estimate_memory, pad_to_multiple
+from .sampling import pad_to_multiple
 from .resize import downscale
 from .latent import latent_variance, normalize_latents, plot_images, STRATEGIES, _check_model, _scale
 
 # %% auto #0
 __all__ = ['DEGRADATIONS', 'TABLE5_PAPER', 'TABLE5_COLUMNS', 'degrade', 'hr_multiple', 'restore', 'default_metrics', 'table5',
-           'restore_files', 'plot_restoration']
+           'plot_restoration']
 
 # %% ../nbs/16_restore.ipynb #b06cf39e
 def _check_images(img: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -116,51 +115,6 @@ def table5(model, images: Sequence[torch.Tensor | str | Path], sigma: float = 20
 def _load_image(path) -> torch.Tensor:
     return to_tensor(load_image(path))
 
-def _save_image(img: torch.Tensor, path) -> Path:
-    return save_image(path, img[:1] if img.ndim == 4 else img)
-
-def _parse_strategies(text: str) -> tuple[str, ...]:
-    out = tuple(s.strip() for s in str(text).split(",") if s.strip())
-    bad = [s for s in out if s not in STRATEGIES]
-    if bad or not out: raise InputError(f"--strategies must be a comma-separated list of {', '.join(STRATEGIES)}; got {text!r}")
-    return out
-
-def restore_files(
-    image: str,                         # degraded input image (RGB PNG, JPEG, ...)
-    output: str = None,                 # output image (default: <image>_restored.png beside the input)
-    checkpoint: str = "demo-4x",        # SRFlow checkpoint: bundled name, srflow_nb .safetensors file or official .pth
-    temperature: float = 0.8,           # target latent temperature, >= 0
-    temperature_is: str = "std",        # 'std' (the latent std: project and official code) or 'variance' (the paper's tau)
-    strategies: str = "spatial,local",  # comma-separated latent normalizations, applied in order
-    seed: int = 0,                      # random seed of the normalizations' draws
-    device: str = "auto",               # auto, cpu or cuda
-    overwrite: bool = False,            # replace an existing output image (never the input itself)
-) -> Path:
-    "Restore a noisy or JPEG-degraded image with SRFlow latent normalization (paper Sec. 4.5); writes the output image."
-    from srflow_nb.checkpoints import load_model_any
-    strat = _parse_strategies(strategies)
-    if temperature_is not in ("std", "variance"): raise InputError(f"--temperature_is must be 'std' or 'variance', got {temperature_is!r}")
-    if not math.isfinite(temperature) or temperature < 0: raise InputError(f"--temperature must be a finite number >= 0, got {temperature}")
-    inp = Path(image)
-    out = check_output(output or inp.with_name(inp.stem + "_restored.png"), "--output")
-    if out.suffix.lower() != ".png": raise InputError(f"--output {out}: only .png is written (lossless 8 bit)")
-    refuse_existing([out], "--output", overwrite, inputs=[inp])
-    h, w = image_size(inp)                                               # the header only: nothing decoded yet
-    dev = get_device(device)
-    model = load_model_any(checkpoint)
-    from srflow_nb.families import require
-    model = require(model, f"--checkpoint {checkpoint}", capability="latents").to(dev)
-    s = model.config.scale
-    need, budget = 2 * estimate_memory(model, (-(-h // s), -(-w // s)))["total"], memory_budget(None, dev)   # encode + decode, untiled
-    if need > budget: raise InputError(f"{inp}: restoring a {h}x{w} image needs about {need / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB "
-                                       "memory budget (restoration is not tiled): crop it first")
-    img = _load_image(inp)
-    with torch.inference_mode():
-        res = restore(model, img.to(dev), temperature, strat, generator=make_generator(seed, dev), temperature_is=temperature_is)
-    if not torch.isfinite(res).all():
-        raise NonFiniteSampleError(f"the restoration of {inp} diverged at --temperature {temperature:g} (NaN/Inf values; nothing written): lower the temperature")
-    print(f"wrote {_save_image(res.cpu(), out)}")
-    return out
 
 # %% ../nbs/16_restore.ipynb #3c460399
 def plot_restoration(clean: torch.Tensor, noisy: torch.Tensor, sr: torch.Tensor, restored: torch.Tensor, size: float = 2.5):

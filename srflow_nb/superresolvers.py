@@ -4,7 +4,6 @@
 
 # %% ../nbs/09_superresolvers.ipynb #38474cb0
 from __future__ import annotations
-import importlib
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -141,9 +140,6 @@ REGISTRY = view(lambda fs: {n: f.from_spec for n, f in fs.items()}, "family -> `
 WRAPPERS = view(lambda fs: {c: f.wrapper for f in reversed(fs.values()) for c in f.classes if f.wrapper},   # shared class: the first family wins
                 "loaded module class -> its super-resolver wrapper (from the records)")
 
-def _resolve(target: str):
-    return resolve(target)
-
 def _load(checkpoint: str, device):
     return checkpoints.load_model_any(checkpoint, device)
 
@@ -179,8 +175,7 @@ def hcflow_from(checkpoint: str | None = None, device="auto", **kw) -> HCFlowSR:
 def wrap_model(model, **kw) -> SuperResolver:
     "The super-resolver of a loaded module, by its class through `WRAPPERS` (one entry per model family)."
     for cls_path, target in WRAPPERS.items():
-        mod, cls = cls_path.split(":")
-        if isinstance(model, getattr(importlib.import_module(mod), cls)): return _resolve(target)(model, **kw)
+        if isinstance(model, resolve(cls_path)): return resolve(target)(model, **kw)
     raise InputError(f"no super-resolver for a {type(model).__name__}; known: {sorted(WRAPPERS)}")
 
 def load_superresolver(name_or_checkpoint, device="auto", **kw) -> SuperResolver:
@@ -189,7 +184,7 @@ def load_superresolver(name_or_checkpoint, device="auto", **kw) -> SuperResolver
     if isinstance(spec, SuperResolver): return spec
     if not isinstance(spec, (str, Path)): raise InputError(f"expected a super-resolver name or checkpoint, got {type(spec).__name__}")
     family, _, rest = str(spec).partition(":")
-    if family in REGISTRY: return _resolve(REGISTRY[family])(rest or None, device, **kw)
+    if family in REGISTRY: return resolve(REGISTRY[family])(rest or None, device, **kw)
     return wrap_model(_load(str(spec), device), **kw)
 
 # %% ../nbs/09_superresolvers.ipynb #e32c5238

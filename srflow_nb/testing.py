@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .model import SRFlow, SRFlowConfig
 
 # %% auto #0
 __all__ = ['check_inverse', 'check_logdet', 'perturb_zero_params', 'tiny_inputs', 'tiny_model', 'fixture_dir', 'official_fixture',
@@ -97,7 +98,6 @@ def tiny_inputs(batch: int = 2, hr_hw: tuple[int, int] = (16, 16), scale: int = 
 
 def tiny_model(seed: int = 0, perturb_std: float = 0.01, config=None, hr_hw: tuple[int, int] = (16, 16)):
     "`SRFlow(config or SRFlowConfig.tiny_4x())`, ActNorms initialised from `tiny_inputs`, zero params perturbed."
-    from srflow_nb.model import SRFlow, SRFlowConfig
     with torch.random.fork_rng():  # module constructors draw initial weights from the global generator
         torch.manual_seed(seed)
         model = SRFlow(config or SRFlowConfig.tiny_4x())

@@ -17,7 +17,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
-from fastcore.script import Param, call_parse
 
 from . import resize
 from .core import InputError, atomic_write, get_device, mix_seed, run_info
@@ -26,10 +25,11 @@ from .families import view
 from .images import IMAGE_SUFFIXES, image_files, quantize8
 from .checkpoints import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                    first_nonfinite, model_from_checkpoint, torch_load)
+from .images import save_image
 
 # %% auto #0
 __all__ = ['init_distributed', 'broadcast_modules', 'mean_over_ranks', 'Updater', 'RunLog', 'BestKeeper', 'Clock', 'Trainer',
-           'export_weights', 'train_config', 'run_task', 'train_run']
+           'export_weights', 'run_task']
 
 # %% ../nbs/13_train.ipynb #train_reexports
 # what the loop runs, defined below it (re-exported: `from srflow_nb.train import TrainConfig, ...` keeps working)
@@ -151,7 +151,6 @@ def _save_grid(path, rows: list[list[torch.Tensor]]):
     lines = [torch.cat([F.pad(t.float().clamp(0, 1), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
     w = max(l.shape[-1] for l in lines)
     grid = torch.cat([F.pad(l, (0, w - l.shape[-1])) for l in lines], -2)
-    from srflow_nb.images import save_image
     save_image(path, grid.cpu())
 
 # %% ../nbs/13_train.ipynb #790af250
@@ -387,32 +386,12 @@ def export_weights(ckpt, path, half: bool = False, extra: dict | None = None) ->
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
     return atomic_write(path, lambda p: save_file(out, str(p), metadata=meta))
 
-# %% ../nbs/13_train.ipynb #5ed6181f
-def _overrides(pairs: list[str]) -> dict:
-    "`KEY=VALUE` strings (JSON values, else strings) -> dict; a malformed pair raises an InputError naming it."
-    out = {}
-    for kv in pairs:
-        if "=" not in kv: raise InputError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        try: out[k] = json.loads(v)
-        except json.JSONDecodeError: out[k] = v
-    return out
-
-def train_config(config: str | None = None, preset: str | None = None, stage: str | None = None, out: str | None = None,
-                 iterations: int | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    "The run's TrainConfig: a JSON file or a preset (or the defaults), then `stage`/`out`/`iterations`, then `KEY=VALUE` overrides."
-    if preset and preset not in PRESETS: raise InputError(f"--preset must be one of {PRESETS}, got {preset!r}")
-    cfg = TrainConfig.from_json(config) if config else getattr(TrainConfig, preset)() if preset else TrainConfig()
-    over = _overrides(list(overrides))
-    for k, v in (("stage", stage), ("out_dir", out), ("iterations", iterations)):
-        if v is not None: over[k] = v
-    return TrainConfig.from_dict({**cfg.to_dict(), **over})
-
-
 # %% ../nbs/13_train.ipynb #51e53fb0
 def run_task(task: TrainTask, data: str, val: str | None = None, val_crop: int = 256, until: int | None = None,
-             device="auto", progress: bool = True) -> Trainer:
-    "Train `task` (on its `cfg`) on the HR images of folder `data`, validated on folder `val`; resumable, SIGTERM/SIGINT save and stop."
+             device="auto", progress: bool = True, after_chunk: Callable[[Trainer], None] | None = None,
+             chunk: int | None = None) -> Trainer:
+    """Train `task` (on its `cfg`) on the HR images of folder `data`, validated on folder `val`; resumable, SIGTERM/SIGINT save and stop.
+    `after_chunk(trainer)` runs every `chunk` steps (default: `cfg.val_every`), after that step's validation: budget snapshots, logs."""
     cfg, tag = task.cfg, f"[{task.cfg.stage}]"
     hrs, names = load_folder(data)
     patches = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
@@ -426,7 +405,13 @@ def run_task(task: TrainTask, data: str, val: str | None = None, val_crop: int =
         if tr.main: print(f"{tag} signal {signum}: saving a checkpoint after this step and stopping", flush=True)
         tr.stop_requested = True
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try: tr.fit(until)
+    try:
+        end = min(until or cfg.iterations, cfg.iterations)
+        if after_chunk is None: tr.fit(end)
+        every = chunk or cfg.val_every or 1000
+        while after_chunk is not None and tr.step < end and not tr.stop_requested:
+            tr.fit(min((tr.step // every + 1) * every, end))
+            after_chunk(tr)
     finally:
         for sig, handler in previous.items(): signal.signal(sig, handler)
     if tr.main:
@@ -434,29 +419,3 @@ def run_task(task: TrainTask, data: str, val: str | None = None, val_crop: int =
         print(f"{tag} {cfg.out_dir}: step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.3f} CPU-h", flush=True)
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return tr
-
-# %% ../nbs/13_train.ipynb #c3c2f731
-def train_run(data: str = None,           # folder of HR training images (required)
-              val: str = None,            # folder of HR validation images
-              config: str = None,         # TrainConfig JSON file
-              preset: str = None,         # start from a TrainConfig preset (paper_rrdb, paper_df2k_4x, demo_rrdb, demo_flow, ...)
-              stage: str = None,          # the task: rrdb (L1 encoder pre-training), flow (SRFlow NLL), or another TASKS name
-              model: str = "small_4x",    # model preset (SRFlowConfig: small_4x, div2k_4x, ...) or a JSON file
-              out: str = None,            # run folder (checkpoints, logs, samples); a run resumes from it
-              iterations: int = None,     # total training steps
-              set: Param("override TrainConfig fields: KEY=VALUE ... (JSON values)", str, nargs="*") = None,
-              crop: int = 256,            # centre-crop validation images to this side
-              device: str = "auto",       # cpu, cuda, or auto
-              progress: bool = True,      # tqdm progress bar (--no-progress: none)
-              lpips: bool = False,        # validate with LPIPS too
-             ) -> int:
-    "`srflow train`: train a model from image folders, resumable; under `torchrun --nproc_per_node N`, with DDP."
-    if not data: raise InputError("srflow train: --data (a folder of HR training images) is required")
-    cfg = train_config(config, preset, stage, out, iterations, set.split() if isinstance(set, str) else set or [])
-    run_task(task_class(cfg.stage).create(cfg, model, lpips=lpips), data, val, val_crop=crop, device=device, progress=progress)
-    return 0
-
-# %% ../nbs/13_train.ipynb #f2644f00
-if __name__ == "__main__" and Path(globals().get("__file__", "")).name == "train.py":   # python -m / torchrun -m srflow_nb.train
-    try: sys.exit(call_parse(train_run))
-    except (InputError, OSError) as e: sys.exit(f"srflow train: {e}")

@@ -12,7 +12,8 @@ from fastcore.basics import patch
 
 from . import resize
 from .core import InputError
-from .images import IMAGE_SUFFIXES, image_files, load_image, quantize8   # load_image: the documented policy (gray/palette/RGBA/16-bit/EXIF; ImageError naming the file)
+from .images import IMAGE_SUFFIXES, image_files, quantize8
+from .images import load_image
 
 # %% auto #0
 __all__ = ['PatchCache', 'load_folder']

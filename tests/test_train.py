@@ -102,13 +102,13 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 
 
 def _cli(out, data, model_json, iterations=8):
-    return [sys.executable, "-m", "srflow_nb.train", "--stage", "flow", "--model", str(model_json), "--data", str(data),
+    return [sys.executable, "-m", "srflow_nb.cli", "train", "--family", "srflow", "--preset", "demo_flow", "--model", str(model_json), "--data", str(data),
             "--out", str(out), "--iterations", str(iterations), "--no-progress", "--set", "batch_size=2", "patch_size=16",
             "log_every=1", "ckpt_every_steps=2", "keep_last=10", "val_every=null", "threads=1", "amp=null", "learning_rate=0.001"]
 
 
 def test_cli_sigkill_and_resume_reproduces_uninterrupted_run(tmp_path):
-    "`python -m srflow_nb.train` killed with SIGKILL after a checkpoint, then re-run: the log equals an uninterrupted run's."
+    "`python -m srflow_nb.cli train` killed with SIGKILL after a checkpoint, then re-run: the log equals an uninterrupted run's."
     import signal, time
     from PIL import Image
     data = tmp_path / "hr"; data.mkdir()

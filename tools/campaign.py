@@ -27,7 +27,7 @@ and stop after the current step; running the same command again continues. The m
 every checkpoint are in its `run_info`.
 """
 from __future__ import annotations
-import argparse, json, os, shutil, signal, sys, time
+import argparse, json, os, shutil, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from srflow_nb.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
 from srflow_nb.core import InputError, atomic_write  # noqa: E402
-from srflow_nb.train import TrainConfig, Trainer, PatchCache, load_folder, task_class  # noqa: E402
+from srflow_nb.train import TrainConfig, Trainer, run_task, task_class  # noqa: E402
 
 DATA, VAL = ROOT / "data/cache/trainset/train", ROOT / "data/demo/val"
 SMALL_8X = dict(scale=8, L=4)                                 # the small model at 8x: one more flow level
@@ -138,10 +138,10 @@ def _state(out: Path) -> dict | None:
                 val=(ck.get("val_history") or [{}])[-1], skipped=ck["skipped"])
 
 
-def _snapshot(tr: Trainer, out: Path, passed: set):
+def _snapshot(tr: Trainer, out: Path, passed: set, milestones=MILESTONES_H):
     "Keep a copy of the newest checkpoint for every budget milestone the stage's CPU clock has passed."
     cpu_h = tr.clock.cpu() / 3600
-    for m in MILESTONES_H:
+    for m in milestones:
         tag = f"cpu_{m:g}h"
         if cpu_h < m or tag in passed: continue
         path = tr.save()
@@ -155,35 +155,22 @@ def _snapshot(tr: Trainer, out: Path, passed: set):
         print(f"[{out.name}] budget {m:g} CPU-h passed at step {tr.step}: {dst}", flush=True)
 
 
-def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int) -> Trainer:
+def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILESTONES_H) -> Trainer:
+    "Train one stage through `train.run_task`, taking the budget snapshots and logging a line after every chunk of steps."
     out = runs / stage.name
     for dep in stage.after:
         if not (runs / dep / "best.pt").exists(): raise InputError(f"stage {stage.name} starts from {dep}'s best.pt, which {runs / dep} has not written yet")
     task, cfg = stage.make(_overrides(stage, smoke))
     torch.set_num_threads(cfg.threads or 1)
-    hrs, names = load_folder(DATA if not smoke else ROOT / "data/demo/train")
-    data = PatchCache.from_hr(hrs, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
-    from srflow_nb import resize
-    from srflow_nb.images import quantize8
-    vals = load_folder(VAL, crop=256 if not smoke else 64, multiple=task.hr_multiple())[0]
-    tr = Trainer(task, cfg, data, val_data=[(h, quantize8(resize.downscale(h, cfg.scale), keep_dtype=True)) for h in vals],
-                 device="cpu", progress=False)
-    if (mc := task.model_config()): Path(cfg.out_dir, "model_config.json").write_text(json.dumps(mc, sort_keys=True))
-    passed = {json.loads(l)["file"][:-3] for l in (out / "budget" / "budget.jsonl").read_text().splitlines()} \
-        if (out / "budget" / "budget.jsonl").exists() else set()
-    print(f"[{stage.name}] step {tr.step}/{cfg.iterations}, {tr.clock.cpu() / 3600:.3f} CPU-h"
-          + (f" (resumed from {tr.resumed_from.name})" if tr.resumed_from else " (fresh)"), flush=True)
-    def stop(signum, frame):
-        print(f"[{stage.name}] signal {signum}: saving after this step and stopping", flush=True)
-        tr.stop_requested = True
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, stop)
-    step_chunk = cfg.val_every or chunk
-    while tr.step < cfg.iterations and not tr.stop_requested:
-        tr.fit(until=min((tr.step // step_chunk + 1) * step_chunk, cfg.iterations))
-        _snapshot(tr, out, passed)
+    budget = out / "budget" / "budget.jsonl"
+    passed = {json.loads(l)["file"][:-3] for l in budget.read_text().splitlines()} if budget.exists() else set()
+    def after_chunk(tr: Trainer):
+        _snapshot(tr, out, passed, milestones)
         v = (tr.val_history or [{}])[-1]
         print(f"[{stage.name}] step {tr.step}/{cfg.iterations} {tr.clock.cpu() / 3600:.3f} CPU-h "
               + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, float)), flush=True)
+    tr = run_task(task, str(DATA if not smoke else ROOT / "data/demo/train"), str(VAL), val_crop=256 if not smoke else 64,
+                  device="cpu", progress=False, after_chunk=after_chunk, chunk=cfg.val_every or chunk)
     if tr.step >= cfg.iterations:
         (out / "DONE").write_text(json.dumps(dict(step=tr.step, cpu_s=round(tr.clock.cpu(), 1), val=(tr.val_history or [{}])[-1])))
     return tr
@@ -195,6 +182,7 @@ def main(argv=None):
     ap.add_argument("--stage", nargs="*", help="only these stages (default: every unfinished one, in order)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
     ap.add_argument("--chunk", type=int, default=1000, help="steps between budget checks for stages without val_every")
+    ap.add_argument("--milestones", type=float, nargs="*", default=MILESTONES_H, help="CPU-hours at which to keep a checkpoint copy")
     a = ap.parse_args(argv)
     smoke = os.environ.get("SMOKE") == "1"
     all_stages = stages(a.runs)
@@ -209,7 +197,7 @@ def main(argv=None):
     for n in names:
         s = all_stages[n]
         if (a.runs / n / "DONE").exists(): continue
-        tr = run_stage(s, a.runs, smoke, a.chunk)
+        tr = run_stage(s, a.runs, smoke, a.chunk, tuple(a.milestones))
         if tr.stop_requested: return 0
         if s.gate and not smoke and (why := s.gate(tr.val_history)):
             sys.exit(f"campaign: stage {n} finished but does not pass its check: {why}; the stages after it wait")

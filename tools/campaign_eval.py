@@ -51,16 +51,21 @@ def snapshots(runs: Path, stages: list[str] | None) -> list[dict]:
     return out
 
 
+def heldout2_means(sr, method: str, limit: int | None = None, bicubic: bool = True) -> pd.DataFrame:
+    "Mean PSNR / LPIPS / LR-PSNR of super-resolver `sr` on held-out split 2 (its 16-px-multiple crops): one row per method and temperature."
+    ds = demo_dataset("heldout2", None, limit, 16)
+    temps = TEMPERATURES if knob(sr) == "temperature" else ()
+    df = evaluate(sr, ds, sr.scale, temps, 2 if sr.stochastic else 1, metrics=METRICS, seed=0, method=method,
+                  baselines={"bicubic": bicubic_upsampler(sr.scale)} if bicubic else None, progress=False, device="cpu")
+    return df.groupby(["method", "temperature"], dropna=False)[METRICS].mean().reset_index().assign(images=len(ds))
+
+
 def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
     sr = load_superresolver(s["file"], "cpu") if s.get("bundled") else wrap_model(model_from_checkpoint(s["file"]))
     sr.name = s["stage"]
-    ds = demo_dataset("heldout2", None, limit, 16)
-    temps = TEMPERATURES if knob(sr) == "temperature" else ()
-    df = evaluate(sr, ds, sr.scale, temps, 2 if sr.stochastic else 1, metrics=METRICS, seed=0, method=s["stage"],
-                  baselines={"bicubic": bicubic_upsampler(sr.scale)}, progress=False, device="cpu")
-    mean = df.groupby(["method", "temperature"], dropna=False)[METRICS].mean().reset_index()
+    mean = heldout2_means(sr, s["stage"], limit)
     return mean.assign(**{k: s[k] for k in ("stage", "milestone_h", "step", "cpu_s")}, cpu_h=round(s["cpu_s"] / 3600, 4),
-                       images=len(ds), snapshot=s["file"] if s.get("bundled") else Path(s["file"]).name)
+                       snapshot=s["file"] if s.get("bundled") else Path(s["file"]).name)
 
 
 def main(argv=None):

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 from srflow_nb.checkpoints import load_pretrained  # noqa: E402
 from srflow_nb.core import atomic_write, run_info  # noqa: E402
 from srflow_nb.datasets import trainset_images  # noqa: E402
-from srflow_nb.demo import demo_dataset, srflow_sampler  # noqa: E402
-from srflow_nb.evaluate import evaluate  # noqa: E402
 from srflow_nb.model import SRFlow, SRFlowConfig  # noqa: E402
+from srflow_nb.superresolvers import wrap_model  # noqa: E402
+from campaign_eval import METRICS, heldout2_means  # noqa: E402  (tools/: the campaign's held-out evaluation)
 from srflow_nb.train import PatchCache, TrainConfig, Trainer, load_folder  # noqa: E402
 
 BASE = dict(patch_size=64, batch_size=4, amp="bf16", amp_scope="encoder")
@@ -56,9 +56,7 @@ def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threa
     cpu_s = tr.clock.cpu()                                      # training only: the evaluation below is not part of the budget
     print(f"{name}: {tr.step} steps, {cpu_s:.0f} CPU-s ({time.time() - t0:.0f} s wall this run)", flush=True)
     m = tr.model.eval()
-    ds = demo_dataset("heldout2", None, None, 16)
-    df = evaluate(srflow_sampler(m), ds, 4, [0.0, 0.9], 2, metrics=["psnr", "lpips", "lr_psnr"], seed=0, progress=False, device="cpu")
-    mean = df.groupby("temperature")[["psnr", "lpips", "lr_psnr"]].mean()
+    mean = heldout2_means(wrap_model(m), "srflow", bicubic=False).set_index("temperature")[METRICS]   # as the campaign's snapshots
     return dict(config=name, **{f"model_{k}": v for k, v in model_kw.items()}, **{f"train_{k}": v for k, v in {**BASE, **train_kw}.items()},
                 params=sum(p.numel() for p in m.parameters()), steps=tr.step, cpu_s=round(cpu_s, 1),
                 **{f"t{t:g}_{k}": round(float(v), 4) for t, row in mean.iterrows() for k, v in row.items()})

@@ -18,7 +18,7 @@ RUNS=${RUNS:-runs}
 STEP=${1:-all}
 COMMON=(--model small_4x --data data/demo/train --val data/demo/val --set "threads=${THREADS:-1}")
 NPROC=${NPROC:-1}
-if [ "$NPROC" -gt 1 ]; then TRAIN=(torchrun --standalone --nproc_per_node "$NPROC" -m srflow_nb.train); else TRAIN=(python -m srflow_nb.train); fi
+if [ "$NPROC" -gt 1 ]; then TRAIN=(torchrun --standalone --nproc_per_node "$NPROC" -m srflow_nb.cli train); else TRAIN=(python -m srflow_nb.cli train); fi
 if [ "${SMOKE:-0}" = 1 ]; then
   RRDB_OUT=$RUNS/smoke-rrdb; FLOW_OUT=$RUNS/smoke-flow; EXPORT_DIR=${EXPORT_DIR:-$RUNS/smoke-export}
   RRDB_ITERS=${RRDB_ITERS:-4}; FLOW_ITERS=${FLOW_ITERS:-4}

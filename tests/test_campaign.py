@@ -1,0 +1,84 @@
+"""`tools/campaign.py`, the resumable training campaign (issue 24), on its smoke settings (4 steps a stage, the demo images).
+
+What a campaign must not get wrong: a stage that starts from another's `best.pt`, the budget snapshots (one per
+milestone passed, never twice, each a loadable checkpoint), `DONE`, a resumed stage continuing its step count, and the
+held-out evaluation reading those files."""
+import importlib.util, json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from srflow_nb.checkpoints import list_checkpoints, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def campaign():
+    spec = importlib.util.spec_from_file_location("campaign", ROOT / "tools" / "campaign.py")
+    mod = sys.modules["campaign"] = importlib.util.module_from_spec(spec)   # registered first: its dataclasses look it up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(runs, *args):
+    env = {**os.environ, "SMOKE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "tools/campaign.py"), "run", "--runs", str(runs), *args],
+                          env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    "The rrdb and srflow stages on their smoke settings, with two tiny budget milestones and one never reached."
+    runs = tmp_path_factory.mktemp("campaign")
+    r = _run(runs, "--stage", "rrdb", "srflow", "--milestones", "1e-9", "2e-9", "1000")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return runs
+
+
+def test_smoke_rrdb_then_srflow_with_budget_snapshots(smoke_runs):
+    tmp_path = smoke_runs
+    for stage in ("rrdb", "srflow"):
+        out = tmp_path / stage
+        assert json.loads((out / "DONE").read_text())["step"] == 4
+        rows = [json.loads(l) for l in (out / "budget" / "budget.jsonl").read_text().splitlines()]
+        assert [x["milestone_h"] for x in rows] == [1e-9, 2e-9]                 # each passed milestone once; 1000 h not reached
+        for x in rows:
+            ck = load_checkpoint(out / "budget" / x["file"])
+            assert ck["step"] == x["step"] and ck["cpu_time"] <= x["cpu_s"] + 1
+    flow = load_checkpoint(list_checkpoints(tmp_path / "srflow" / "checkpoints")[-1])
+    assert flow["config"]["init_from"] == str(tmp_path / "rrdb" / "best.pt")   # srflow starts from the rrdb stage
+    again = _run(tmp_path, "--stage", "rrdb", "srflow")                           # finished stages are not re-run
+    assert again.returncode == 0 and "step" not in again.stdout
+
+
+def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, campaign):
+    stage = campaign.stages(tmp_path)["rrdb"]
+    make = stage.make
+    short = campaign.Stage(stage.name, stage.bundle, lambda over: make({**over, "iterations": 2}))
+    tr = campaign.run_stage(short, tmp_path, smoke=True, chunk=1, milestones=(1e-9,))
+    assert tr.step == 2 and (tmp_path / "rrdb" / "DONE").exists()
+    (tmp_path / "rrdb" / "DONE").unlink()
+    tr = campaign.run_stage(stage, tmp_path, smoke=True, chunk=1, milestones=(1e-9, 2e-9))
+    assert tr.resumed_from is not None and tr.resumed_from.name == "step_00000002.pt" and tr.step == 4
+    rows = [json.loads(l) for l in (tmp_path / "rrdb" / "budget" / "budget.jsonl").read_text().splitlines()]
+    assert [x["milestone_h"] for x in rows] == [1e-9, 2e-9]                     # the first milestone is not taken again
+
+
+def test_unknown_stage_is_one_line(tmp_path):
+    r = _run(tmp_path, "--stage", "nope")
+    assert r.returncode != 0 and "unknown stage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_campaign_eval_reads_every_snapshot_and_the_bundled_reference(smoke_runs, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "tools/campaign_eval.py"), "--runs", str(smoke_runs), "--stage", "rrdb", "--limit", "1", "--out", str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "campaign_eval.csv")
+    rrdb = df[df.method == "rrdb"]
+    assert sorted(rrdb.snapshot) == sorted(["rrdb:demo-4x-rrdb", "cpu_1e-09h.pt", "cpu_2e-09h.pt", "step_00000004.pt"])
+    assert (df[df.method == "bicubic"].psnr.nunique() == 1) and rrdb.images.eq(1).all() and rrdb.psnr.notna().all()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)              # done rows are not redone
+    assert again.returncode == 0 and again.stdout.strip() == "" and len(pd.read_csv(tmp_path / "campaign_eval.csv")) == len(df)
