@@ -208,10 +208,11 @@ def _kind_config(model: nn.Module) -> tuple[str, dict]:
     if isinstance(model, RRDBEncoder): return "rrdb", dict(model.hparams)
     raise TypeError(f"save_model takes an SRFlow or RRDBEncoder, got {type(model).__name__}")
 
-def _write_model(model: nn.Module, path, kind: str, config: dict, **extra: str) -> Path:
-    "A module's weights as safetensors; metadata: format, kind, config (JSON) and the `extra` strings; atomic write."
+def _write_model(model: nn.Module, path, kind: str, config: dict, half: bool = False, **extra: str) -> Path:
+    "A module's weights as safetensors (`half`: float tensors over 4096 values as fp16); metadata: format, kind, config (JSON) and the `extra` strings; atomic write."
     from safetensors.torch import save_file
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    small = lambda v: half and v.is_floating_point() and v.numel() > 4096          # noqa: E731
+    sd = {k: (v.half() if small(v) else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **extra}
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
@@ -304,7 +305,7 @@ def load_model_any(name_or_path, device="cpu") -> nn.Module:
     return model.to(get_device(device)).eval()
 
 # %% ../nbs/06_checkpoints.ipynb #9144eda1
-def export_model(checkpoint, path) -> Path:
+def export_model(checkpoint, path, half: bool = False) -> Path:
     """Write the model of a trainer checkpoint (a path or a loaded dict, any task in `train.TASKS`) as an own-format
     safetensors file that `load_model_any` reads; the metadata add the run's step, training config, CPU time and last validation."""
     name = "trainer checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
@@ -312,5 +313,6 @@ def export_model(checkpoint, path) -> Path:
     model, stage = model_from_checkpoint(ck, name), ck["config"].get("stage")
     if (bad := first_nonfinite(model.state_dict())): raise CheckpointError(f"{name}: non-finite values in {bad}; not exported")
     kind, cfg = (stage, model.config.to_dict()) if stage in FILE_LOADERS else _kind_config(model)
-    return _write_model(model, path, kind, cfg, step=str(ck["step"]), train_config=json.dumps(ck["config"]),
-                        cpu_time_s=f"{ck.get('cpu_time', 0.0):.0f}", val=json.dumps((ck.get("val_history") or [{}])[-1]))
+    return _write_model(model, path, kind, cfg, half, step=str(ck["step"]), train_config=json.dumps(ck["config"]),
+                        cpu_time_s=f"{ck.get('cpu_time', 0.0):.0f}", skipped_steps=str(ck.get("skipped", 0)),
+                        val=json.dumps((ck.get("val_history") or [{}])[-1]))

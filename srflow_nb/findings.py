@@ -14,6 +14,7 @@ import pandas as pd
 from . import plots
 from .core import code_state   # code_state: re-exported for the reproduction notebooks
 from .families import view
+from .restore import TABLE5_COLUMNS, TABLE5_PAPER
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4', 'TABLE2_METRICS', 'BASELINE_LABELS',
@@ -375,7 +376,6 @@ def best_of_n_findings(df: pd.DataFrame, temperature: float | None = None, crite
 def table5_findings(t5: pd.DataFrame, per_image: pd.DataFrame | None = None, paper: Mapping[str, Sequence[float]] | None = None,
                     quiet: bool = False) -> list[dict]:
     "Per Table 5 metric (rows of `t5`): restored better than the noisy input, and better than the super-resolved image (paper's order)."
-    from srflow_nb.restore import TABLE5_COLUMNS, TABLE5_PAPER
     paper = paper or TABLE5_PAPER["DIV2K 4x"]
     out = []
     for m in t5.index:

@@ -10,24 +10,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from fastcore.script import Param
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .checkpoints import _load_mapped, _read_state_dict, _strip_module, load_model_any
-from .core import InputError, atomic_write, check_output_folder, mix_seed, refuse_existing, sample_generators
+from .core import InputError, sample_generators
 from .hcflow import HCFlow, HCFlowConfig, quantize8_ste
-from .images import input_files, load_image, quantize8, save_image, to_tensor
+from .images import quantize8
 from .metrics import psnr
 from .resize import downscale
 from .trainconfig import TrainConfig, TrainTask, _metric, validate_pairs
 
 # %% auto #0
-__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'RESCALE_MODES', 'HCFLOW_FAMILY', 'official_hcflow_state_dict',
-           'infer_hcflow_config', 'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr',
-           'hcflow_plus_paper', 'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus',
-           'HCFlowTask', 'hcflow_from_checkpoint', 'load_hcflow', 'load_rescaling_model', 'rescale_roundtrip',
-           'rescale_files']
+__all__ = ['HCFLOW_OPTIONS', 'HCFLOW_PRESETS', 'HCFLOW_FAMILY', 'official_hcflow_state_dict', 'infer_hcflow_config',
+           'load_official_hcflow', 'read_hcflow_key_list', 'hcflow_options', 'hcflow_paper_sr', 'hcflow_plus_paper',
+           'hcflow_paper_rescaling', 'hcflow_demo_sr', 'hcflow_demo_rescaling', 'hcflow_demo_plus', 'HCFlowTask',
+           'hcflow_from_checkpoint', 'load_hcflow', 'load_rescaling_model', 'rescale_roundtrip']
 
 # %% ../nbs/07a_hcflow_train.ipynb #f19a7430
 def official_hcflow_state_dict(model: HCFlow) -> "OrderedDict[str, torch.Tensor]":
@@ -272,67 +270,6 @@ def rescale_roundtrip(model: HCFlow, hr: torch.Tensor, temperature: float = 0.0,
     if not torch.isfinite(lr).all(): raise InputError("the model's output has NaN/Inf values (a diverged model?)")
     lr8 = quantize8(lr, keep_dtype=True)
     return lr8, model.upscale(lr8, temperature, generator)
-
-# %% ../nbs/07a_hcflow_train.ipynb #500b7715
-RESCALE_MODES = ("down", "up", "roundtrip")
-
-def _rescale_plan(mode, inputs, out: Path, overwrite: bool = False) -> list[tuple[Path, list[Path]]]:
-    "(input, outputs) per image, checked: inputs exist, unique output names, nothing overwritten (unless `overwrite`) and never an input."
-    files = input_files(inputs)
-    suffixes = {"down": ["lr"], "up": ["hr"], "roundtrip": ["lr", "hr"]}[mode]
-    plan = [(f, [out / f"{f.stem}_{s}.png" for s in suffixes]) for f in files]
-    names = [o.name for _, outs in plan for o in outs]
-    if (dup := sorted({n for n in names if names.count(n) > 1})): raise InputError(f"two inputs would write the same output {dup[0]}: rename one")
-    refuse_existing([o for _, outs in plan for o in outs] + ([out / "roundtrip.csv"] if mode == "roundtrip" else []), "--output", overwrite, inputs=files)
-    return plan
-
-# %% ../nbs/07a_hcflow_train.ipynb #271cc27a
-def rescale_files(
-    mode: Param("down: HR -> 8-bit LR; up: LR -> HR; roundtrip: HR -> 8-bit LR -> HR, with PSNRs", str, choices=RESCALE_MODES),
-    inputs: Param("image files and/or folders of images", str, nargs="+"),
-    output: str = "srflow_rescaled",  # output folder (created); existing files are refused unless --overwrite
-    checkpoint: str = "demo-4x-hcflow-rescaling",  # HCFlow rescaling model: bundled name, exported .safetensors or trainer checkpoint
-    temperature: float = 0.0,  # up/roundtrip: std of the high-frequency latents (0: their conditional mean)
-    seed: int = 0,  # up/roundtrip above temperature 0: image i draws from core.mix_seed(seed, i)
-    device: str = "auto",  # cpu, cuda, cuda:1 or auto
-    quiet: bool = False,  # no progress bar, no PSNR lines
-    overwrite: bool = False,  # replace outputs that exist already (never an input)
-) -> list[Path]:
-    "Downscale HR images to 8-bit LR PNGs, upscale LR images, or both (with the PSNRs) with an HCFlow rescaling model."
-    import pandas as pd
-    from tqdm.auto import tqdm
-    if mode not in RESCALE_MODES: raise InputError(f"mode must be one of {RESCALE_MODES}, got {mode!r}")
-    if not (math.isfinite(temperature) and temperature >= 0): raise InputError(f"--temperature must be a number >= 0, got {temperature}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise InputError(f"--seed must be an int >= 0, got {seed!r}")
-    plan = _rescale_plan(mode, inputs, Path(output), overwrite)
-    images = [(f, outs, to_tensor(load_image(f))) for f, outs in plan]
-    model = load_rescaling_model(checkpoint, device)
-    dev, s = next(model.parameters()).device, model.scale
-    if mode != "up" and (bad := [f"{f} ({x.shape[-2]}x{x.shape[-1]})" for f, _, x in images if x.shape[-2] % s or x.shape[-1] % s]):
-        raise InputError(f"HR sizes must be divisible by the scale {s}: {', '.join(bad)}")
-    out = check_output_folder(output, "--output")
-    written, rows = [], []
-    for i, (f, outs, x) in enumerate(tqdm(images, desc=f"rescale {mode}", disable=quiet)):
-        g = torch.Generator(dev).manual_seed(mix_seed(seed, i))
-        with torch.inference_mode():
-            x = x.to(dev)
-            try:
-                if mode == "up": imgs = [model.upscale(x, temperature, g)]
-                else:
-                    lr8, back = rescale_roundtrip(model, x, temperature, g)
-                    imgs = [lr8] if mode == "down" else [lr8, back]
-            except InputError as e: raise InputError(f"{f}: {e}") from None
-        if not all(torch.isfinite(img).all() for img in imgs): raise InputError(f"{f}: the model's output has NaN/Inf values (a diverged model?)")
-        written += [save_image(o, img.cpu()) for o, img in zip(outs, imgs)]
-        if mode == "roundtrip":
-            rows.append(dict(image=f.name, hr_psnr=float(psnr(back[0].cpu(), x[0].cpu())), lr_psnr_vs_bicubic=float(psnr(lr8[0].cpu(), downscale(x[0].cpu(), s))),
-                             temperature=temperature, checkpoint=str(checkpoint)))
-            if not quiet: print(f"{f.name}: HR PSNR {rows[-1]['hr_psnr']:.2f} dB, LR PSNR vs bicubic {rows[-1]['lr_psnr_vs_bicubic']:.2f} dB")
-    if rows:
-        df = pd.DataFrame(rows)
-        written.append(atomic_write(out / "roundtrip.csv", lambda p: df.to_csv(p, index=False)))
-        if not quiet: print(f"mean over {len(df)} image(s): HR PSNR {df.hr_psnr.mean():.2f} dB, LR PSNR vs bicubic {df.lr_psnr_vs_bicubic.mean():.2f} dB")
-    return written
 
 # %% ../nbs/07a_hcflow_train.ipynb #hcflow_fam
 from .families import Family

@@ -29,7 +29,7 @@ from .images import save_image
 
 # %% auto #0
 __all__ = ['init_distributed', 'broadcast_modules', 'mean_over_ranks', 'Updater', 'RunLog', 'BestKeeper', 'Clock', 'Trainer',
-           'export_weights', 'run_task']
+           'run_task']
 
 # %% ../nbs/13_train.ipynb #train_reexports
 # what the loop runs, defined below it (re-exported: `from srflow_nb.train import TrainConfig, ...` keeps working)
@@ -366,25 +366,6 @@ def fit(self: Trainer, until: int | None = None) -> Trainer:
     finally:
         if bar is not None: bar.close()
     return self
-
-# %% ../nbs/13_train.ipynb #4426b08d
-def export_weights(ckpt, path, half: bool = False, extra: dict | None = None) -> Path:
-    "Write an SRFlow trainer checkpoint (path or loaded dict) as a `load_model`-compatible safetensors file; returns the path."
-    from safetensors.torch import save_file
-    from srflow_nb.checkpoints import FORMAT, _kind_config
-    ck = load_checkpoint(ckpt) if not isinstance(ckpt, dict) else ckpt
-    cfg = TrainConfig.from_dict(ck["config"])
-    module = model_from_checkpoint(ck, name=ckpt)
-    try: kind, mcfg = _kind_config(module)                  # the file kinds `load_model` reads (SRFlow, RRDB)
-    except TypeError: raise InputError(f"export_weights: {ckpt} is a {cfg.stage!r} run; export it with checkpoints.export_model") from None
-    sd = module.state_dict()
-    if (bad := first_nonfinite(sd)): raise ValueError(f"export_weights: non-finite tensor {bad} in {ckpt}")
-    out = {k: (v.half() if half and v.is_floating_point() and v.numel() > 4096 else v).detach().contiguous().cpu() for k, v in sd.items()}
-    meta = {"format": FORMAT, "kind": kind, "config": json.dumps(mcfg, sort_keys=True), "step": str(ck["step"]),
-            "train_config": json.dumps(cfg.to_dict()), "cpu_time_s": f"{ck.get('cpu_time', 0.0):.0f}",
-            "skipped_steps": str(ck.get("skipped", 0)), "val": json.dumps((ck.get("val_history") or [{}])[-1])}
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()})
-    return atomic_write(path, lambda p: save_file(out, str(p), metadata=meta))
 
 # %% ../nbs/13_train.ipynb #51e53fb0
 def run_task(task: TrainTask, data: str, val: str | None = None, val_crop: int = 256, until: int | None = None,

@@ -257,7 +257,7 @@ def test_resume_is_exact_validation_and_export(alex, tmp_path):
     v = tr.val_history
     assert [r["step"] for r in v] == [2, 4] and all(math.isfinite(r[k]) for r in v for k in ("esrgan_psnr", "esrgan_lr_psnr", "bicubic_psnr"))
     from srflow_nb.checkpoints import load_model
-    from srflow_nb.commands import export                                 # `srflow export`: the generator as an RRDB file
+    from srflow_nb.train_commands import export                                 # `srflow export`: the generator as an RRDB file
     g = load_model(export(str(tmp_path / "full/checkpoints/step_00000004.pt"), str(tmp_path / "esrgan.safetensors")))
     assert isinstance(g, RRDBEncoder) and all(torch.equal(g.state_dict()[k], v) for k, v in full.generator.state_dict().items())
     with pytest.raises(InputError, match="not an ESRGAN trainer checkpoint"):

@@ -19,7 +19,7 @@ from srflow_nb.superresolvers import BUNDLED, KNOBS, REGISTRY, WRAPPERS, family_
 from srflow_nb.train import TASKS, TrainConfig, TrainTask
 
 PKG = Path(srflow_nb.__file__).parent
-LIGHT = ("_modidx", "cli", "explorer", "demo")      # modules not scanned for records (commands and apps)
+LIGHT = ("_modidx", "cli", "explorer", "demo", "commands", "train_commands")      # modules not scanned for records (commands and apps)
 
 
 def _records_in_modules() -> dict[str, Family]:
@@ -94,7 +94,7 @@ def test_what_a_record_says_is_what_its_models_do():
     assert family("hcflow").can("rescaling") and callable(hc.downscale) and callable(hc.upscale)
 
 
-CONSUMERS = ("checkpoints", "commands", "evaluate", "explorer", "restore", "sampling", "superresolvers", "train", "cli")
+CONSUMERS = ("checkpoints", "commands", "train_commands", "evaluate", "explorer", "restore", "engine", "sampling", "superresolvers", "train", "cli", "demo", "findings")
 
 
 def test_consumers_ask_capabilities_not_names():

@@ -20,9 +20,7 @@ def test_console_script_target_exists():
     assert name == 'srflow' and callable(getattr(importlib.import_module(mod), fn))
 
 
-# modules whose commands still parse their own argv; their owners replace them with signature functions
-# registered in srflow_nb.cli.COMMANDS, and then this set shrinks to empty
-LEGACY_ARGPARSE = {'sampling.py', 'data.py', 'metrics.py'}
+LEGACY_ARGPARSE: set[str] = set()   # every command line is generated from a signature registered in srflow_nb.cli.COMMANDS
 
 
 def test_no_hand_written_argparse():

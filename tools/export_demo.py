@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from fastcore.script import call_parse
 
-from srflow_nb.checkpoints import PRETRAINED, load_model
+from srflow_nb.checkpoints import PRETRAINED, export_model, list_checkpoints, load_model
 from srflow_nb.core import atomic_write, run_info
 from srflow_nb.checkpoints import load_checkpoint
-from srflow_nb.train import TrainConfig, export_weights
+from srflow_nb.train import TrainConfig
 
 LIMIT = 25 * 2 ** 20
 
@@ -153,7 +153,6 @@ HCFLOW_FILES = ("config.json", "model_config.json", "metrics.csv", "val.csv")
 
 def bundle_hcflow(run: Path, out: Path, name: str | None = None, checkpoint: Path | None = None) -> Path:
     "Export an HCFlow run (`checkpoint`, default its best.pt, else the newest) as the bundled `name` and copy its files as `name`.*."
-    from srflow_nb.checkpoints import export_model, list_checkpoints
     from srflow_nb.hcflow_train import load_hcflow
     run, out = Path(run), Path(out)
     ck = Path(checkpoint) if checkpoint else run / "best.pt" if (run / "best.pt").exists() else (list_checkpoints(run / "checkpoints") or [None])[-1]
@@ -371,8 +370,8 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
         ck = load_checkpoint(src)
         name = "demo-4x-rrdb" if kind == "rrdb" else "demo-4x"
         dest = out / PRETRAINED[name]
-        export_weights(ck, dest, half=False)
-        if dest.stat().st_size > LIMIT: export_weights(ck, dest, half=True)
+        export_model(ck, dest)
+        if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
         files[name] = dest
         facts[name] = dict(step=ck["step"], cpu_hours=round(ck.get("cpu_time", 0) / 3600, 2), wall_hours=round(ck.get("wall_time", 0) / 3600, 2),
                            skipped=ck.get("skipped", 0), size_mb=round(dest.stat().st_size / 2 ** 20, 1), config=ck["config"],
