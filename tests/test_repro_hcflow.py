@@ -95,7 +95,7 @@ def test_rescaling_table_matches_its_rows():
 
 
 # --- the papers' numbers: every one shown comes from a committed file -------------------------------------------
-from srflow_nb import findings as F
+from srflow_nb import findings as F, results as R
 
 PAPERS_CSV = ROOT / "srflow_nb" / "papers" / "hcflow.csv"
 
@@ -106,7 +106,8 @@ def _run(cid: str, **ns) -> dict:
     lines = _cell(cid).rstrip().splitlines()
     k = max(i for i, l in enumerate(lines) if l.startswith("Markdown("))
     lines[k] = "_out = " + lines[k]
-    ns = {**{k: getattr(F, k) for k in dir(F) if not k.startswith("_")}, "pd": pd, "np": np, "Markdown": Markdown, **ns}
+    public = lambda m: {k: getattr(m, k) for k in dir(m) if not k.startswith("_")}      # noqa: E731  (27 imports from both)
+    ns = {**public(F), **public(R), "pd": pd, "np": np, "Markdown": Markdown, **ns}
     exec("\n".join(lines), ns)
     return ns
 

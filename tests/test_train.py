@@ -242,12 +242,12 @@ def test_cli_names_a_tiny_training_image_and_a_corrupt_init_checkpoint(tmp_path)
     data = tmp_path / "hr"; data.mkdir()
     Image.new("RGB", (48, 48)).save(data / "ok.png"); Image.new("RGB", (1, 1)).save(data / "dot.png")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    r = subprocess.run([sys.executable, "-m", "srflow_nb.train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"],
+    r = subprocess.run([sys.executable, "-m", "srflow_nb.cli", "train", "--family", "srflow", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "dot.png: 1x1 is smaller than the training patch" in r.stderr and "Traceback" not in r.stderr, r.stderr
     (data / "dot.png").unlink()
     (tmp_path / "init.pt").write_bytes(b"not a checkpoint at all")
-    r = subprocess.run([sys.executable, "-m", "srflow_nb.train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress",
+    r = subprocess.run([sys.executable, "-m", "srflow_nb.cli", "train", "--family", "srflow", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress",
                         "--set", "patch_size=16", f"init_from={tmp_path / 'init.pt'}"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "init.pt: is not a PyTorch checkpoint" in r.stderr and "weights_only=False" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
