@@ -31,8 +31,8 @@ from .superresolvers import knob, load_superresolver, max_steps
 from .demo import run_demo
 
 # %% auto #0
-__all__ = ['SRFLOW_ONLY', 'RESCALE_MODES', 'load_sampling_model', 'parse_temperatures', 'sample_files', 'model_choice',
-           'sample_name', 'restore_files', 'evaluate_folder', 'rescale_files', 'demo']
+__all__ = ['SRFLOW_ONLY', 'RESCALE_MODES', 'parse_temperatures', 'sample_files', 'model_choice', 'sample_name', 'restore_files',
+           'evaluate_folder', 'rescale_files', 'demo']
 
 # %% ../nbs/19c_commands.ipynb #95e023c9
 def _read_image(path: Path) -> Tensor:
@@ -72,11 +72,6 @@ def _output_dir(output) -> Path:
     return out
 
 # %% ../nbs/19c_commands.ipynb #9749903d
-def load_sampling_model(checkpoint: str | None = None, device="auto"):
-    "The model for `srflow sample`: `checkpoint` path/name, or the bundled 'demo-4x'; eval mode on `device`."
-    model = load_model_any("demo-4x" if checkpoint is None else checkpoint, device)
-    return require(model, f"--checkpoint {checkpoint}", capability="latents")
-
 def parse_temperatures(text) -> list:
     "'0.8' -> [0.8]; '0,0.5,0.9' -> a sweep; '[0.9,0.8]' -> one per-latent/per-level list. Numbers and lists pass through."
     if isinstance(text, (int, float)) and not isinstance(text, bool): return [float(text)]
@@ -138,7 +133,7 @@ def sample_files(
     sizes, out_dir = _input_sizes(inputs), _output_dir(output)
     refuse_existing([out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i) for f, _ in sizes for t in temps for i in range(n)],
                     "--output", overwrite, inputs=[f for f, _ in sizes])
-    flow = load_sampling_model(checkpoint, device)
+    flow = require(load_model_any("demo-4x" if checkpoint is None else checkpoint, device), f"--checkpoint {checkpoint}", capability="latents")
     if scale is not None and flow.config.scale != scale:
         raise InputError(f"--scale {scale}: the checkpoint is a {flow.config.scale}x model")
     for t in temps: flow.latent_temperatures(t)

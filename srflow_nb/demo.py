@@ -17,7 +17,7 @@ from .core import InputError, atomic_write, check_output_folder, get_device, ima
 from .families import LABELS
 from .datasets import demo_images, heldout2_images
 from .srdata import div2k_paths
-from .images import IMAGE_SUFFIXES, image_files, load_image, save_image, to_tensor
+from .images import IMAGE_SUFFIXES, center_crop, image_files, load_image, save_image, to_tensor
 from .resize import downscale
 from .evaluate import evaluate
 from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, temperature_findings, verdict
@@ -123,19 +123,11 @@ def compare_findings(df: pd.DataFrame, method: str, label: str | None = None, te
 
 
 # %% ../nbs/19a_demo.ipynb #e810a7d5
-def _center_crop(t: torch.Tensor, crop: int | None, multiple: int) -> torch.Tensor:
-    H, W = t.shape[-2:]
-    if crop is not None: H, W = min(H, crop), min(W, crop)
-    H, W = H // multiple * multiple, W // multiple * multiple
-    if H == 0 or W == 0: raise InputError(f"image {tuple(t.shape[-2:])} smaller than the multiple {multiple}")
-    top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W) // 2
-    return t[..., top:top + H, left:left + W]
-
 def folder_dataset(paths: Sequence[str | os.PathLike], crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
     "`evaluate` items `{'name', 'hr'}` of image files, centre-cropped to `crop` and to a multiple of `multiple`."
     paths = [Path(p) for p in paths][:limit]
     if not paths: raise InputError("no images given")
-    return [{"name": p.stem, "hr": _center_crop(to_tensor(load_image(p))[0], crop, multiple)} for p in paths]
+    return [{"name": p.stem, "hr": center_crop(to_tensor(load_image(p))[0], crop, multiple)} for p in paths]
 
 def demo_dataset(split: str = "test", crop: int | None = None, limit: int | None = None, multiple: int = 16) -> list[dict]:
     "The bundled images of `split` as `evaluate` items (see `folder_dataset`): the demo set's 'train'/'val'/'test', or 'heldout2' (`data/heldout2`)."

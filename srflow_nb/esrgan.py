@@ -4,9 +4,8 @@
 
 # %% ../nbs/04a_esrgan.ipynb #5db1a83f
 from __future__ import annotations
-import copy, json, math, signal
+import copy, json, math
 from collections import OrderedDict
-from functools import partial
 from pathlib import Path
 
 import numpy as np

@@ -15,7 +15,7 @@ from .core import InputError, atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'ImageError', 'load_image', 'decode_image', 'image_size', 'write_png16', 'quantize8', 'to_tensor',
-           'to_uint8', 'save_image', 'image_files', 'input_files']
+           'to_uint8', 'center_crop', 'save_image', 'image_files', 'input_files']
 
 # %% ../nbs/10_images.ipynb #8750cee4
 class ImageError(InputError):
@@ -136,6 +136,16 @@ def to_uint8(t: torch.Tensor | np.ndarray, truncate: bool = False) -> np.ndarray
     v = t.clamp(0, 1).mul(255).floor().to(torch.uint8) if truncate else quantize8(t)
     out = v.permute(0, 2, 3, 1).numpy()
     return out[0] if out.shape[0] == 1 else out
+
+# %% ../nbs/10_images.ipynb #img_cc
+def center_crop(t: torch.Tensor, crop: int | None = None, multiple: int = 1) -> torch.Tensor:
+    "The centre of image(s) `t (..., H, W)`: at most `crop` pixels a side, both sides multiples of `multiple`."
+    H, W = t.shape[-2:]
+    if crop is not None: H, W = min(H, crop), min(W, crop)
+    H, W = H // multiple * multiple, W // multiple * multiple
+    if H == 0 or W == 0: raise InputError(f"image {tuple(t.shape[-2:])} smaller than the multiple {multiple}")
+    top, left = (t.shape[-2] - H) // 2, (t.shape[-1] - W) // 2
+    return t[..., top:top + H, left:left + W]
 
 # %% ../nbs/10_images.ipynb #220d9c9d
 def save_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:

@@ -12,8 +12,7 @@ from fastcore.basics import patch
 
 from . import resize
 from .core import InputError
-from .images import IMAGE_SUFFIXES, image_files, quantize8
-from .images import load_image
+from .images import IMAGE_SUFFIXES, center_crop, image_files, load_image, quantize8, to_tensor
 
 # %% auto #0
 __all__ = ['PatchCache', 'load_folder']
@@ -77,12 +76,8 @@ def load_folder(folder, crop: int | None = None, multiple: int = 1, min_size: in
     if not files: raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for p in files:
-        t = torch.from_numpy(load_image(p).copy()).permute(2, 0, 1).float() / 255
+        t = to_tensor(load_image(p))[0]
         if min(t.shape[1:]) < max(min_size, multiple):
             raise InputError(f"{p}: {t.shape[1]}x{t.shape[2]} is too small (at least {max(min_size, multiple)} pixels a side)")
-        if crop:
-            h, w = t.shape[1:]
-            c = min(crop, h, w)
-            t = t[:, (h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
-        out.append(t[:, : t.shape[1] // multiple * multiple, : t.shape[2] // multiple * multiple])
+        out.append(center_crop(t, crop, multiple))
     return out, [str(p) for p in files]
