@@ -159,6 +159,13 @@ class HCFlowTask(TrainTask):
             self._hooks = [p.register_hook(partial(_clip_finite, float(c))) for p in model.parameters() if p.requires_grad]
 
     @classmethod
+    def check_run(cls, cfg: TrainConfig, fresh: bool):
+        "HCFlow+ (the NLL weighted below 1, then the HR L1) fine-tunes an HCFlow run: a fresh one needs `init_from`."
+        o = hcflow_options(cfg)
+        if fresh and not cfg.init_from and o["nll_weight"] < 1 and o["pixel_weight_hr"] > 0:
+            raise InputError("HCFlow+ (NLL x {:g}, then L1) fine-tunes an HCFlow run: give --init (its checkpoint), e.g. runs/demo-4x-hcflow/best.pt".format(o["nll_weight"]))
+
+    @classmethod
     def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> HCFlowTask:
         "`--model`: an `HCFlowConfig` preset name (`sr_small_4x`, `rescaling_div2k_4x`, ...) or a JSON file of its fields."
         if str(model).endswith(".json"): mc = HCFlowConfig.from_dict(json.loads(Path(model).read_text()))

@@ -73,6 +73,7 @@ def train(data: str = None,        # folder of HR training images (required)
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **over})
     model = model or rec.preset_models.get(preset)
     if model is None: raise InputError(f"--model: the {rec.name} preset {preset} names no default model; give one")
+    task_of(cfg.stage).check_run(cfg, fresh=not Path(cfg.out_dir, "checkpoints").is_dir())
     return run_task(task_of(cfg.stage).create(cfg, model, lpips=lpips), data, val, val_crop=crop, until=until, device=device, progress=progress)
 
 # %% ../nbs/19e_train_commands.ipynb #cmd_export

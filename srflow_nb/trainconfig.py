@@ -202,6 +202,10 @@ class TrainTask:
         return torch.autocast(self.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.cfg.amp])
 
     @classmethod
+    def check_run(cls, cfg: TrainConfig, fresh: bool):
+        "Refuse (one `InputError` line) a run `cfg` this task cannot start, before any work; `fresh`: no checkpoint to resume from yet."
+
+    @classmethod
     def create(cls, cfg: TrainConfig, model: str, lpips: bool = False) -> TrainTask:
         "Build the task for `srflow train` from `--model` (a preset name or a JSON file; the task decides what it means)."
         raise NotImplementedError(f"{cls.__name__}.create")
