@@ -11,13 +11,6 @@ from srflow_nb.testing import tiny_model, tiny_inputs
 torch.set_num_threads(1)   # tiny tensors: one thread is faster, and much faster on a busy CPU
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    model = tiny_model(seed=2, perturb_std=0.02).eval()
-    _, lr = tiny_inputs(1, (32, 32), 4, seed=4)
-    return model, lr
-
-
 def test_fast_equals_plain_without_channels_last(tiny):
     model, lr = tiny
     g = torch.Generator().manual_seed(3)

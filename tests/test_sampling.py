@@ -10,7 +10,6 @@ from srflow_nb.checkpoints import load_official, save_model
 from srflow_nb.core import InputError, MemoryBudgetError, NonFiniteSampleError, TileTooLargeError, nonfinite_samples
 from srflow_nb.latent import resample_latents
 from srflow_nb.model import SRFlow, SRFlowConfig
-from srflow_nb.testing import official_fixture, tiny_model, tiny_inputs
 
 torch.set_num_threads(1)   # tiny tensors: one thread is faster, and much faster on a busy CPU
 
@@ -19,13 +18,6 @@ torch.set_num_threads(1)   # tiny tensors: one thread is faster, and much faster
 def official():
     sd, fx = official_fixture()
     return load_official(sd), fx
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    model = tiny_model(seed=2, perturb_std=0.02).eval()
-    _, lr = tiny_inputs(1, (32, 32), 4, seed=4)
-    return model, lr
 
 
 def _blown(model):
