@@ -10,6 +10,7 @@ from srflow_nb.checkpoints import load_official, save_model
 from srflow_nb.core import InputError, MemoryBudgetError, NonFiniteSampleError, TileTooLargeError, nonfinite_samples
 from srflow_nb.latent import resample_latents
 from srflow_nb.model import SRFlow, SRFlowConfig
+from srflow_nb.testing import official_fixture
 
 torch.set_num_threads(1)   # tiny tensors: one thread is faster, and much faster on a busy CPU
 
