@@ -82,3 +82,18 @@ def test_campaign_eval_reads_every_snapshot_and_the_bundled_reference(smoke_runs
     assert (df[df.method == "bicubic"].psnr.nunique() == 1) and rrdb.images.eq(1).all() and rrdb.psnr.notna().all()
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)              # done rows are not redone
     assert again.returncode == 0 and again.stdout.strip() == "" and len(pd.read_csv(tmp_path / "campaign_eval.csv")) == len(df)
+
+
+def test_scale_study_images_axis_is_nested_and_starts_with_the_demo_set():
+    "`tools/scale_study.py --images N`: the first N of one fixed order, so a larger subset contains every smaller one."
+    spec = importlib.util.spec_from_file_location("scale_study_mod", ROOT / "tools" / "scale_study.py")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try: mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    finally: sys.path.remove(str(ROOT / "tools"))
+    names = [f"/x/{n}.png" for n in ("zeta", "demo-b", "alpha", "demo-a", "mid", "demo-c", "beta")]
+    order = mod.image_order(names)
+    assert sorted(order) == list(range(len(names)))                              # a permutation: nothing lost, nothing twice
+    assert [names[i] for i in order[:3]] == ["/x/demo-a.png", "/x/demo-b.png", "/x/demo-c.png"]   # the demo set first, sorted
+    assert order == mod.image_order(list(names))                                 # deterministic (seeded), not the global RNG
+    shuffled = names[::-1]                                                        # independent of the listing order
+    assert [shuffled[i] for i in mod.image_order(shuffled)] == [names[i] for i in order]

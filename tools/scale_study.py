@@ -3,6 +3,7 @@ lowest held-out LPIPS at τ=0.9 without losing LR-PSNR?
 
     python tools/scale_study.py --budget-min 10                 # every configuration below, resumable
     python tools/scale_study.py --budget-min 10 --only K8_h32   # one of them
+    python tools/scale_study.py --budget-min 12 --only K4_h32_fp32 --images 8 17 38   # the images axis: nested subsets
 
 Every configuration starts from the same encoder (the bundled `demo-4x-rrdb`, kept frozen so that only the flow's
 configuration differs) and a fresh flow, trains on the built training set (`srflow data build-train`) with the
@@ -12,9 +13,14 @@ training package contains; `srflow_nb.demo.demo_dataset("heldout2")`) at τ=0 an
 runner and metrics as the reproduction notebooks. One row per configuration goes to `<out>/scale_study.csv`, with
 the steps, CPU seconds, the machine (CPU kind, threads, precision) and the git commit; training checkpoints live in
 `runs/scale_study/<name>` (git-ignored), so an interrupted study resumes where it stopped.
+
+`--images N ...` trains a configuration on the first N images of a fixed order instead of all of them (the number of
+training images as the axis, at the same budget): the 17 `demo-*` images of the original demo set first (sorted), then
+the package photographs in a permutation seeded by 0, so every subset contains the smaller ones. Runs live in
+`runs/scale_study/<config>_n<N>`; the CSV's `train_images` says how many images a row trained on.
 """
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, itertools, json, sys, time
 from pathlib import Path
 
 import pandas as pd
@@ -41,13 +47,21 @@ CONFIGS = {   # name -> (SRFlowConfig.small_4x overrides, TrainConfig overrides)
 }
 
 
-def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threads: int) -> dict:
+def image_order(names: list[str]) -> list[int]:
+    "Indices of `names` in the images axis' order: the `demo-*` images sorted, then the others in a permutation seeded by 0."
+    demo = sorted((i for i, n in enumerate(names) if Path(n).name.startswith("demo-")), key=lambda i: names[i])
+    rest = sorted((i for i in range(len(names)) if i not in set(demo)), key=lambda i: names[i])
+    perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(0)).tolist()
+    return demo + [rest[j] for j in perm]
+
+
+def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threads: int, run_name: str | None = None) -> dict:
     model_kw, train_kw = CONFIGS[name]
     torch.manual_seed(0)
     model = SRFlow(SRFlowConfig.small_4x(**model_kw))
     model.encoder.load_state_dict(load_pretrained("demo-4x-rrdb").state_dict())     # the same encoder for every configuration
     cfg = TrainConfig.demo_flow(**{**BASE, **train_kw, "iterations": 1_000_000, "freeze_encoder": 1.0, "val_every": None,
-                                   "ckpt_every_steps": None, "ckpt_every_s": 300.0, "threads": threads, "out_dir": str(runs / name)})
+                                   "ckpt_every_steps": None, "ckpt_every_s": 300.0, "threads": threads, "out_dir": str(runs / (run_name or name))})
     data = PatchCache.from_hr(hr, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
     tr = Trainer(model, cfg, data, progress=False, device="cpu")
     t0 = time.time()
@@ -67,6 +81,7 @@ def main(argv=None):
     ap.add_argument("--budget-min", type=float, default=10.0, help="CPU-minutes of training per configuration")
     ap.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--images", type=int, nargs="*", default=None, help="train on the first N images of `image_order` (one run per N)")
     ap.add_argument("--out", type=Path, default=ROOT / "data/results/scale_study/quick")   # quick/: outside the notebooks' input stamp
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/scale_study")
     a = ap.parse_args(argv)
@@ -77,9 +92,15 @@ def main(argv=None):
     files = trainset_images()                                   # every image of the manifest, built (else: how to build them)
     hr, names = load_folder(files[0].parent, multiple=4)
     if len(hr) != len(files): raise SystemExit(f"{files[0].parent} holds {len(hr)} images, the training-set manifest {len(files)}")
-    for name in a.only:
-        if len(done) and ((done.config == name) & (done.budget_min == a.budget_min)).any(): print(f"{name}: done"); continue
-        row = dict(run_one(name, a.budget_min * 60, a.runs, hr, names, a.threads), budget_min=a.budget_min)
+    if len(done) and "train_images" not in done: done["train_images"] = len(files)   # rows from before --images: every image
+    if bad := [n for n in a.images or [] if not 1 <= n <= len(files)]: raise SystemExit(f"--images {bad}: the training set has {len(files)} images")
+    order = image_order(names)
+    for name, n in itertools.product(a.only, a.images or [len(files)]):
+        if len(done) and ((done.config == name) & (done.budget_min == a.budget_min) & (done.train_images == n)).any():
+            print(f"{name} on {n} images: done"); continue
+        pick = order[:n]
+        row = dict(run_one(name, a.budget_min * 60, a.runs, [hr[i] for i in pick], [names[i] for i in pick], a.threads,
+                           run_name=name if n == len(files) else f"{name}_n{n}"), budget_min=a.budget_min, train_images=n)
         info = run_info("cpu", precision=row.get("train_amp") or "fp32")
         row.update(cpu_kind=info["machine"]["cpu_kind"], cpu=info["machine"]["cpu"], threads=a.threads, git_sha=sha)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
