@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --only small    # just the small_4x rows
     python benchmarks/train_speed.py --steps 3 --json out.json
     python benchmarks/train_speed.py --ab small rrdb paper   # interleaved A/B of precision/layout/threads (robust to load)
+    python benchmarks/train_speed.py --ab compile --rounds 10 --json out.json   # torch.compile of the flow's forward (fp32, bf16)
     python benchmarks/train_speed.py --against /tmp/old_train.py --json out.json   # this trainer vs another train.py, interleaved
 
 Rows: the paper's DF2K-4X model (SRFlowConfig.div2k_4x) at HR 256 batch 1 (the setting of the official code's
@@ -52,28 +53,40 @@ def bench(model_name, batch, patch, amp=None, amp_scope="encoder", channels_last
     return row
 
 
+def _compile_flow(trainer):
+    "Wrap the SRFlow's `conditioning` and `nll` (what `SRFlowNLLTask.training_step` calls) in `torch.compile` (inductor)."
+    m = trainer.task.model
+    m.conditioning, m.nll = torch.compile(m.conditioning), torch.compile(m.nll)
+
+
 def ab(model_name, batch, patch, settings: dict, rounds=4, stage="flow"):
     """Interleaved A/B timing: one Trainer per setting (same init), steps taken in turn, so that a shared CPU's
-    changing load hits every setting alike. Returns {setting: median s/step}. Threads are set per step."""
+    changing load hits every setting alike. Returns {setting: median s/step}. Threads are set per step. A setting's
+    `compile=True` wraps the flow in `torch.compile` (its first step, the compilation, is the warm-up round and is
+    reported as `first_step_s`)."""
     trainers = {}
     g = torch.Generator().manual_seed(0)
     imgs = [torch.rand(3, patch * 2, patch * 2, generator=g) for _ in range(4)]
     data = PatchCache.from_hr(imgs, scale=4, patch_size=patch, downscale=lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0])
     tmp = tempfile.TemporaryDirectory()
+    compiled = [n for n, kw in settings.items() if kw.get("compile")]
     for name, kw in settings.items():
+        kw = {k: v for k, v in kw.items() if k != "compile"}
         torch.manual_seed(0)
         cfg = TrainConfig(stage=stage, iterations=1000, batch_size=batch, patch_size=patch, scale=4, freeze_encoder=0.0,
                           log_every=1000, ckpt_every_steps=None, ckpt_every_s=None, val_every=None, out_dir=f"{tmp.name}/{name}", **kw)
         trainers[name] = Trainer(SRFlow(getattr(SRFlowConfig, model_name)()), cfg, data, progress=False, device="cpu", resume=False)
-    times = {n: [] for n in settings}
+        if name in compiled: _compile_flow(trainers[name])
+    times, first = {n: [] for n in settings}, {}
     for r in range(rounds + 1):
         for n, tr in trainers.items():
             torch.set_num_threads(tr.cfg.threads or 1)
             t = time.perf_counter(); tr.train_step(); dt = time.perf_counter() - t
             if r: times[n].append(dt)   # round 0 is warm-up
+            else: first[n] = round(dt, 1)
     tmp.cleanup()
     med = {n: sorted(v)[len(v) // 2] for n, v in times.items()}
-    return dict(model=model_name, stage=stage, batch=batch, hr_patch=patch, rounds=rounds, s_per_step=med,
+    return dict(model=model_name, stage=stage, batch=batch, hr_patch=patch, rounds=rounds, s_per_step=med, first_step_s=first,
                 relative_to_first={n: round(med[next(iter(med))] / v, 2) for n, v in med.items()}, loadavg_1min=os.getloadavg()[0])
 
 
@@ -119,6 +132,10 @@ AB = {
         "fp32_2threads": dict(threads=2)}),
     "rrdb": dict(model_name="small_4x", batch=8, patch=96, stage="rrdb", settings={
         "fp32": dict(threads=1), "bf16": dict(threads=1, amp="bf16")}),
+    "compile": dict(model_name="small_4x", batch=4, patch=64, settings={   # the campaign's flow setting (tools/campaign.py)
+        "fp32": dict(threads=1), "fp32_compiled": dict(threads=1, compile=True), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all"),
+        "bf16_all_compiled": dict(threads=1, amp="bf16", amp_scope="all", compile=True),
+        "bf16_all+channels_last_compiled": dict(threads=1, amp="bf16", amp_scope="all", channels_last=True, compile=True)}),
     "paper": dict(model_name="div2k_4x", batch=1, patch=256, rounds=2, settings={
         "fp32": dict(threads=1), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all")}),
 }
@@ -148,16 +165,16 @@ if __name__ == "__main__":
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--ab", choices=sorted(AB), nargs="*", help="interleaved A/B comparisons instead of the grid")
     ap.add_argument("--against", help="another train.py: interleaved A/B of its Trainer against this one")
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds of --against (default 8) or --ab (default: the comparison's own)")
     a = ap.parse_args()
     rows = []
     if a.against:
-        rows = against(a.against, a.rounds)
+        rows = against(a.against, a.rounds or 8)
         if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
         sys.exit(0)
     if a.ab is not None:
         for name in a.ab or sorted(AB):
-            row = ab(**AB[name]); rows.append(row); print(json.dumps(row), flush=True)
+            row = ab(**AB[name], **({"rounds": a.rounds} if a.rounds else {})); rows.append(row); print(json.dumps(row), flush=True)
         if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
         sys.exit(0)
     for name in a.only:
