@@ -97,3 +97,38 @@ def test_scale_study_images_axis_is_nested_and_starts_with_the_demo_set():
     assert order == mod.image_order(list(names))                                 # deterministic (seeded), not the global RNG
     shuffled = names[::-1]                                                        # independent of the listing order
     assert [shuffled[i] for i in mod.image_order(shuffled)] == [names[i] for i in order]
+
+
+def test_bundle_keeps_the_replaced_model_as_v1_and_never_overwrites_it(smoke_runs, tmp_path):
+    "`campaign.py bundle`: the finished stages' checkpoints become the bundled files; what they replace moves to *-v1 unchanged."
+    import hashlib
+    from srflow_nb.checkpoints import PRETRAINED, load_model_any, pretrained_dir
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()          # noqa: E731
+    out = tmp_path / "pretrained"; out.mkdir()
+    for n in ("demo-4x-rrdb", "demo-4x"):                               # a copy of today's bundle: weights and logs
+        (out / PRETRAINED[n]).write_bytes((pretrained_dir() / PRETRAINED[n]).read_bytes())
+        (out / f"{n}.metrics.csv").write_text((pretrained_dir() / f"{n}.metrics.csv").read_text())
+    before = {n: sha(out / PRETRAINED[n]) for n in ("demo-4x-rrdb", "demo-4x")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "tools/campaign.py"), "bundle", "--stage", "rrdb", "srflow", "--runs", str(smoke_runs), "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for n, stage in (("demo-4x-rrdb", "rrdb"), ("demo-4x", "srflow")):
+        old = out / PRETRAINED[n].replace(".safetensors", "_v1.safetensors")
+        assert sha(old) == before[n] and sha(out / PRETRAINED[n]) != before[n]        # moved unchanged; replaced
+        assert (out / f"{n}-v1.metrics.csv").read_text() == (pretrained_dir() / f"{n}.metrics.csv").read_text()
+        assert (out / f"{n}.metrics.csv").read_text() == (smoke_runs / stage / "metrics.csv").read_text()
+    src = load_checkpoint(smoke_runs / "rrdb" / "best.pt")
+    got = load_model_any(str(out / PRETRAINED["demo-4x-rrdb"]))
+    assert all(torch_equal(v, src["modules"]["model"][f"encoder.{k}"]) for k, v in got.state_dict().items())   # the RRDB's best.pt, bit for bit
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)   # the same checkpoints: nothing moves
+    assert again.returncode == 0 and "already holds" in again.stdout and sha(out / PRETRAINED["demo-4x"].replace(".safetensors", "_v1.safetensors")) == before["demo-4x"]
+    (out / PRETRAINED["demo-4x"]).write_bytes((pretrained_dir() / PRETRAINED["demo-4x"]).read_bytes())   # another model there now
+    third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert third.returncode != 0 and "refusing to overwrite" in third.stderr and "Traceback" not in third.stderr
+    assert sha(out / PRETRAINED["demo-4x"].replace(".safetensors", "_v1.safetensors")) == before["demo-4x"]
+
+
+def torch_equal(a, b):
+    import torch
+    return a.dtype == b.dtype and torch.equal(a, b)

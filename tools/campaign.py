@@ -4,6 +4,7 @@ resumable across sessions, with a checkpoint kept at every doubling of each stag
     python tools/campaign.py status                    # where every stage stands (steps, CPU-hours, last validation)
     python tools/campaign.py run                       # the next unfinished stage(s), in order, until done or stopped
     python tools/campaign.py run --stage srflow        # one stage (its prerequisites must be finished)
+    python tools/campaign.py bundle --stage rrdb srflow esrgan   # finished stages -> srflow_nb/pretrained (old ones kept as *-v1)
     SMOKE=1 python tools/campaign.py run --runs /tmp/c # every stage for a few steps (a check of the wiring)
     nohup python tools/campaign.py run > /work/logs/campaign.log 2>&1 &
 
@@ -25,6 +26,11 @@ the trainer's checkpoints, `best.pt`, logs, and `budget/cpu_<h>h.pt` copies take
 1/8, 1/4, 1/2, 1, 2, 4, ... CPU-hours (`budget/budget.jsonl` records step and CPU seconds of each). SIGTERM/SIGINT save
 and stop after the current step; running the same command again continues. The machine, precision and git commit of
 every checkpoint are in its `run_info`.
+
+`bundle` exports a finished stage as its bundled model (`Stage.bundle`): the RRDB's `best.pt` (the checkpoint the SRFlow
+and ESRGAN stages started from), every other stage's last checkpoint (the end of its schedule; validation has 3 crops,
+too few to pick by). The file and training logs it replaces are first renamed to `<name>-v1` (`demo-4x-v1`,
+`demo_4x_v1.safetensors`, `demo-4x-v1.metrics.csv`, ...), never overwritten; bundling the same checkpoint again does nothing.
 """
 from __future__ import annotations
 import argparse, json, os, shutil, sys
@@ -55,6 +61,7 @@ class Stage:
     gate: Callable[[list], str | None] | None = None   # val history -> None (pass) or why the next stages must wait
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    bundle_from: str = "last"                     # "last": the final checkpoint; "best": best.pt
 
 
 def _srflow(stage: str, preset: str, model: str | dict, **fixed):
@@ -103,7 +110,7 @@ def stages(runs: Path) -> dict[str, Stage]:
     best = lambda name: str(runs / name / "best.pt")        # noqa: E731
     return {s.name: s for s in [
         Stage("rrdb", "demo-4x-rrdb", _srflow("rrdb", "demo_rrdb", "small_4x", iterations=20_000, out_dir=r("rrdb")),
-              gate=_beats_bicubic("rrdb_psnr", 0.5)),
+              gate=_beats_bicubic("rrdb_psnr", 0.5), bundle_from="best"),
         Stage("srflow", "demo-4x", _srflow("flow", "demo_flow", "small_4x", iterations=60_000, amp=None, init_from=best("rrdb"),
                                            out_dir=r("srflow")), after=("rrdb",)),
         Stage("esrgan", "demo-4x-esrgan", _esrgan(best("rrdb"), iterations=5_000, out_dir=r("esrgan")), after=("rrdb",)),
@@ -176,11 +183,50 @@ def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILE
     return tr
 
 
+LOGS = ("metrics.csv", "val.csv", "config.json", "model_config.json")   # a run's files copied beside its bundled weights
+LIMIT = 25 * 2 ** 20                                                     # larger files are bundled with fp16 conv kernels
+
+
+def v1_file(fname: str) -> str:
+    "The file name the bundled `fname` keeps when a campaign model replaces it: demo_4x.safetensors -> demo_4x_v1.safetensors."
+    p = Path(fname)
+    return f"{p.stem}_v1{p.suffix}"
+
+
+def bundle(stage: Stage, runs: Path, out: Path) -> Path:
+    "Export a finished stage as `stage.bundle` in `out`, first renaming what it replaces to `<name>-v1` (never overwritten)."
+    from safetensors import safe_open
+    from srflow_nb.checkpoints import PRETRAINED, export_model
+    run, name = runs / stage.name, stage.bundle
+    if not (run / "DONE").exists(): raise InputError(f"stage {stage.name} is not finished ({run / 'DONE'} is missing): nothing to bundle")
+    if name not in PRETRAINED: raise InputError(f"{name} is no bundled name yet: add it to its family record's `bundled` first")
+    src = run / "best.pt" if stage.bundle_from == "best" else Path(list_checkpoints(run / "checkpoints")[-1])
+    ck = load_checkpoint(src)
+    dest = out / PRETRAINED[name]
+    if dest.exists():
+        with safe_open(str(dest), "pt") as f: meta = f.metadata() or {}
+        if meta.get("step") == str(ck["step"]) and meta.get("cpu_time_s") == f"{ck.get('cpu_time', 0.0):.0f}":
+            print(f"[bundle] {name}: {dest} already holds {src} (step {ck['step']})"); return dest
+        old = out / v1_file(dest.name)
+        if old.exists(): raise InputError(f"{dest} would move to {old}, which exists: refusing to overwrite the bundled history")
+        dest.rename(old)
+        for suffix in LOGS:
+            if (out / f"{name}.{suffix}").exists(): (out / f"{name}.{suffix}").rename(out / f"{name}-v1.{suffix}")
+        print(f"[bundle] {name}: the previous model kept as {name}-v1 ({old.name})")
+    export_model(ck, dest)
+    if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
+    for suffix in LOGS:
+        if (run / suffix).exists(): shutil.copyfile(run / suffix, out / f"{name}.{suffix}")
+    print(f"[bundle] {name}: {src} (step {ck['step']}, {ck.get('cpu_time', 0) / 3600:.2f} CPU-h) -> {dest} ({dest.stat().st_size / 2 ** 20:.1f} MB)")
+    return dest
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("run", "status"))
+    ap.add_argument("command", choices=("run", "status", "bundle"))
     ap.add_argument("--stage", nargs="*", help="only these stages (default: every unfinished one, in order)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
+    ap.add_argument("--out", type=Path, default=ROOT / "srflow_nb/pretrained", help="bundle: where the bundled models live")
     ap.add_argument("--chunk", type=int, default=1000, help="steps between budget checks for stages without val_every")
     ap.add_argument("--milestones", type=float, nargs="*", default=MILESTONES_H, help="CPU-hours at which to keep a checkpoint copy")
     a = ap.parse_args(argv)
@@ -192,6 +238,10 @@ def main(argv=None):
         for n in names:
             st, done = _state(a.runs / n), (a.runs / n / "DONE").exists()
             print(f"{n:17s} {'done' if done else 'running/paused' if st else 'not started':15s} {json.dumps(st) if st else ''}")
+        return 0
+    if a.command == "bundle":
+        if not a.stage: sys.exit("campaign: bundle needs --stage (the finished stages to bundle)")
+        for n in names: bundle(all_stages[n], a.runs, a.out)
         return 0
     if not smoke and not DATA.is_dir(): sys.exit(f"campaign: {DATA} is missing; build it with `srflow data build-train`")
     for n in names:
