@@ -64,6 +64,25 @@ def test_equivalence_and_speed_against_json():
         assert [float(x) for x in fp32[2:6]] == pytest.approx([sp["plain"], sp["fast_1"], sp["fast_10"], sp["sweep_11"]], rel=0.01)
 
 
+
+def test_train_speed_against_json():
+    "The training-speed table read back against the benchmark files: both CPU kinds, each row's s/step and its ratio to fp32."
+    rows = _rows(rn.block(README, "train-speed"))
+    files = sorted(rn.BENCH.glob("train_speed_small_idle_*.json"))
+    assert {f.stem.rsplit("_", 1)[-1] for f in files} >= {"amx", "avx512bf16"}, "both CPU kinds should be measured"
+    for f in files:
+        rec = json.loads(f.read_text()); grid = rec["rows"] if isinstance(rec, dict) else rec
+        pick = lambda stage, amp: next(r["s_per_step"] for r in grid if (r["stage"], r["amp"], r["threads"], r["encoder_frozen"], r["channels_last"],   # noqa: E731
+                                                                         r["batch"]) == (stage, amp, 1, False, False, 8 if stage == "rrdb" else 4) and r.get("amp_scope") in (None, "encoder"))
+        mine = {r[1]: r for r in rows if r[-1] == f"`{f.name}`"}
+        fp32, bf16 = pick("rrdb", None), pick("rrdb", "bf16")
+        assert float(mine["RRDB stage, bf16 (the campaign)"][3]) == pytest.approx(bf16, abs=5e-4)
+        assert mine["RRDB stage, bf16 (the campaign)"][5] == f"{fp32 / bf16:.2f}x" and mine["RRDB stage, fp32"][5] == "1.00x"
+        assert float(mine["SRFlow flow stage, fp32 (the campaign)"][4]) == pytest.approx(4 * 64 * 64 / pick("flow", None) / 1e6, abs=5e-4)
+    for f in rn.BENCH.glob("train_speed_compile_*.json"):
+        rel = json.loads(f.read_text())["rows"][0]["relative_to_first"]
+        assert f"fp32 {rel['fp32_compiled']:.2f}x and bf16 everywhere {rel['bf16_all_compiled']:.2f}x" in rn.block(README, "train-speed")
+
 def test_no_unsourced_claims():
     # numbers that once stood in the README without any result file behind them
     for claim in ("44.1 dB", "70 s", "50-55 dB", "4.8e-6"):

@@ -6,7 +6,8 @@ Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced
 - `esrgan`: the bundled ESRGAN's training log/config (srflow_nb/pretrained/demo-4x-esrgan.*) and its Table 2 verdicts;
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
 - `tolerances`: srflow_nb.findings.TOLERANCES and benchmarks/results/cross_cpu_differences.csv (tools/cross_cpu.py);
-- `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_<cpu kind>.json (one per CPU kind) and ..._threads2_compile.json.
+- `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_<cpu kind>.json (one per CPU kind) and ..._threads2_compile.json;
+- `train-speed`: benchmarks/results/train_speed_small_idle_<cpu kind>.json (one per CPU kind) and train_speed_compile_<cpu kind>.json.
 
 `python tools/readme_numbers.py` rewrites the blocks in place (after results are regenerated);
 `tests/test_readme_numbers.py` fails when a block differs from what the files say.
@@ -144,6 +145,61 @@ def speed_table() -> str:
         f"bf16 accuracy against fp32: `nbs/14_sampling.ipynb`."])
 
 
+TRAIN_ROWS = [   # (label, stage, batch, HR patch, amp, amp_scope, channels_last): the campaign's settings (tools/campaign.py)
+    ("SRFlow flow stage, fp32 (the campaign)", "flow", 4, 64, None, None, False),
+    ("SRFlow flow stage, bf16 encoder", "flow", 4, 64, "bf16", "encoder", False),
+    ("SRFlow flow stage, bf16 everywhere", "flow", 4, 64, "bf16", "all", False),
+    ("SRFlow flow stage, fp32 channels_last", "flow", 4, 64, None, None, True),
+    ("RRDB stage, fp32", "rrdb", 8, 96, None, None, False),
+    ("RRDB stage, bf16 (the campaign)", "rrdb", 8, 96, "bf16", "encoder", False)]
+
+
+def _train_rows(rows: list[dict]) -> dict:
+    "{label: s_per_step} of the grid rows (1 thread, encoder trained) that TRAIN_ROWS names."
+    out = {}
+    for label, stage, b, hr, amp, scope, cl in TRAIN_ROWS:
+        hit = [r for r in rows if (r["stage"], r["batch"], r["hr_patch"], r["amp"], r.get("amp_scope"), r["channels_last"], r["threads"], r["encoder_frozen"])
+               == (stage, b, hr, amp, scope, cl, 1, False)]
+        if hit: out[label] = hit[0]["s_per_step"]
+    return out
+
+
+def train_speed() -> str:
+    "Training throughput per CPU kind (steps x HR pixels per CPU-second), each setting against fp32 at the same configuration."
+    lines = ["| CPU | setting | batch x HR patch | s/step | HR Mpixel per CPU-s | vs fp32 | file |", "|---|---|---|---|---|---|---|"]
+    best = {}
+    for f in sorted(BENCH.glob("train_speed_small_idle_*.json")):
+        rec = json.loads(f.read_text())
+        rows, cpu = (rec["rows"], _cpu_label(rec["run_info"], f)) if isinstance(rec, dict) else (rec, _cpu_label({}, f))
+        t = _train_rows(rows)
+        for label, stage, b, hr, *_ in TRAIN_ROWS:
+            if label not in t: continue
+            base = t["RRDB stage, fp32" if stage == "rrdb" else "SRFlow flow stage, fp32 (the campaign)"]
+            best[(cpu, stage)] = max(best.get((cpu, stage), 0.0), base / t[label])
+            lines.append(f"| {cpu} | {label} | {b} x {hr}² | {t[label]:.3f} | {b * hr * hr / t[label] / 1e6:.3f} | {base / t[label]:.2f}x | `{f.name}` |")
+    comp = []
+    for f in sorted(BENCH.glob("train_speed_compile_*.json")):
+        rec = json.loads(f.read_text()); r = rec["rows"][0]; rel = r["relative_to_first"]
+        comp.append(f"on {_cpu_label(rec['run_info'], f)} (`{f.name}`, interleaved A/B, {r['rounds']} rounds, the flow stage at batch "
+                    f"{r['batch']} x {r['hr_patch']}²), `torch.compile` of the flow makes fp32 {rel['fp32_compiled']:.2f}x and bf16 everywhere "
+                    f"{rel['bf16_all_compiled']:.2f}x as fast as eager fp32 (bf16 eager {rel['bf16_all']:.2f}x), after a first (compiling) step "
+                    f"of up to {max(r['first_step_s'].values()):.0f} s")
+    flow = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "flow")
+    rrdb = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "rrdb")
+    study = pd.read_csv(RESULTS / "scale_study" / "quick" / "scale_study.csv")
+    if "train_images" in study: study = study[study.train_images == study.train_images.max()]
+    prec = study[study.config.isin(["K4_h32_fp32", "K4_h32", "K4_h32_bf16all"])].set_index("config")
+    names = {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder", "K4_h32_bf16all": "bf16 everywhere"}
+    quality = ", ".join(f"{names[c]} {r['t0.9_lpips']:.4f} ({int(r.steps)} steps)" for c, r in prec.sort_values("t0.9_lpips").iterrows())
+    return "\n".join([
+        "One training step (`benchmarks/train_speed.py`: batch sampling, forward, backward, NaN guard, Adam) of the small model "
+        "the bundled checkpoints use, 1 thread, on an idle machine of each CPU kind:", "", *lines, "",
+        f"The best setting's throughput against fp32 at the same configuration: RRDB stage {rrdb}; SRFlow flow stage {flow}. "
+        + "".join(c[0].upper() + c[1:] + ". " for c in comp)
+        + f"Speed is not quality per CPU-hour: at an equal budget of {study.budget_min.iloc[0]:g} CPU-minutes the scale study "
+        f"(`nbs/29_repro.scaling.ipynb`, one seed) measured held-out τ=0.9 LPIPS {quality}, so the campaign trains the flow in fp32."])
+
+
 PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
 
@@ -194,7 +250,7 @@ def tolerances() -> str:
 
 
 BLOCKS = {"results-table": results_table, "tolerances": tolerances, "findings": findings_table, "esrgan": esrgan_note, "equivalence": equivalence,
-          "speed-table": speed_table}
+          "speed-table": speed_table, "train-speed": train_speed}
 
 
 def _pattern(name: str) -> str:
