@@ -132,3 +132,22 @@ def test_bundle_keeps_the_replaced_model_as_v1_and_never_overwrites_it(smoke_run
 def torch_equal(a, b):
     import torch
     return a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_diverged_samples_are_counted_from_the_packages_own_warning():
+    "`campaign_eval.count_diverged` reads `core.check_finite`'s warning (every occurrence), per temperature."
+    import warnings
+    import torch
+    from srflow_nb.core import check_finite
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        spec = importlib.util.spec_from_file_location("campaign_eval_mod", ROOT / "tools" / "campaign_eval.py")
+        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    finally: sys.path.remove(str(ROOT / "tools"))
+    x = torch.zeros(3, 3, 4, 4); x[0, 0, 0, 0] = float("nan"); x[2, 1] = float("inf")      # 2 of 3 samples diverged
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in (0.9, 0.9, 1.0): check_finite(x, "clamp", temperature=t)
+        check_finite(torch.zeros(2, 3, 4, 4), "clamp", temperature=0.0)                     # nothing diverged: no warning
+        warnings.warn("something else", RuntimeWarning)
+    assert mod.count_diverged(caught) == {0.9: 4, 1.0: 2}

@@ -70,7 +70,7 @@ def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threa
     cpu_s = tr.clock.cpu()                                      # training only: the evaluation below is not part of the budget
     print(f"{name}: {tr.step} steps, {cpu_s:.0f} CPU-s ({time.time() - t0:.0f} s wall this run)", flush=True)
     m = tr.model.eval()
-    mean = heldout2_means(wrap_model(m), "srflow", bicubic=False).set_index("temperature")[METRICS]   # as the campaign's snapshots
+    mean = heldout2_means(wrap_model(m), "srflow", bicubic=False).set_index("temperature")[METRICS + ["diverged"]]   # as the campaign's snapshots
     return dict(config=name, **{f"model_{k}": v for k, v in model_kw.items()}, **{f"train_{k}": v for k, v in {**BASE, **train_kw}.items()},
                 params=sum(p.numel() for p in m.parameters()), steps=tr.step, cpu_s=round(cpu_s, 1),
                 **{f"t{t:g}_{k}": round(float(v), 4) for t, row in mean.iterrows() for k, v in row.items()})
