@@ -109,7 +109,7 @@ def test_bundle_keeps_the_replaced_model_as_v1_and_never_overwrites_it(smoke_run
         (out / PRETRAINED[n]).write_bytes((pretrained_dir() / PRETRAINED[n]).read_bytes())
         (out / f"{n}.metrics.csv").write_text((pretrained_dir() / f"{n}.metrics.csv").read_text())
     before = {n: sha(out / PRETRAINED[n]) for n in ("demo-4x-rrdb", "demo-4x")}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SMOKE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, str(ROOT / "tools/campaign.py"), "bundle", "--stage", "rrdb", "srflow", "--runs", str(smoke_runs), "--out", str(out)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -118,6 +118,8 @@ def test_bundle_keeps_the_replaced_model_as_v1_and_never_overwrites_it(smoke_run
         assert sha(old) == before[n] and sha(out / PRETRAINED[n]) != before[n]        # moved unchanged; replaced
         assert (out / f"{n}-v1.metrics.csv").read_text() == (pretrained_dir() / f"{n}.metrics.csv").read_text()
         assert (out / f"{n}.metrics.csv").read_text() == (smoke_runs / stage / "metrics.csv").read_text()
+        data = json.loads((out / f"{n}.data.json").read_text())                    # what the model card will say it was trained on
+        assert data["stage"] == stage and data["train"] == "data/demo/train" and data["train_images"] == len(list((ROOT / "data/demo/train").glob("*.png")))
     src = load_checkpoint(smoke_runs / "rrdb" / "best.pt")
     got = load_model_any(str(out / PRETRAINED["demo-4x-rrdb"]))
     assert all(torch_equal(v, src["modules"]["model"][f"encoder.{k}"]) for k, v in got.state_dict().items())   # the RRDB's best.pt, bit for bit
@@ -151,3 +153,15 @@ def test_diverged_samples_are_counted_from_the_packages_own_warning():
         check_finite(torch.zeros(2, 3, 4, 4), "clamp", temperature=0.0)                     # nothing diverged: no warning
         warnings.warn("something else", RuntimeWarning)
     assert mod.count_diverged(caught) == {0.9: 4, 1.0: 2}
+
+
+def test_model_card_says_what_a_bundled_model_was_trained_on(tmp_path):
+    "`export_demo.trained_on`: a campaign model's `<name>.data.json` (written by `bundle`) names the built training set; without one, the demo split."
+    spec = importlib.util.spec_from_file_location("export_demo_mod", ROOT / "tools" / "export_demo.py")
+    ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
+    old = ex.trained_on(tmp_path, "demo-4x", 17, "bash tools/train_demo.sh")
+    assert (old["n"], old["folder"], old["how"]) == (17, "data/demo/train", "`bash tools/train_demo.sh`")
+    (tmp_path / "demo-4x.data.json").write_text(json.dumps(dict(stage="srflow", train="data/cache/trainset/train", train_images=77,
+                                                                manifest="data/trainset/manifest.json")))
+    new = ex.trained_on(tmp_path, "demo-4x", 17, "bash tools/train_demo.sh")
+    assert new["n"] == 77 and "data/trainset/manifest.json" in new["folder"] and "stage `srflow`" in new["how"]

@@ -48,6 +48,7 @@ from srflow_nb.core import InputError, atomic_write  # noqa: E402
 from srflow_nb.train import TrainConfig, Trainer, run_task, task_class  # noqa: E402
 
 DATA, VAL = ROOT / "data/cache/trainset/train", ROOT / "data/demo/val"
+SMOKE_DATA = ROOT / "data/demo/train"                          # SMOKE=1 trains on the demo images (no built training set needed)
 SMALL_8X = dict(scale=8, L=4)                                 # the small model at 8x: one more flow level
 MILESTONES_H = tuple(2.0 ** k for k in range(-3, 6))       # 1/8 ... 32 CPU-hours
 
@@ -176,7 +177,7 @@ def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILE
         v = (tr.val_history or [{}])[-1]
         print(f"[{stage.name}] step {tr.step}/{cfg.iterations} {tr.clock.cpu() / 3600:.3f} CPU-h "
               + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, float)), flush=True)
-    tr = run_task(task, str(DATA if not smoke else ROOT / "data/demo/train"), str(VAL), val_crop=256 if not smoke else 64,
+    tr = run_task(task, str(SMOKE_DATA if smoke else DATA), str(VAL), val_crop=256 if not smoke else 64,
                   device="cpu", progress=False, after_chunk=after_chunk, chunk=cfg.val_every or chunk)
     if tr.step >= cfg.iterations:
         (out / "DONE").write_text(json.dumps(dict(step=tr.step, cpu_s=round(tr.clock.cpu(), 1), val=(tr.val_history or [{}])[-1])))
@@ -184,6 +185,7 @@ def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILE
 
 
 LOGS = ("metrics.csv", "val.csv", "config.json", "model_config.json")   # a run's files copied beside its bundled weights
+KEPT = LOGS + ("data.json",)                                             # what moves to <name>-v1 with the weights
 LIMIT = 25 * 2 ** 20                                                     # larger files are bundled with fp16 conv kernels
 
 
@@ -193,7 +195,7 @@ def v1_file(fname: str) -> str:
     return f"{p.stem}_v1{p.suffix}"
 
 
-def bundle(stage: Stage, runs: Path, out: Path) -> Path:
+def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
     "Export a finished stage as `stage.bundle` in `out`, first renaming what it replaces to `<name>-v1` (never overwritten)."
     from safetensors import safe_open
     from srflow_nb.checkpoints import PRETRAINED, export_model
@@ -210,13 +212,18 @@ def bundle(stage: Stage, runs: Path, out: Path) -> Path:
         old = out / v1_file(dest.name)
         if old.exists(): raise InputError(f"{dest} would move to {old}, which exists: refusing to overwrite the bundled history")
         dest.rename(old)
-        for suffix in LOGS:
+        for suffix in KEPT:
             if (out / f"{name}.{suffix}").exists(): (out / f"{name}.{suffix}").rename(out / f"{name}-v1.{suffix}")
         print(f"[bundle] {name}: the previous model kept as {name}-v1 ({old.name})")
     export_model(ck, dest)
     if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
     for suffix in LOGS:
         if (run / suffix).exists(): shutil.copyfile(run / suffix, out / f"{name}.{suffix}")
+    data = SMOKE_DATA if smoke else DATA
+    images = sorted(p.name for p in data.iterdir() if p.suffix.lower() == ".png") if data.is_dir() else []
+    atomic_write(out / f"{name}.data.json", lambda p: Path(p).write_text(json.dumps(dict(   # what the model card says it was trained on
+        stage=stage.name, train=str(data.relative_to(ROOT)), manifest="data/trainset/manifest.json", train_images=len(images),
+        val=str(VAL.relative_to(ROOT)), checkpoint=src.name, step=ck["step"]), indent=1) + "\n"))
     print(f"[bundle] {name}: {src} (step {ck['step']}, {ck.get('cpu_time', 0) / 3600:.2f} CPU-h) -> {dest} ({dest.stat().st_size / 2 ** 20:.1f} MB)")
     return dest
 
@@ -241,7 +248,7 @@ def main(argv=None):
         return 0
     if a.command == "bundle":
         if not a.stage: sys.exit("campaign: bundle needs --stage (the finished stages to bundle)")
-        for n in names: bundle(all_stages[n], a.runs, a.out)
+        for n in names: bundle(all_stages[n], a.runs, a.out, smoke)
         return 0
     if not smoke and not DATA.is_dir(): sys.exit(f"campaign: {DATA} is missing; build it with `srflow data build-train`")
     for n in names:

@@ -65,11 +65,24 @@ def selection(name: str, val_csv: Path, step: int, metric: str) -> str:
             f"{float(best[metric]):.3f} at step {int(best['step'])} ({len(val)} validations; `{val_csv.name}`).")
 
 
+def trained_on(out: Path, name: str, n_train: int, script: str) -> dict:
+    """Where the bundled `name` was trained: its `<name>.data.json` (written by `tools/campaign.py bundle`: the built
+    training set) or, without one, the demo dataset's train split (`n_train` images) by `script`."""
+    f = out / f"{name}.data.json"
+    if not f.exists():
+        return dict(n=n_train, how=f"`{script}`", where="the demo dataset's **train** split", folder="data/demo/train")
+    d = json.loads(f.read_text())
+    return dict(n=d["train_images"], how=f"`python tools/campaign.py run` (issue 24's campaign, stage `{d['stage']}`)",
+                where="the built **training set**", folder=f"{d['train']}, listed in {d['manifest']}")
+
+
 def card(out: Path, res: dict, facts: dict, n_test: int, n_train: int) -> str:
     "MODEL_CARD.md text: every number from `res`/`facts` (demo_eval.json) and the val CSVs in `out`."
+    t = trained_on(out, "demo-4x", n_train, "bash tools/train_demo.sh")
+    n_train = t["n"]
     lines = ["# Bundled demo models: `demo-4x-rrdb` and `demo-4x`", "",
-             "Trained on this project's CPU with `bash tools/train_demo.sh` (srflow_nb.train) on the demo dataset's **train** split "
-             f"({n_train} images in data/demo/train, HR patches with flips/rotations, LR by MATLAB bicubic), validated every "
+             f"Trained on this project's CPU with {t['how']} (srflow_nb.train) on {t['where']} "
+             f"({n_train} images in {t['folder']}, HR patches with flips/rotations, LR by MATLAB bicubic), validated every "
              f"{facts[next(iter(facts))]['config']['val_every']} steps on the **val** split; metrics below on the held-out **test** split "
              f"({n_test} images, RGB, no border crop, 8-bit rounding).", "",
              "| model | file | steps | CPU hours | skipped steps | size |", "|---|---|---|---|---|---|"]
@@ -109,9 +122,11 @@ def esrgan_card(out: Path, n_train: int, table2_csv: Path = TABLE2_CSV) -> str:
     last, val = pd.read_csv(files["metrics.csv"]).iloc[-1], pd.read_csv(files["val.csv"])
     paper, opts = esrgan_paper().to_dict(), {**ESRGAN_OPTIONS, **cfg["options"]}
     popts = {**ESRGAN_OPTIONS, **paper["options"]}
+    t = trained_on(out, ESRGAN, n_train, "bash tools/train_esrgan.sh")
+    how = f"with {t['how']} (the shared trainer, two optimizers) on the same **train** split ({t['n']} images)" if t["folder"] == "data/demo/train" else \
+        f"with {t['how']} (the shared trainer, two optimizers) on the same built training set as `demo-4x` ({t['n']} images)"
     lines = [f"## `{ESRGAN}`: the ESRGAN baseline", "",
-             f"The ESRGAN generator (`srflow_nb.esrgan`), fine-tuned from `demo-4x-rrdb` with `bash tools/train_esrgan.sh` (the shared "
-             f"trainer, two optimizers) on the same **train** split ({n_train} images): relativistic average GAN + perceptual + L1 "
+             f"The ESRGAN generator (`srflow_nb.esrgan`), fine-tuned from `demo-4x-rrdb` {how}: relativistic average GAN + perceptual + L1 "
              f"(weights {opts['gan_weight']:g} / {opts['perceptual_weight']:g} / {opts['pixel_weight']:g}), validated every "
              f"{cfg['val_every']} steps on the **val** split.", "",
              "| model | file | steps | CPU hours | skipped steps | size |", "|---|---|---|---|---|---|",
@@ -315,6 +330,24 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def v1_card(out: Path, n_train: int) -> str:
+    "The section on the earlier bundled models kept loadable as `<name>-v1` (steps and CPU-hours from their logs); '' when there are none."
+    rows = []
+    for name, fname in PRETRAINED.items():
+        if not name.endswith("-v1") or not (out / fname).exists(): continue
+        m = out / f"{name}.metrics.csv"
+        last = pd.read_csv(m).iloc[-1] if m.exists() else None
+        rows.append(f"| `{name}` | `{fname}` | {int(last.step) if last is not None else '-'} | "
+                    f"{f'{last.cpu_time_s / 3600:.2f}' if last is not None else '-'} | {(out / fname).stat().st_size / 2 ** 20:.1f} MB |")
+    if not rows: return ""
+    return "\n".join([
+        "## Earlier versions (`*-v1`)", "",
+        f"The models the campaign's replaced, trained on the demo dataset's **train** split ({n_train} images in data/demo/train) by "
+        "`bash tools/train_demo.sh` and `bash tools/train_esrgan.sh`, still load by name (`load_pretrained('demo-4x-v1')`, "
+        "`srflow sample --checkpoint demo-4x-v1`); their training logs are the `<name>.metrics.csv` / `.val.csv` beside them.", "",
+        "| model | file | steps | CPU hours | size |", "|---|---|---|---|---|", *rows]) + "\n"
+
+
 def write_card(out: Path, n_train: int):
     "Re-write MODEL_CARD.md from demo_eval.json and the val CSVs, keeping the hand-written notes section."
     ev = json.loads((out / "demo_eval.json").read_text())
@@ -330,6 +363,8 @@ def write_card(out: Path, n_train: int):
     if hc: text += "\n" + hc
     sr = sr3_card(out, n_train)
     if sr: text += "\n" + sr
+    v1 = v1_card(out, n_train)
+    if v1: text += "\n" + v1
     if notes: text += "\n" + notes
     atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(text))
     return text
