@@ -7,7 +7,9 @@ Each block of README.md between `<!-- name -->` and `<!-- /name -->` is produced
 - `equivalence`: benchmarks/results/official_equivalence.json (tests/test_official_equivalence.py --write);
 - `tolerances`: srflow_nb.findings.TOLERANCES and benchmarks/results/cross_cpu_differences.csv (tools/cross_cpu.py);
 - `speed-table`: benchmarks/results/sample_speed_lr64_threads2_idle_<cpu kind>.json (one per CPU kind) and ..._threads2_compile.json;
-- `train-speed`: benchmarks/results/train_speed_small_idle_<cpu kind>.json (one per CPU kind) and train_speed_compile_<cpu kind>.json.
+- `train-speed`: benchmarks/results/train_speed_small_idle_<cpu kind>.json (one per CPU kind) and train_speed_compile_<cpu kind>.json;
+- `status`: the bundled RRDB and SRFlow's training logs and configs (srflow_nb/pretrained/demo-4x[-rrdb].*), and what they
+  were trained on (`demo-4x.data.json`, written by `tools/campaign.py bundle`; without it, the demo train split).
 
 `python tools/readme_numbers.py` rewrites the blocks in place (after results are regenerated);
 `tests/test_readme_numbers.py` fails when a block differs from what the files say.
@@ -203,6 +205,24 @@ def train_speed() -> str:
 PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
 
+def status() -> str:
+    "The Status paragraph's sentence on the bundled checkpoints: version, training script and data, steps, CPU-hours, precision."
+    from srflow_nb.datasets import demo_images
+    facts = []
+    for name, label, kind in (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL")):
+        last, cfg = pd.read_csv(PRETRAINED / f"{name}.metrics.csv").iloc[-1], json.loads((PRETRAINED / f"{name}.config.json").read_text())
+        h = last.cpu_time_s / 3600
+        prec = "fp32" if not cfg.get("amp") else f"{cfg['amp']} {'encoder' if cfg.get('amp_scope') == 'encoder' else 'everywhere'}"
+        facts.append(f"{label}: {int(last.step) // 1000}k {kind} steps, {h:.1f} CPU-hour{'s' if round(h, 1) != 1 else ''}" + (f", {prec}" if kind == "NLL" else ""))
+    data = PRETRAINED / "demo-4x.data.json"
+    if data.exists():
+        d = json.loads(data.read_text())
+        version, how = "v2", f"by `python tools/campaign.py` (issue 24's campaign) on the {d['train_images']} photographs of the built training set (`{d['manifest']}`)"
+    else: version, how = "v1", f"by `bash tools/train_demo.sh` on the {len(demo_images('train'))} demo training images"
+    return (f"The bundled checkpoints are **{version}**, trained on this project's 2-core CPU {how} ({'; '.join(facts)}; "
+            "`srflow_nb/pretrained/MODEL_CARD.md`).")
+
+
 def _unnest(detail: str) -> str:
     "'a vs b (paper c vs d)' -> 'a vs b; paper c vs d' (for a detail quoted inside parentheses)."
     return detail.replace(" (paper", "; paper")[:-1] if " (paper" in detail and detail.endswith(")") else detail
@@ -250,7 +270,7 @@ def tolerances() -> str:
 
 
 BLOCKS = {"results-table": results_table, "tolerances": tolerances, "findings": findings_table, "esrgan": esrgan_note, "equivalence": equivalence,
-          "speed-table": speed_table, "train-speed": train_speed}
+          "speed-table": speed_table, "train-speed": train_speed, "status": status}
 
 
 def _pattern(name: str) -> str:
