@@ -211,12 +211,15 @@ def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
             print(f"[bundle] {name}: {dest} already holds {src} (step {ck['step']})"); return dest
         old = out / v1_file(dest.name)
         if old.exists(): raise InputError(f"{dest} would move to {old}, which exists: refusing to overwrite the bundled history")
+    new = dest.with_name(dest.stem + ".new" + dest.suffix)               # exported first: a failed export leaves the bundle as it was
+    export_model(ck, new)
+    if new.stat().st_size > LIMIT: export_model(ck, new, half=True)
+    if dest.exists():
         dest.rename(old)
         for suffix in KEPT:
             if (out / f"{name}.{suffix}").exists(): (out / f"{name}.{suffix}").rename(out / f"{name}-v1.{suffix}")
         print(f"[bundle] {name}: the previous model kept as {name}-v1 ({old.name})")
-    export_model(ck, dest)
-    if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
+    new.rename(dest)
     for suffix in LOGS:
         if (run / suffix).exists(): shutil.copyfile(run / suffix, out / f"{name}.{suffix}")
     data = SMOKE_DATA if smoke else DATA
