@@ -197,7 +197,7 @@ def v1_file(fname: str) -> str:
 
 def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
     "Export a finished stage as `stage.bundle` in `out`, first renaming what it replaces to `<name>-v1` (never overwritten)."
-    from safetensors import safe_open
+    from export_demo import holds_checkpoint                     # tools/ (this script's folder)
     from srflow_nb.checkpoints import PRETRAINED, export_model
     run, name = runs / stage.name, stage.bundle
     if not (run / "DONE").exists(): raise InputError(f"stage {stage.name} is not finished ({run / 'DONE'} is missing): nothing to bundle")
@@ -205,10 +205,8 @@ def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
     src = run / "best.pt" if stage.bundle_from == "best" else Path(list_checkpoints(run / "checkpoints")[-1])
     ck = load_checkpoint(src)
     dest = out / PRETRAINED[name]
+    if holds_checkpoint(dest, ck): print(f"[bundle] {name}: {dest} already holds {src} (step {ck['step']})"); return dest
     if dest.exists():
-        with safe_open(str(dest), "pt") as f: meta = f.metadata() or {}
-        if meta.get("step") == str(ck["step"]) and meta.get("cpu_time_s") == f"{ck.get('cpu_time', 0.0):.0f}":
-            print(f"[bundle] {name}: {dest} already holds {src} (step {ck['step']})"); return dest
         old = out / v1_file(dest.name)
         if old.exists(): raise InputError(f"{dest} would move to {old}, which exists: refusing to overwrite the bundled history")
     new = dest.with_name(dest.stem + ".new" + dest.suffix)               # exported first: a failed export leaves the bundle as it was

@@ -49,6 +49,15 @@ def evaluate(rrdb, flow, scale=4, temperatures=(0.0, 0.9), seed=0):
     return rows, len(ds)
 
 
+def holds_checkpoint(path: Path, ck: dict) -> bool:
+    """Whether the exported model file `path` was written from checkpoint `ck` (same step and CPU time in its metadata).
+    Compared by metadata, not bytes: safetensors writes the metadata in no fixed order, so two exports differ byte-wise."""
+    from safetensors import safe_open
+    if not Path(path).exists(): return False
+    with safe_open(str(path), "pt") as f: meta = f.metadata() or {}
+    return meta.get("step") == str(ck["step"]) and meta.get("cpu_time_s") == f"{ck.get('cpu_time', 0.0):.0f}"
+
+
 NOTES = "## Notes written at training time"   # hand-written history kept verbatim below the generated card
 BEST_METRIC = {"demo-4x-rrdb": "rrdb_psnr", "demo-4x": "t0_psnr"}
 
@@ -405,8 +414,10 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
         ck = load_checkpoint(src)
         name = "demo-4x-rrdb" if kind == "rrdb" else "demo-4x"
         dest = out / PRETRAINED[name]
-        export_model(ck, dest)
-        if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
+        if holds_checkpoint(dest, ck): print(f"[export] {name}: {dest} already holds step {ck['step']}: kept as it is")
+        else:
+            export_model(ck, dest)
+            if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
         files[name] = dest
         facts[name] = dict(step=ck["step"], cpu_hours=round(ck.get("cpu_time", 0) / 3600, 2), wall_hours=round(ck.get("wall_time", 0) / 3600, 2),
                            skipped=ck.get("skipped", 0), size_mb=round(dest.stat().st_size / 2 ** 20, 1), config=ck["config"],
