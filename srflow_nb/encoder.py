@@ -114,7 +114,7 @@ from .families import Family
 
 RRDB_FAMILY = Family(
     "rrdb", "RRDB", "srflow_nb.superresolvers:rrdb_from", classes=("srflow_nb.encoder:RRDBEncoder",),
-    wrapper="srflow_nb.superresolvers:RRDBSR", bundled={"demo-4x-rrdb": "demo_4x_rrdb.safetensors"}, file_kinds=("rrdb",),
+    wrapper="srflow_nb.superresolvers:RRDBSR", bundled={"demo-4x-rrdb": "demo_4x_rrdb.safetensors", "demo-4x-rrdb-v1": "demo_4x_rrdb_v1.safetensors"}, file_kinds=("rrdb",),
     tasks={"rrdb": "srflow_nb.model:RRDBL1Task"},
     presets={"paper_rrdb": "srflow_nb.trainconfig:TrainConfig.paper_rrdb", "demo_rrdb": "srflow_nb.trainconfig:TrainConfig.demo_rrdb"},
     preset_models={"paper_rrdb": "div2k_4x", "demo_rrdb": "small_4x"},

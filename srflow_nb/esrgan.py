@@ -269,7 +269,7 @@ from .families import Family
 
 ESRGAN_FAMILY = Family(
     "esrgan", "ESRGAN", "srflow_nb.superresolvers:esrgan_from", classes=("srflow_nb.encoder:RRDBEncoder",),
-    wrapper="srflow_nb.superresolvers:ESRGANSR", bundled={"demo-4x-esrgan": "demo_4x_esrgan.safetensors"},
+    wrapper="srflow_nb.superresolvers:ESRGANSR", bundled={"demo-4x-esrgan": "demo_4x_esrgan.safetensors", "demo-4x-esrgan-v1": "demo_4x_esrgan_v1.safetensors"},
     tasks={"esrgan": "srflow_nb.esrgan:ESRGANTask"},
     presets={"esrgan_paper": "srflow_nb.esrgan:esrgan_paper", "esrgan_demo": "srflow_nb.esrgan:esrgan_demo"},
     preset_models={"esrgan_demo": "demo-4x-rrdb"},      # the L1 generator it fine-tunes (the paper's: an official RRDB_PSNR .pth)

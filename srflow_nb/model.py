@@ -366,7 +366,7 @@ from .families import Family
 
 SRFLOW_FAMILY = Family(
     "srflow", "SRFlow", "srflow_nb.superresolvers:srflow_from", knob="temperature", classes=("srflow_nb.model:SRFlow",),
-    wrapper="srflow_nb.superresolvers:SRFlowSR", bundled={"demo-4x": "demo_4x.safetensors"}, file_kinds=("srflow",),
+    wrapper="srflow_nb.superresolvers:SRFlowSR", bundled={"demo-4x": "demo_4x.safetensors", "demo-4x-v1": "demo_4x_v1.safetensors"}, file_kinds=("srflow",),
     tasks={"flow": "srflow_nb.model:SRFlowNLLTask"},
     presets={n: f"srflow_nb.trainconfig:TrainConfig.{n}" for n in ("paper_df2k_4x", "paper_df2k_8x", "paper_celeba_8x", "demo_flow")},
     preset_models={"paper_df2k_4x": "div2k_4x", "paper_df2k_8x": "div2k_8x", "paper_celeba_8x": "celeba_8x", "demo_flow": "small_4x"},

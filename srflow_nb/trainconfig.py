@@ -95,7 +95,7 @@ def from_json(cls: TrainConfig, path) -> TrainConfig:
     return cls.from_dict(d)
 
 # %% ../nbs/13a_trainconfig.ipynb #ca9297b8
-MAX_VAL_TEMPERATURE = 1.5   # the papers validate at τ <= 1; every demo-4x sample diverges from τ=1.3 on (benchmarks/results/temperature_range_demo-4x.json)
+MAX_VAL_TEMPERATURE = 1.5   # the papers validate at τ <= 1; every demo-4x-v1 sample diverges from τ=1.3 on (benchmarks/results/temperature_range_demo-4x-v1.json)
 
 def _check_config(c: TrainConfig):
     "Validate a TrainConfig: an InputError naming the field and the bad value."

@@ -78,7 +78,7 @@ def test_campaign_eval_reads_every_snapshot_and_the_bundled_reference(smoke_runs
     import pandas as pd
     df = pd.read_csv(tmp_path / "campaign_eval.csv")
     rrdb = df[df.method == "rrdb"]
-    assert sorted(rrdb.snapshot) == sorted(["rrdb:demo-4x-rrdb", "cpu_1e-09h.pt", "cpu_2e-09h.pt", "step_00000004.pt"])
+    assert sorted(rrdb.snapshot) == sorted(["rrdb:demo-4x-rrdb-v1", "cpu_1e-09h.pt", "cpu_2e-09h.pt", "step_00000004.pt"])
     assert (df[df.method == "bicubic"].psnr.nunique() == 1) and rrdb.images.eq(1).all() and rrdb.psnr.notna().all()
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)              # done rows are not redone
     assert again.returncode == 0 and again.stdout.strip() == "" and len(pd.read_csv(tmp_path / "campaign_eval.csv")) == len(df)

@@ -102,3 +102,12 @@ def test_consumers_ask_capabilities_not_names():
     pat = re.compile(r"""(?:chosen|family|name|kind|stage)\s*[!=]=\s*["'](?:srflow|hcflow|sr3|esrgan|rrdb)["']""")
     hits = [f"{m}.py:{i}: {l.strip()}" for m in CONSUMERS for i, l in enumerate((PKG / f"{m}.py").read_text().splitlines(), 1) if pat.search(l)]
     assert not hits, "family-name branches left:\n" + "\n".join(hits)
+
+
+def test_earlier_versions_keep_their_names():
+    "A bundled `<name>-v1` is what `tools/campaign.py bundle` moved aside: `<stem>_v1.safetensors`, in the family of `<name>`."
+    v1 = [(f, n) for f in families().values() for n in f.bundled if n.endswith("-v1")]
+    assert v1, "no *-v1 model registered"
+    for f, name in v1:
+        assert name[:-3] in f.bundled and f.bundled[name] == f.bundled[name[:-3]].replace(".safetensors", "_v1.safetensors"), name
+        assert next(iter(f.bundled)) != name                                  # the family's default model is the current one

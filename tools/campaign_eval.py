@@ -30,8 +30,8 @@ from srflow_nb.evaluate import bicubic_upsampler, evaluate  # noqa: E402
 from srflow_nb.superresolvers import knob, load_superresolver, wrap_model  # noqa: E402
 
 METRICS = ["psnr", "lpips", "lr_psnr"]
-BUNDLED = {"rrdb": "rrdb:demo-4x-rrdb", "srflow": "srflow:demo-4x", "esrgan": "esrgan:demo-4x-esrgan",   # what each stage replaces
-           "hcflow": "hcflow:demo-4x-hcflow"}
+BUNDLED = {"rrdb": "rrdb:demo-4x-rrdb-v1", "srflow": "srflow:demo-4x-v1", "esrgan": "esrgan:demo-4x-esrgan-v1",   # what each stage replaced
+           "hcflow": "hcflow:demo-4x-hcflow"}                                                                  # (hcflow: still to replace)
 TEMPERATURES = [0.0, 0.9]
 
 
