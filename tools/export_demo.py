@@ -351,7 +351,7 @@ def v1_card(out: Path, n_train: int) -> str:
     if not rows: return ""
     return "\n".join([
         "## Earlier versions (`*-v1`)", "",
-        f"The models the campaign's replaced, trained on the demo dataset's **train** split ({n_train} images in data/demo/train) by "
+        f"The models the campaign replaced, trained on the demo dataset's **train** split ({n_train} images in data/demo/train) by "
         "`bash tools/train_demo.sh` and `bash tools/train_esrgan.sh`, still load by name (`load_pretrained('demo-4x-v1')`, "
         "`srflow sample --checkpoint demo-4x-v1`); their training logs are the `<name>.metrics.csv` / `.val.csv` beside them.", "",
         "| model | file | steps | CPU hours | size |", "|---|---|---|---|---|", *rows]) + "\n"
