@@ -5,7 +5,7 @@ lowest held-out LPIPS at τ=0.9 without losing LR-PSNR?
     python tools/scale_study.py --budget-min 10 --only K8_h32   # one of them
     python tools/scale_study.py --budget-min 12 --only K4_h32_fp32 --images 8 17 38   # the images axis: nested subsets
 
-Every configuration starts from the same encoder (the bundled `demo-4x-rrdb`, kept frozen so that only the flow's
+Every configuration starts from the same encoder (`demo-4x-rrdb-v1`, the RRDB bundled when the study began, kept frozen so that only the flow's
 configuration differs) and a fresh flow, trains on the built training set (`srflow data build-train`) with the
 `demo_flow` recipe at a constant learning rate (the budget ends long before the schedule's first milestone) until the
 process has used `--budget-min` CPU-minutes of training, then is evaluated on held-out split 2 (20 crops that no
@@ -17,7 +17,9 @@ the steps, CPU seconds, the machine (CPU kind, threads, precision) and the git c
 `--images N ...` trains a configuration on the first N images of a fixed order instead of all of them (the number of
 training images as the axis, at the same budget): the 17 `demo-*` images of the original demo set first (sorted), then
 the package photographs in a permutation seeded by 0, so every subset contains the smaller ones. Runs live in
-`runs/scale_study/<config>_n<N>`; the CSV's `train_images` says how many images a row trained on.
+`runs/scale_study/<config>_n<N>`; the CSV's `train_images` says how many images a row trained on. `--seed S` repeats a
+configuration with another initialisation and batch order (runs `<config>_s<S>`; the CSV's `seed`), for the spread
+between seeds that a single-seed comparison cannot show.
 """
 from __future__ import annotations
 import argparse, itertools, json, sys, time
@@ -37,6 +39,7 @@ from campaign_eval import METRICS, heldout2_means  # noqa: E402  (tools/: the ca
 from srflow_nb.train import PatchCache, TrainConfig, Trainer, load_folder  # noqa: E402
 
 BASE = dict(patch_size=64, batch_size=4, amp="bf16", amp_scope="encoder")
+ENCODER = "demo-4x-rrdb-v1"          # the frozen encoder of every run (the bundled RRDB when the study began; not the campaign's)
 CONFIGS = {   # name -> (SRFlowConfig.small_4x overrides, TrainConfig overrides)
     "K4_h32": ({}, {}),                                            # today's demo-4x recipe
     "K8_h32": (dict(K=8), {}),
@@ -55,13 +58,15 @@ def image_order(names: list[str]) -> list[int]:
     return demo + [rest[j] for j in perm]
 
 
-def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threads: int, run_name: str | None = None) -> dict:
+def run_one(name: str, budget_s: float, runs: Path, hr: list, names: list, threads: int, run_name: str | None = None,
+            seed: int = 0) -> dict:
     model_kw, train_kw = CONFIGS[name]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = SRFlow(SRFlowConfig.small_4x(**model_kw))
-    model.encoder.load_state_dict(load_pretrained("demo-4x-rrdb").state_dict())     # the same encoder for every configuration
+    model.encoder.load_state_dict(load_pretrained(ENCODER).state_dict())           # the same encoder for every configuration
     cfg = TrainConfig.demo_flow(**{**BASE, **train_kw, "iterations": 1_000_000, "freeze_encoder": 1.0, "val_every": None,
-                                   "ckpt_every_steps": None, "ckpt_every_s": 300.0, "threads": threads, "out_dir": str(runs / (run_name or name))})
+                                   "ckpt_every_steps": None, "ckpt_every_s": 300.0, "threads": threads, "seed": seed,
+                                   "out_dir": str(runs / (run_name or name))})
     data = PatchCache.from_hr(hr, cfg.scale, cfg.patch_size, augment=cfg.augment, names=names)
     tr = Trainer(model, cfg, data, progress=False, device="cpu")
     t0 = time.time()
@@ -82,6 +87,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--images", type=int, nargs="*", default=None, help="train on the first N images of `image_order` (one run per N)")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed (runs <config>_s<seed> when not 0)")
     ap.add_argument("--out", type=Path, default=ROOT / "data/results/scale_study/quick")   # quick/: outside the notebooks' input stamp
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/scale_study")
     a = ap.parse_args(argv)
@@ -93,14 +99,16 @@ def main(argv=None):
     hr, names = load_folder(files[0].parent, multiple=4)
     if len(hr) != len(files): raise SystemExit(f"{files[0].parent} holds {len(hr)} images, the training-set manifest {len(files)}")
     if len(done) and "train_images" not in done: done["train_images"] = len(files)   # rows from before --images: every image
+    if len(done) and "seed" not in done: done["seed"] = 0                           # rows from before --seed
     if bad := [n for n in a.images or [] if not 1 <= n <= len(files)]: raise SystemExit(f"--images {bad}: the training set has {len(files)} images")
     order = image_order(names)
     for name, n in itertools.product(a.only, a.images or [len(files)]):
-        if len(done) and ((done.config == name) & (done.budget_min == a.budget_min) & (done.train_images == n)).any():
-            print(f"{name} on {n} images: done"); continue
+        if len(done) and ((done.config == name) & (done.budget_min == a.budget_min) & (done.train_images == n) & (done.seed == a.seed)).any():
+            print(f"{name} on {n} images, seed {a.seed}: done"); continue
         pick = order[:n]
         row = dict(run_one(name, a.budget_min * 60, a.runs, [hr[i] for i in pick], [names[i] for i in pick], a.threads,
-                           run_name=name if n == len(files) else f"{name}_n{n}"), budget_min=a.budget_min, train_images=n)
+                           run_name=name + ("" if n == len(files) else f"_n{n}") + (f"_s{a.seed}" if a.seed else ""), seed=a.seed),
+                   budget_min=a.budget_min, train_images=n, seed=a.seed)
         info = run_info("cpu", precision=row.get("train_amp") or "fp32")
         row.update(cpu_kind=info["machine"]["cpu_kind"], cpu=info["machine"]["cpu"], threads=a.threads, git_sha=sha)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
