@@ -414,15 +414,15 @@ def main(rrdb: str = None,             # the RRDB run's checkpoint to bundle (e.
         ck = load_checkpoint(src)
         name = "demo-4x-rrdb" if kind == "rrdb" else "demo-4x"
         dest = out / PRETRAINED[name]
-        if holds_checkpoint(dest, ck): print(f"[export] {name}: {dest} already holds step {ck['step']}: kept as it is")
-        else:
+        kept = holds_checkpoint(dest, ck)                     # already exported from this checkpoint: the file stays as it is
+        if not kept:
             export_model(ck, dest)
             if dest.stat().st_size > LIMIT: export_model(ck, dest, half=True)
         files[name] = dest
         facts[name] = dict(step=ck["step"], cpu_hours=round(ck.get("cpu_time", 0) / 3600, 2), wall_hours=round(ck.get("wall_time", 0) / 3600, 2),
                            skipped=ck.get("skipped", 0), size_mb=round(dest.stat().st_size / 2 ** 20, 1), config=ck["config"],
                            model_config=ck.get("model_config"), val=(ck.get("val_history") or [{}])[-1])
-        print(f"[export] {name}: step {ck['step']} -> {dest} ({facts[name]['size_mb']} MB)")
+        print(f"[export] {name}: step {ck['step']} {'already in' if kept else '->'} {dest} ({facts[name]['size_mb']} MB)")
     rrdb_m = load_model(files["demo-4x-rrdb"]) if "demo-4x-rrdb" in files else None
     flow_m = load_model(files["demo-4x"]) if "demo-4x" in files else None
     res, n = evaluate(rrdb_m, flow_m)

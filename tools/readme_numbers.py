@@ -201,7 +201,7 @@ def train_speed() -> str:
         f"The best setting's throughput against fp32 at the same configuration: RRDB stage {rrdb}; SRFlow flow stage {flow}. "
         + "".join(c[0].upper() + c[1:] + ". " for c in comp)
         + f"Speed is not quality per CPU-hour: at an equal budget of {study.budget_min.iloc[0]:g} CPU-minutes the scale study "
-        f"(`nbs/29_repro.scaling.ipynb`, seed 0) measured held-out τ=0.9 LPIPS {quality}, so the campaign trains the flow in fp32."
+        f"(`nbs/29_repro.scaling.ipynb`, seed 0) measured held-out τ=0.9 LPIPS {quality}; on that reading the campaign trains the flow in fp32."
         + (_seed_note(prec, seeds[seeds.config.isin(list(names))], names) if len(seeds) else "")])
 
 

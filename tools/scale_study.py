@@ -53,7 +53,8 @@ CONFIGS = {   # name -> (SRFlowConfig.small_4x overrides, TrainConfig overrides)
 def image_order(names: list[str]) -> list[int]:
     "Indices of `names` in the images axis' order: the `demo-*` images sorted, then the others in a permutation seeded by 0."
     demo = sorted((i for i, n in enumerate(names) if Path(n).name.startswith("demo-")), key=lambda i: names[i])
-    rest = sorted((i for i in range(len(names)) if i not in set(demo)), key=lambda i: names[i])
+    taken = set(demo)
+    rest = sorted((i for i in range(len(names)) if i not in taken), key=lambda i: names[i])
     perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(0)).tolist()
     return demo + [rest[j] for j in perm]
 
