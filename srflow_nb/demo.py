@@ -20,7 +20,8 @@ from .srdata import div2k_paths
 from .images import IMAGE_SUFFIXES, center_crop, image_files, load_image, save_image, to_tensor
 from .resize import downscale
 from .evaluate import evaluate
-from .findings import BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, esrgan_findings, findings, table2, temperature_findings, verdict
+from .findings import (BASELINE_LABELS, PAPER_TABLE2_4X, TABLE2_METRICS, beside_paper, divergence_findings,
+                               esrgan_findings, findings, table2, temperature_findings, verdict)
 from .checkpoints import load_model_any
 from .model import SRFlow
 from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, available, knob, load_superresolver, max_steps
@@ -79,6 +80,12 @@ class AtSetting:
         return f"{name} {self.steps} steps" if self.steps is not None else f"{name} full schedule"
     def sample(self, lr, n=1, temperature=None, steps=None, seed=0) -> torch.Tensor:
         return self.sr.sample(lr, n, temperature=self.temperature, steps=self.steps, seed=seed)
+    @property
+    def on_nonfinite(self):
+        "The wrapped super-resolver's handling of diverged samples (None: it has none), so `evaluate` can count them through the wrapper."
+        return getattr(self.sr, "on_nonfinite", None)
+    @on_nonfinite.setter
+    def on_nonfinite(self, mode): self.sr.on_nonfinite = mode
     def __repr__(self): return f"AtSetting({self.sr!r}, {self.label!r})"
 
 
@@ -205,7 +212,7 @@ def run_demo(out="demo_out", quick: bool = False, checkpoint=None, rrdb=None, im
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(beside_paper(t2, PAPER_TABLE2_4X, {k: v for k, v in rows.items() if v}).round(3).to_string())
     print()
-    fd = findings(df, temperature=t_cmp) + temperature_findings(df)
+    fd = findings(df, temperature=t_cmp) + temperature_findings(df) + divergence_findings(df)
     for k in more: fd += esrgan_findings(df, temperature=t_cmp) if k == "esrgan" else compare_findings(df, k, labels[k], t_cmp)
     atomic_write(out / "findings.json", lambda p: p.write_text(json.dumps(fd, indent=1)))
     write_run(out, dev, seed=seed, temperatures=temps, n_samples=n, quick=quick, images=[it["name"] for it in ds],

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_evaluate.ipynb #ee8afda3
 from __future__ import annotations
-import json, math, warnings
+import contextlib, json, math, warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_write, get_device, image_seed, run_info
+from .core import InputError, atomic_write, get_device, image_seed, nonfinite_samples, run_info
 from . import metrics as M
 from .resize import downscale
 from .superresolvers import BicubicSR, as_superresolver, knob
@@ -80,7 +80,7 @@ def _load_existing(out_csv: Path | None, config: dict, resume: bool) -> pd.DataF
         old = json.loads(side.read_text()).get("config", {})
         diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
         if diff: raise InputError(f"{out_csv} was written with a different configuration {diff}; use another out_csv or resume=False")
-    return pd.read_csv(out_csv, dtype={"image": str})  # names such as DIV2K 0801 stay strings
+    return pd.read_csv(out_csv, dtype={"image": str})  # names such as DIV2K 0801 stay strings; a CSV without `diverged`: NaN (unknown)
 
 def _write_run_record(out_csv: Path, info: dict, resumed: bool):
     side = out_csv.with_name(out_csv.stem + ".run.json")
@@ -109,6 +109,19 @@ def _groups(main, method: str, bases: dict, temps: list, n_samples: int) -> list
     if k == "temperature": return out + [(method, main, t, n_samples) for t in temps]
     return out + [(method, main, None, n_samples if k == "steps" else 1)]
 
+@contextlib.contextmanager
+def _unclamped(samplers):
+    "Samplers that zero their diverged samples (`on_nonfinite='clamp'`) hand them back as they are for the run, so `evaluate` counts them."
+    clamping = [s for s in samplers if getattr(s, "on_nonfinite", None) == "clamp"]
+    for s in clamping: s.on_nonfinite = "warn"            # they still warn; 'raise' is left to stop the run
+    try: yield
+    finally:
+        for s in clamping: s.on_nonfinite = "clamp"
+
+def _score_ready(sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "`sr (n, 3, H, W)` -> (diverged mask (n,), images scored as the saturated failures they are: NaN -> 0, +-Inf -> 1/0, clamped)."
+    return nonfinite_samples(sr), torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+
 def _check_args(main, method, metrics, n_samples, scale, steps):
     bad = [m for m in metrics if m not in METRICS]
     if bad: raise InputError(f"unknown metrics {bad}; available: {list(METRICS)}")
@@ -123,7 +136,8 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
              baselines: Mapping[str, Callable] | None = None, method: str = "srflow", crop_border: int = 0,
              quantize="round", device="auto", resume: bool = True, progress: bool = True,
              on_sample: Callable | None = None, steps: int | None = None) -> pd.DataFrame:
-    "Evaluate a super-resolver (and `baselines`) on `dataset`: one row per (image, method, temperature, sample); CSV + `<stem>.run.json` when `out_csv`."
+    """Evaluate a super-resolver (and `baselines`) on `dataset`: one row per (image, method, temperature, sample); CSV + `<stem>.run.json` when `out_csv`.
+    `diverged` is 1 where a sample had NaN/Inf values (scored as the saturated image it then is), 0 otherwise."""
     main = None if model_or_fn is None else as_superresolver(model_or_fn, method)
     _check_args(main, method, metrics, n_samples, scale, steps)
     bases = {k: as_superresolver(v, k, scale, stochastic=False) for k, v in (baselines or {}).items()}
@@ -140,30 +154,32 @@ def evaluate(model_or_fn, dataset: Iterable, scale: int, temperatures: Sequence[
     groups = _groups(main, method, bases, temps, n_samples)
     bar = tqdm(total=len(dataset) * len(groups) if hasattr(dataset, "__len__") else None, disable=not progress, desc="evaluate")
     warned = set()
-    for name, hr, lr, (meth, sr_fn, t, n) in ((nm, h, l, g) for nm, h, l in _items(dataset, scale) for g in groups):  # lazy: one image in memory
-        bar.update(1)
-        if all((name, meth, _tkey(t), s) in done for s in range(n)): continue
-        gseed = group_seed(seed, name, math.nan if t is None else t) if sr_fn.stochastic else None
-        with torch.inference_mode():
-            sr = sr_fn.sample(lr.to(dev), n, temperature=t, steps=steps if sr_fn is main else None, seed=0 if gseed is None else gseed)
-        if tuple(sr.shape) != (n, 1, *hr.shape[1:]):
-            raise ValueError(f"{meth} returned shape {tuple(sr.shape)} for {name!r}; expected {(n, 1, *hr.shape[1:])}")
-        sr = sr[:, 0].float().cpu().clamp(0, 1)                               # (n, 3, H, W)
-        if on_sample is not None: on_sample(name, meth, t, sr)
-        vals = _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, name, warned)
-        rows += [dict(image=name, method=meth, temperature=np.nan if t is None else t, sample=s, seed=np.nan if gseed is None else gseed,
-                      **{m: round(float(vals[m][s]), DECIMALS) for m in metrics}) for s in range(n)]
-        if out_csv is not None:
-            if record is not None: _write_run_record(out_csv, record, old is not None); record = None
-            df = pd.DataFrame(rows)
-            atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
+    with _unclamped([g[1] for g in groups]):
+        for name, hr, lr, (meth, sr_fn, t, n) in ((nm, h, l, g) for nm, h, l in _items(dataset, scale) for g in groups):  # lazy: one image in memory
+            bar.update(1)
+            if all((name, meth, _tkey(t), s) in done for s in range(n)): continue
+            gseed = group_seed(seed, name, math.nan if t is None else t) if sr_fn.stochastic else None
+            with torch.inference_mode():
+                sr = sr_fn.sample(lr.to(dev), n, temperature=t, steps=steps if sr_fn is main else None, seed=0 if gseed is None else gseed)
+            if tuple(sr.shape) != (n, 1, *hr.shape[1:]):
+                raise ValueError(f"{meth} returned shape {tuple(sr.shape)} for {name!r}; expected {(n, 1, *hr.shape[1:])}")
+            bad, sr = _score_ready(sr[:, 0].float().cpu())                    # (n,), (n, 3, H, W)
+            if on_sample is not None: on_sample(name, meth, t, sr)
+            vals = _group_metrics(metrics, sr, hr, lr, n, scale, crop_border, quantize, dev, name, warned)
+            rows += [dict(image=name, method=meth, temperature=np.nan if t is None else t, sample=s, seed=np.nan if gseed is None else gseed,
+                          diverged=int(bad[s]), **{m: round(float(vals[m][s]), DECIMALS) for m in metrics}) for s in range(n)]
+            if out_csv is not None:
+                if record is not None: _write_run_record(out_csv, record, old is not None); record = None
+                df = pd.DataFrame(rows)
+                atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
     bar.close()
     if record is not None and rows: _write_run_record(out_csv, record, old is not None)   # a fully resumed run: its record too
-    return pd.DataFrame(rows, columns=_KEY + ["seed"] + list(metrics))
+    return pd.DataFrame(rows, columns=_KEY + ["seed", "diverged"] + list(metrics))
 
 
 # %% ../nbs/12_evaluate.ipynb #38d01c69
 def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    "Mean of each metric per (method, temperature): the layout of the paper's tables."
-    metrics = [m for m in (metrics or METRICS) if m in df.columns]
-    return df.groupby(["method", "temperature"], dropna=False)[metrics].mean()
+    "Mean of each metric per (method, temperature): the layout of the paper's tables; without `metrics`, every metric and the count of `diverged` samples."
+    g = df.groupby(["method", "temperature"], dropna=False)
+    out = g[[m for m in (metrics or METRICS) if m in df.columns]].mean()
+    return out.join(g.diverged.sum(min_count=1)) if metrics is None and "diverged" in df else out

@@ -23,9 +23,9 @@ __all__ = ['PAPER_TABLE2_4X', 'PAPER_TABLE1_8X', 'PAPER_TABLE3', 'PAPER_TABLE4',
            'FIG9_SWEEPS', 'TABLE4_ROWS', 'FIG9_QUOTES', 'beside_paper', 'table2', 'compare', 'at_least', 'conj',
            'verdict', 'status', 'trend', 'same_order', 'better', 'gain', 'trend_check', 'order_check',
            'paired_bootstrap', 'per_image', 'gain_interval', 'wins', 'findings', 'temperature_findings',
-           'perception_distortion_findings', 'interpolation_findings', 'esrgan_findings', 'paper_numbers',
-           'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by', 'best_of_n_findings',
-           'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'sr3_findings']
+           'divergence_findings', 'perception_distortion_findings', 'interpolation_findings', 'esrgan_findings',
+           'paper_numbers', 'paper_table', 'hcflow_findings', 'rescaling_findings', 'oracle_gain', 'select_by',
+           'best_of_n_findings', 'table5_findings', 'restoration_sweep_finding', 'ablation_findings', 'sr3_findings']
 
 # %% ../nbs/19b_findings.ipynb #789926c3
 PAPER_TABLE2_4X = pd.DataFrame(
@@ -96,11 +96,13 @@ def conj(*checks: tuple[bool, float]) -> tuple[bool, float]:
     return (True, min(m for _, m in checks)) if not fail else (False, max(fail))
 
 def verdict(name: str, holds: bool | tuple[bool, float], detail: str, quiet: bool = False, source: str = HYPOTHESIS,
-            inconclusive: str | None = None) -> dict:
-    "One finding: `holds` a bool or a `compare`/`conj` result (fragile when margin <= 1); `source` the paper's place or `HYPOTHESIS`; `inconclusive` the reason it cannot be judged."
+            inconclusive: str | None = None, sample: str | None = None) -> dict:
+    """One finding: `holds` a bool or a `compare`/`conj` result (fragile when margin <= 1); `source` the paper's place or `HYPOTHESIS`;
+    `inconclusive` the reason it cannot be judged; `sample` what it was measured on, where not its notebook's run (`run.json`)."""
     holds, margin = holds if isinstance(holds, tuple) else (holds, math.inf)
     v = dict(finding=name, source=source, holds=bool(holds) and not inconclusive, detail=detail if not inconclusive else f"{detail}; inconclusive: {inconclusive}",
              margin=round(float(margin), 2), fragile=bool(margin <= 1) and not inconclusive, inconclusive=bool(inconclusive))
+    if sample: v["sample"] = sample
     if not quiet: print(f"{name}: {status(v)} ({v['detail']}) [{source}]")
     return v
 
@@ -216,6 +218,22 @@ def temperature_findings(df: pd.DataFrame, quiet: bool = False) -> list[dict]:
                            "diversity " + ", ".join(f"τ={t:g}: {d:.3f}" for t, d in zip(pos, dv)), quiet,
                            source="SRFlow App C.1 ('the sampling diversity improves with increased temperature'), Fig 13"))
     return out
+
+# %% ../nbs/19b_findings.ipynb #divfind2
+def divergence_findings(df: pd.DataFrame, max_temperature: float = 1.0, method: str = "srflow", split: str | None = None,
+                        sample: str | None = None, quiet: bool = False) -> list[dict]:
+    "App C.1's usable range: no sample of `method` at τ <= `max_temperature` diverged (`evaluate`'s `diverged` column); `split` names the images."
+    d = df[(df.method == method) & (df.temperature <= max_temperature + 1e-9)]
+    name = f"no sample diverges at τ ≤ {max_temperature:g}" + (f" on {split}" if split else "")
+    src = "SRFlow App C.1, Figs 11 and 13 (samples and metrics for τ from 0 to 1)"
+    if "diverged" not in d or not len(d) or d.diverged.isna().any():
+        return [verdict(name, False, f"{len(d)} samples of {method} at τ ≤ {max_temperature:g}", quiet, source=src,
+                        inconclusive="no samples" if not len(d) else "the table does not record which samples diverged", sample=sample)]
+    per_t = d.groupby("temperature").diverged.agg(["sum", "size"])
+    bad = d[d.diverged > 0]
+    detail = (f"{int(per_t['sum'].sum())} of {len(d)} samples diverged; " + ", ".join(f"τ={t:g}: {int(r['sum'])} of {int(r['size'])}" for t, r in per_t.iterrows())
+              + (f"; on {', '.join(sorted(bad.image.astype(str).unique()))}" if len(bad) else ""))
+    return [verdict(name, len(bad) == 0, detail, quiet, source=src, sample=sample)]
 
 # %% ../nbs/19b_findings.ipynb #b956f39f
 def perception_distortion_findings(df: pd.DataFrame, psnr_margin: float = 0.5, lpips_margin: float = 0.01, quiet: bool = False) -> list[dict]:

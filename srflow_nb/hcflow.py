@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn
 
-from .core import InputError, check_finite, default_batch_size, sample_generators, sum_except_batch
+from .core import InputError, check_finite, clamp_unit, default_batch_size, sample_generators, sum_except_batch
 from .encoder import RRDB
 from .layers import ActNorm, ConvActNorm, FlowLayer, InvConv1x1, Squeeze, ZeroConv, gaussian_logp
 
@@ -464,7 +464,7 @@ def sample(self: HCFlow, lr: torch.Tensor, n: int = 1, temperature: float = 0.8,
         chunk = eps[i:i + k]
         out.append(self.flow.decode_cached(cache.tile(len(chunk)), [torch.cat(e) for e in zip(*chunk)]))
     sr = torch.cat(out).view(n, lr.shape[0], *out[0].shape[1:])
-    return check_finite(sr, on_nonfinite, temperature).clamp(0, 1)
+    return clamp_unit(check_finite(sr, on_nonfinite, temperature))
 
 @patch
 def downscale(self: HCFlow, hr: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ def markdown_table(df: pd.DataFrame, digits: int | Mapping[str, int] = 4, index:
 # %% ../nbs/19d_results.ipynb #d11deba4
 UPDATE_ENV = "SRFLOW_UPDATE_FINDINGS"
 
-FINDINGS_COLUMNS = ["finding", "source", "holds", "detail", "margin", "fragile", "inconclusive"]
+FINDINGS_COLUMNS = ["finding", "source", "holds", "detail", "margin", "fragile", "inconclusive", "sample"]   # sample: empty = the run's
 
 def _read_findings(path) -> pd.DataFrame:
     old = pd.read_csv(path)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import (InputError, MemoryBudgetError, TileTooLargeError, check_finite, default_batch_size, get_device,
+from .core import (InputError, MemoryBudgetError, TileTooLargeError, check_finite, clamp_unit, default_batch_size, get_device,
                             memory_budget)
 from .engine import _engine_dtype, get_sampler
 from .latent import resample_latents
@@ -206,7 +206,7 @@ def sample(model, lr: Tensor | None = None, n: int = 1, temperature=0.8, seed: i
         if region is not None: latents = _resample_region_latents(model, latents, region, temps, seed, hr_hw, (h * s, w * s), first_index)
     sr = _run(model, lr_p, cond, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
     sr = check_finite(sr, on_nonfinite, temperature)
-    if clamp: sr = sr.clamp(0, 1)
+    if clamp: sr = clamp_unit(sr)
     return (sr, latents) if return_latents else sr
 
 # %% ../nbs/14_sampling.ipynb #a5e43149
@@ -225,7 +225,7 @@ def temperature_sweep(model, lr: Tensor, temperatures, n: int = 1, seed: int | t
     sr = _run(model, lr_p, None, latents, dev, batch_size, precision, compile)[..., :h * s, :w * s]
     sr = sr.view(len(temps), n, *sr.shape[1:])
     sr = torch.stack([check_finite(x, on_nonfinite, t) for x, t in zip(sr, temperatures)])
-    return sr.clamp(0, 1) if clamp else sr
+    return clamp_unit(sr) if clamp else sr
 
 # %% ../nbs/14_sampling.ipynb #a232d4c6
 def _region_hr_mask(model, region, hr_hw, orig_hr_hw) -> Tensor:
@@ -318,5 +318,5 @@ def super_resolve_tiled(model, lr: Tensor, tile: int | None = 128, overlap: int 
         out[..., Y, X] += sr_t * wt
         wsum[Y, X] += wt
     out = check_finite((out / wsum)[..., :h * s, :w * s], on_nonfinite, temperature)
-    if clamp: out = out.clamp(0, 1)
+    if clamp: out = clamp_unit(out)
     return (out, latents) if return_latents else out

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import InputError, MemoryBudgetError, memory_budget
+from .core import InputError, MemoryBudgetError, clamp_unit, memory_budget
 
 # %% auto #0
 __all__ = ['PRESETS', 'beta_schedule', 'noise_levels', 'respace', 'betas_of', 'q_sample', 'sample_gammas',

@@ -136,23 +136,28 @@ def torch_equal(a, b):
     return a.dtype == b.dtype and torch.equal(a, b)
 
 
-def test_diverged_samples_are_counted_from_the_packages_own_warning():
-    "`campaign_eval.count_diverged` reads `core.check_finite`'s warning (every occurrence), per temperature."
-    import warnings
+def test_heldout2_means_count_diverged_samples_per_temperature():
+    "`campaign_eval.heldout2_means` sums `evaluate`'s per-sample `diverged` column per (method, temperature), baselines 0."
     import torch
-    from srflow_nb.core import check_finite
+    from srflow_nb.superresolvers import BicubicSR
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         spec = importlib.util.spec_from_file_location("campaign_eval_mod", ROOT / "tools" / "campaign_eval.py")
         mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     finally: sys.path.remove(str(ROOT / "tools"))
-    x = torch.zeros(3, 3, 4, 4); x[0, 0, 0, 0] = float("nan"); x[2, 1] = float("inf")      # 2 of 3 samples diverged
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for t in (0.9, 0.9, 1.0): check_finite(x, "clamp", temperature=t)
-        check_finite(torch.zeros(2, 3, 4, 4), "clamp", temperature=0.0)                     # nothing diverged: no warning
-        warnings.warn("something else", RuntimeWarning)
-    assert mod.count_diverged(caught) == {0.9: 4, 1.0: 2}
+
+    class Hot(BicubicSR):                      # bicubic samples; at τ=0.9 sample 1 overflows to +Inf only (a plain clamp would hide it)
+        stochastic, on_nonfinite = True, "clamp"
+        def sample(self, lr, n=1, temperature=None, steps=None, seed=0):
+            sr = super().sample(lr, n)
+            if temperature == 0.9: sr = sr.clone(); sr[1] = float("inf")
+            return sr
+    sr = Hot(4); sr.name = "flow"
+    m = mod.heldout2_means(sr, "flow", limit=2).set_index(["method", "temperature"], drop=False)
+    assert m.loc[("flow", 0.9), "diverged"] == 2 and m.loc[("flow", 0.0), "diverged"] == 0   # 1 of 2 samples on each of 2 crops
+    assert m[m.method == "bicubic"].diverged.tolist() == [0] and (m.images == 2).all()
+    assert m.loc[("flow", 0.9), "psnr"] < m.loc[("flow", 0.0), "psnr"] - 3                 # scored as the white image it became
+    assert sr.on_nonfinite == "clamp"
 
 
 def test_model_card_says_what_a_bundled_model_was_trained_on(tmp_path):

@@ -81,8 +81,8 @@ def test_sample_refuses_options_in_one_line(files, tmp_path, capsys, args, msg):
 
 def test_evaluate_hcflow_and_sr3_write_srflow_columns(files, tmp_path, engine, monkeypatch):
     "`srflow evaluate` of hcflow (temperatures, LR work once per image) and sr3 (--steps reaching it): SRFlow's CSV columns, diversity."
-    cols = ["image", "method", "temperature", "sample", "seed", *DEFAULT_METRICS[:2], "lr_psnr", "diversity"]
-    mets = ",".join(c for c in cols[5:])
+    cols = ["image", "method", "temperature", "sample", "seed", "diverged", *DEFAULT_METRICS[:2], "lr_psnr", "diversity"]
+    mets = ",".join(c for c in cols[6:])
     hc = tmp_path / "hc.csv"
     assert main(["evaluate", files["hr"], "--out", str(hc), "--model", f"hcflow:{files['hcflow']}", "--temperatures", "0,0.9",
                  "--n_samples", "2", "--metrics", mets, "--no-progress"]) == 0

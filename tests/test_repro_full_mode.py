@@ -57,7 +57,7 @@ def test_full_mode_paths_schema_and_resume(fake_full):
     df, calls = _run(R)
     assert len(calls) == 3 * 2
     csv = pd.read_csv(R.out / "evaluation.csv")
-    assert list(csv.columns) == ["image", "method", "temperature", "sample", "seed", *METRICS]
+    assert list(csv.columns) == ["image", "method", "temperature", "sample", "seed", "diverged", *METRICS]
     assert len(csv) == 3 * (2 + 2 * 2)                                        # 2 baselines + 2 temps x 2 samples
     assert set(csv.method) == {"bicubic", "rrdb", "srflow"}
     assert csv[csv.method == "srflow"].lr_psnr.notna().all()

@@ -14,7 +14,7 @@ will replace is evaluated the same way once (`snapshot` = its spec, step -1) as 
 A finished stage (`DONE`) adds its last checkpoint (milestone NaN). Resumable: snapshots already in the CSV are skipped.
 """
 from __future__ import annotations
-import argparse, json, re, sys, warnings
+import argparse, json, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,33 +51,16 @@ def snapshots(runs: Path, stages: list[str] | None) -> list[dict]:
     return out
 
 
-DIVERGED = re.compile(r"(\d+) of \d+ samples diverged \(NaN/Inf values\) at temperature ([^:]+):")   # `core.check_finite`'s warning
-
-
-def count_diverged(caught) -> dict[float, int]:
-    "Diverged samples per temperature, summed over the RuntimeWarnings `core.check_finite` issued (`warnings.catch_warnings(record=True)`)."
-    out = {}
-    for w in caught:
-        if (m := DIVERGED.match(str(w.message))): out[float(m.group(2))] = out.get(float(m.group(2)), 0) + int(m.group(1))
-    return out
-
-
 def heldout2_means(sr, method: str, limit: int | None = None, bicubic: bool = True) -> pd.DataFrame:
     """Mean PSNR / LPIPS / LR-PSNR of super-resolver `sr` on held-out split 2 (its 16-px-multiple crops): one row per method
-    and temperature, with `diverged`, the number of samples whose reverse pass diverged (scored as the saturated images
-    they were clamped to, `SRFlowSR`'s default: failures count, they are not dropped)."""
+    and temperature, with `diverged`, the number of samples whose reverse pass diverged (`evaluate`'s per-sample column;
+    they are scored as the saturated images they become: failures count, they are not dropped)."""
     ds = demo_dataset("heldout2", None, limit, 16)
     temps = TEMPERATURES if knob(sr) == "temperature" else ()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)                     # every occurrence, not the first per message
-        df = evaluate(sr, ds, sr.scale, temps, 2 if sr.stochastic else 1, metrics=METRICS, seed=0, method=method,
-                      baselines={"bicubic": bicubic_upsampler(sr.scale)} if bicubic else None, progress=False, device="cpu")
-    for w in caught:
-        if not DIVERGED.match(str(w.message)): warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)   # the others as usual
-    counts = count_diverged(caught)
-    mean = df.groupby(["method", "temperature"], dropna=False)[METRICS].mean().reset_index().assign(images=len(ds))
-    mine = mean.method == method
-    return mean.assign(diverged=[counts.get(float(t), 0) if m and pd.notna(t) else 0 for m, t in zip(mine, mean.temperature)])
+    df = evaluate(sr, ds, sr.scale, temps, 2 if sr.stochastic else 1, metrics=METRICS, seed=0, method=method,
+                  baselines={"bicubic": bicubic_upsampler(sr.scale)} if bicubic else None, progress=False, device="cpu")
+    g = df.groupby(["method", "temperature"], dropna=False)
+    return g[METRICS].mean().join(g.diverged.sum()).reset_index().assign(images=len(ds))[["method", "temperature", *METRICS, "images", "diverged"]]
 
 
 def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:

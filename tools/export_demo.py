@@ -35,13 +35,14 @@ LIMIT = 25 * 2 ** 20
 def evaluate(rrdb, flow, scale=4, temperatures=(0.0, 0.9), seed=0):
     "Mean PSNR/SSIM/LPIPS/LR-PSNR on the held-out test split through `srflow_nb.evaluate` (as the reproduction notebooks)."
     import pandas as pd
-    from srflow_nb.demo import demo_dataset, rrdb_upsampler, srflow_sampler
+    from srflow_nb.demo import demo_dataset, rrdb_upsampler
     from srflow_nb.evaluate import bicubic_upsampler, evaluate as run, summarize
+    from srflow_nb.superresolvers import SRFlowSR
     metrics = ["psnr", "ssim", "lpips", "lr_psnr"]
     ds = demo_dataset("test")
     base = {"bicubic": bicubic_upsampler(scale)}
     if rrdb is not None: base["RRDB (demo-4x-rrdb)"] = rrdb_upsampler(rrdb)
-    df = run(srflow_sampler(flow) if flow is not None else None, ds, scale, temperatures, 1, metrics=metrics, baselines=base,
+    df = run(SRFlowSR(flow) if flow is not None else None, ds, scale, temperatures, 1, metrics=metrics, baselines=base,
              method="SRFlow (demo-4x)", seed=seed, device="cpu", progress=False)
     rows = {}
     for (meth, t), r in summarize(df, metrics).iterrows():

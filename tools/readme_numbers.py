@@ -86,7 +86,9 @@ def findings_table() -> str:
         for r in pd.read_csv(f).to_dict("records"):
             v = status(r)
             v = v if v.startswith("holds") else f"**{v}**"
-            row = f"| `{nb}` | {r['finding']} |" + (f" {r['source']} |" if r.get("source", "hypothesis") != "hypothesis" else "") + f" {sample} | {v} | {r['detail']} |"
+            own = r.get("sample")                                                   # a finding measured on other images than its run's
+            row = (f"| `{nb}` | {r['finding']} |" + (f" {r['source']} |" if r.get("source", "hypothesis") != "hypothesis" else "")
+                   + f" {own if isinstance(own, str) and own else sample} | {v} | {r['detail']} |")
             (ours if r.get("source", "hypothesis") == "hypothesis" else papers).append(row)
     return "\n".join(["**The papers' claims**", "", "| notebook | claim | source | sample | verdict | measured |", "|---|---|---|---|---|---|", *papers,
                       "", "**Our hypotheses** (questions of this project's own, not claims of a paper)", "",
