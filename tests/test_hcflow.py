@@ -697,6 +697,12 @@ def test_bundle_and_card(tmp_path, kind):
     with pytest.raises(SystemExit, match="is not the bundled"): ex.bundle_hcflow(tmp_path / "run", out, other)
     (tmp_path / "run/val.csv").unlink()
     with pytest.raises(SystemExit, match="lacks val.csv"): ex.bundle_hcflow(tmp_path / "run", out)
+    assert "| training data | DF2K (DIV2K + Flickr2K) | the demo train split (17 images) |" in ex.hcflow_card(out, 17)
+    (out / f"{name}.data.json").write_text(json.dumps(dict(stage="hcflow", train="data/cache/trainset/train", train_images=77,
+                                                           manifest="data/trainset/manifest.json")))   # what `campaign.py bundle` writes
+    card = ex.hcflow_card(out, 17)
+    assert "| training data | DF2K (DIV2K + Flickr2K) | the built training set (77 images) |" in card
+    assert "stage `hcflow`" in card and "77 images in data/cache/trainset/train" in card
 
 
 def test_model_card_hcflow_sections_from_files():

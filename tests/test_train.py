@@ -272,6 +272,8 @@ def test_model_card_states_from_the_val_logs_which_checkpoint_is_bundled(tmp_pat
     pd.DataFrame(dict(step=[1, 2, 3], m=[1.0, 3.0, 2.0])).to_csv(tmp_path / "v.csv", index=False)
     assert "is **not** the best" in ex.selection("x", tmp_path / "v.csv", 3, "m") and "3.000 at step 2" in ex.selection("x", tmp_path / "v.csv", 3, "m")
     assert "is the best of 3 validations" in ex.selection("x", tmp_path / "v.csv", 2, "m")
+    assert "is the best of 3 validations" in ex.selection("x", tmp_path / "v.csv", 1, "-m")          # '-m': lower is better
+    assert "is **not** the best" in ex.selection("x", tmp_path / "v.csv", 2, "-m") and "1.000 at step 1" in ex.selection("x", tmp_path / "v.csv", 2, "-m")
 
 
 def test_every_registered_task_rebuilds_its_model_from_a_checkpoint():

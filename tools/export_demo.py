@@ -64,12 +64,13 @@ BEST_METRIC = {"demo-4x-rrdb": "rrdb_psnr", "demo-4x": "t0_psnr"}
 
 
 def selection(name: str, val_csv: Path, step: int, metric: str) -> str:
-    "One sentence, from the validation log: the bundled step's `metric` and whether it is the best validated step."
-    val = pd.read_csv(val_csv)
+    "One sentence, from the validation log: the bundled step's `metric` ('-m': lower is better, the trainer's `best_metric` form) and whether it is the best validated step."
+    val, lower = pd.read_csv(val_csv), metric.startswith("-")
+    metric = metric.lstrip("-")
     if step not in set(val["step"]): return f"`{name}`: the bundled step {step} has no validation row in `{val_csv.name}`."
-    here, best = float(val.loc[val["step"] == step, metric].iloc[0]), val.loc[val[metric].idxmax()]
+    here, best = float(val.loc[val["step"] == step, metric].iloc[0]), val.loc[val[metric].idxmin() if lower else val[metric].idxmax()]
     where = "the last validated step" if step == int(val["step"].max()) else "not the last validated step"
-    if float(best[metric]) <= here:
+    if (float(best[metric]) >= here) if lower else (float(best[metric]) <= here):
         return f"`{name}`: bundled step {step} ({where}) is the best of {len(val)} validations on the val split ({metric} {here:.3f})."
     return (f"`{name}`: bundled step {step} ({where}) is **not** the best on the val split: {metric} {here:.3f} there, "
             f"{float(best[metric]):.3f} at step {int(best['step'])} ({len(val)} validations; `{val_csv.name}`).")
@@ -80,10 +81,10 @@ def trained_on(out: Path, name: str, n_train: int, script: str) -> dict:
     training set) or, without one, the demo dataset's train split (`n_train` images) by `script`."""
     f = out / f"{name}.data.json"
     if not f.exists():
-        return dict(n=n_train, how=f"`{script}`", where="the demo dataset's **train** split", folder="data/demo/train")
+        return dict(n=n_train, how=f"`{script}`", where="the demo dataset's **train** split", folder="data/demo/train", campaign=False)
     d = json.loads(f.read_text())
     return dict(n=d["train_images"], how=f"`python tools/campaign.py run` (issue 24's campaign, stage `{d['stage']}`)",
-                where="the built **training set**", folder=f"{d['train']}, listed in {d['manifest']}")
+                where="the built **training set**", folder=f"{d['train']}, listed in {d['manifest']}", campaign=True)
 
 
 def card(out: Path, res: dict, facts: dict, n_test: int, n_train: int) -> str:
@@ -133,7 +134,7 @@ def esrgan_card(out: Path, n_train: int, table2_csv: Path = TABLE2_CSV) -> str:
     paper, opts = esrgan_paper().to_dict(), {**ESRGAN_OPTIONS, **cfg["options"]}
     popts = {**ESRGAN_OPTIONS, **paper["options"]}
     t = trained_on(out, ESRGAN, n_train, "bash tools/train_esrgan.sh")
-    how = f"with {t['how']} (the shared trainer, two optimizers) on the same **train** split ({t['n']} images)" if t["folder"] == "data/demo/train" else \
+    how = f"with {t['how']} (the shared trainer, two optimizers) on the same **train** split ({t['n']} images)" if not t["campaign"] else \
         f"with {t['how']} (the shared trainer, two optimizers) on the same built training set as `demo-4x` ({t['n']} images)"
     lines = [f"## `{ESRGAN}`: the ESRGAN baseline", "",
              f"The ESRGAN generator (`srflow_nb.esrgan`), fine-tuned from `demo-4x-rrdb` {how}: relativistic average GAN + perceptual + L1 "
@@ -212,19 +213,21 @@ def _hcflow_section(out: Path, name: str, n_train: int) -> str:
     params = sum(p.numel() for p in load_hcflow(weights).parameters())
     what = ("rescaling: LR MSE + z^2 + HR L1 from the 8-bit flow LR" if rescaling else
             "NLL" + (" then L1 (HCFlow+)" if opts["pixel_weight_hr"] else ""))
+    t = trained_on(out, name, n_train, "bash tools/train_hcflow.sh")
     lines = [f"## `{name}`: HCFlow {'rescaling' if rescaling else 'super-resolution'}", "",
              f"HCFlow (`srflow_nb.hcflow`, exact to the official code on its fixtures) trained from scratch with "
-             f"`bash tools/train_hcflow.sh` (preset `{name}`, the shared trainer; {what}) on the **train** split ({n_train} images, "
+             f"{t['how']} (preset `{name}`, the shared trainer; {what}) on {t['where']} ({t['n']} images in {t['folder']}, "
              f"{cfg['patch_size']}-px HR patches, batch {cfg['batch_size']}, LR by MATLAB bicubic, stored 8-bit), validated every "
              f"{cfg['val_every']} steps on the **val** split.", "",
              "| model | file | parameters | bundled step | CPU hours to it | run steps | run CPU hours | skipped steps | size |",
              "|---|---|---|---|---|---|---|---|---|",
              f"| `{name}` | `{weights.name}` | {params:,} | {step} | {float(meta['cpu_time_s']) / 3600:.2f} | {int(last.step)} | {last.cpu_time_s / 3600:.2f} "
              f"| {int(metrics.skipped.max())} | {weights.stat().st_size / 2 ** 20:.1f} MB |", "",
-             "- " + selection(name, files["val.csv"], step, "t0_psnr"), "",
+             "- " + selection(name, files["val.csv"], step, cfg.get("best_metric") or "t0_psnr"), "",
              f"Deviations from the official recipe (`hcflow_train.{'hcflow_paper_rescaling' if rescaling else 'hcflow_paper_sr'}`) and "
              f"configuration (`HCFlowConfig.{'rescaling_div2k_4x' if rescaling else 'sr_div2k_4x'}`):", "",
-             "| setting | official | here |", "|---|---|---|", "| training data | DF2K (DIV2K + Flickr2K) | the demo train split |"]
+             "| setting | official | here |", "|---|---|---|",
+             f"| training data | DF2K (DIV2K + Flickr2K) | {'the built training set' if t['campaign'] else 'the demo train split'} ({t['n']} images) |"]
     lines += deviation_rows(paper, cfg, popts, opts, pmodel, mc)
     lines += ["", "Also (documented in `nbs/07a_hcflow_train.ipynb`, Training): a non-finite loss skips the whole update (the trainer's NaN guard)"
               + ("" if rescaling else "; patches are augmented with 90-degree rotations too (the official SR configs flip only); "
@@ -342,9 +345,11 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
 
 def v1_card(out: Path, n_train: int) -> str:
     "The section on the earlier bundled models kept loadable as `<name>-v1` (steps and CPU-hours from their logs); '' when there are none."
-    rows = []
+    rows, scripts = [], {}
     for name, fname in PRETRAINED.items():
         if not name.endswith("-v1") or not (out / fname).exists(): continue
+        script = "train_esrgan.sh" if "esrgan" in name else "train_hcflow.sh" if "hcflow" in name else "train_demo.sh"
+        scripts[script] = f"`bash tools/{script}`"
         m = out / f"{name}.metrics.csv"
         last = pd.read_csv(m).iloc[-1] if m.exists() else None
         rows.append(f"| `{name}` | `{fname}` | {int(last.step) if last is not None else '-'} | "
@@ -353,7 +358,7 @@ def v1_card(out: Path, n_train: int) -> str:
     return "\n".join([
         "## Earlier versions (`*-v1`)", "",
         f"The models the campaign replaced, trained on the demo dataset's **train** split ({n_train} images in data/demo/train) by "
-        "`bash tools/train_demo.sh` and `bash tools/train_esrgan.sh`, still load by name (`load_pretrained('demo-4x-v1')`, "
+        f"{', '.join(list(scripts.values())[:-1])}{' and ' if len(scripts) > 1 else ''}{list(scripts.values())[-1]}, still load by name (`load_pretrained('demo-4x-v1')`, "
         "`srflow sample --checkpoint demo-4x-v1`); their training logs are the `<name>.metrics.csv` / `.val.csv` beside them.", "",
         "| model | file | steps | CPU hours | size |", "|---|---|---|---|---|", *rows]) + "\n"
 
