@@ -160,6 +160,34 @@ def test_heldout2_means_count_diverged_samples_per_temperature():
     assert sr.on_nonfinite == "clamp"
 
 
+def test_a_rescaling_snapshot_is_evaluated_as_a_roundtrip(tmp_path):
+    "`campaign_eval.evaluate_snapshot` of an HCFlow rescaling checkpoint: its own 8-bit LR upscaled at τ=0 (no SR sampler can take it)."
+    import torch
+    from srflow_nb.checkpoints import save_checkpoint
+    from srflow_nb.hcflow import HCFlow, HCFlowConfig
+    from srflow_nb.hcflow_train import hcflow_demo_rescaling
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        spec = importlib.util.spec_from_file_location("campaign_eval_mod2", ROOT / "tools" / "campaign_eval.py")
+        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    finally: sys.path.remove(str(ROOT / "tools"))
+    torch.manual_seed(0)
+    m = HCFlow(HCFlowConfig.rescaling_tiny_4x()).eval()
+    mc = {"model": "hcflow", "L": m.config.L, **json.loads(json.dumps(m.config.to_dict()))}
+    ck = tmp_path / "cpu_1h.pt"
+    save_checkpoint(ck, dict(modules={"model": m.state_dict()}, optimizers={}, config=hcflow_demo_rescaling(out_dir=str(tmp_path)).to_dict(),
+                             model_config=mc, step=10, cpu_time=3600.0))
+    rows = mod.evaluate_snapshot(dict(stage="hcflow_rescaling", file=str(ck), milestone_h=1.0, step=10, cpu_s=3600.0), limit=2)
+    assert len(rows) == 1 and rows.method.iloc[0] == "hcflow_rescaling" and rows.temperature.iloc[0] == 0.0
+    assert rows.images.iloc[0] == 2 and rows.diverged.iloc[0] == 0 and rows.snapshot.iloc[0] == "cpu_1h.pt" and rows.cpu_h.iloc[0] == 1.0
+    hp, lp = [], []
+    for it in mod.demo_dataset("heldout2", None, 2, 16):   # the row is the mean roundtrip of the 2 crops, recomputed here
+        hr = it["hr"][None]
+        with torch.inference_mode(): lr8, back = mod.rescale_roundtrip(m, hr)
+        hp.append(float(mod.M.psnr(back.clamp(0, 1), hr)[0])); lp.append(float(mod.M.psnr(lr8, mod.downscale(hr, 4, quantize=True))[0]))
+    assert abs(rows.psnr.iloc[0] - sum(hp) / 2) < 1e-6 and abs(rows.lr_psnr.iloc[0] - sum(lp) / 2) < 1e-6 and 0 < rows.lpips.iloc[0] < 1
+
+
 def test_model_card_says_what_a_bundled_model_was_trained_on(tmp_path):
     "`export_demo.trained_on`: a campaign model's `<name>.data.json` (written by `bundle`) names the built training set; without one, the demo split."
     spec = importlib.util.spec_from_file_location("export_demo_mod", ROOT / "tools" / "export_demo.py")

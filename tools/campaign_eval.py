@@ -8,7 +8,7 @@ Every snapshot `<runs>/<stage>/budget/cpu_<h>h.pt` written by `tools/campaign.py
 (`checkpoints.model_from_checkpoint`), wrapped as a super-resolver (`superresolvers.wrap_model`) and evaluated by the
 same runner as the reproduction notebooks on held-out split 2 (20 crops of 256 px from packages with no training image;
 `demo.demo_dataset("heldout2")`), with bicubic beside it: deterministic models once, stochastic ones at tau = 0 and 0.9
-with 2 samples (seed 0, the seed rule of `core`). One row per (stage, snapshot, method, temperature) goes to
+with 2 samples (seed 0, the seed rule of `core`); an HCFlow rescaling model by its round trip (`heldout2_rescaling`). One row per (stage, snapshot, method, temperature) goes to
 `<out>/campaign_eval.csv`, with the snapshot's step and CPU seconds (from `budget.jsonl`), the machine and the git commit; the bundled model the stage
 will replace is evaluated the same way once (`snapshot` = its spec, step -1) as the reference.
 A finished stage (`DONE`) adds its last checkpoint (milestone NaN). Resumable: snapshots already in the CSV are skipped.
@@ -23,15 +23,18 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from srflow_nb.checkpoints import list_checkpoints, model_from_checkpoint  # noqa: E402
-from srflow_nb.core import atomic_write, run_info  # noqa: E402
+from srflow_nb import metrics as M  # noqa: E402
+from srflow_nb.checkpoints import list_checkpoints, load_model_any, model_from_checkpoint  # noqa: E402
+from srflow_nb.core import atomic_write, nonfinite_samples, run_info  # noqa: E402
+from srflow_nb.hcflow_train import rescale_roundtrip  # noqa: E402
+from srflow_nb.resize import downscale  # noqa: E402
 from srflow_nb.demo import demo_dataset  # noqa: E402
 from srflow_nb.evaluate import bicubic_upsampler, evaluate  # noqa: E402
 from srflow_nb.superresolvers import knob, load_superresolver, wrap_model  # noqa: E402
 
 METRICS = ["psnr", "lpips", "lr_psnr"]
 BUNDLED = {"rrdb": "rrdb:demo-4x-rrdb-v1", "srflow": "srflow:demo-4x-v1", "esrgan": "esrgan:demo-4x-esrgan-v1",   # what each stage replaced
-           "hcflow": "hcflow:demo-4x-hcflow"}                                                                  # (hcflow: still to replace)
+           "hcflow": "hcflow:demo-4x-hcflow", "hcflow_rescaling": "demo-4x-hcflow-rescaling"}                  # (hcflow: still to replace)
 TEMPERATURES = [0.0, 0.9]
 
 
@@ -63,10 +66,29 @@ def heldout2_means(sr, method: str, limit: int | None = None, bicubic: bool = Tr
     return g[METRICS].mean().join(g.diverged.sum()).reset_index().assign(images=len(ds))[["method", "temperature", *METRICS, "images", "diverged"]]
 
 
+def heldout2_rescaling(model, method: str, limit: int | None = None) -> pd.DataFrame:
+    """An HCFlow rescaling model on held-out split 2 as `srflow rescale roundtrip` runs it: its own 8-bit LR, upscaled at
+    τ=0. One row: HR PSNR / LPIPS of the rebuilt image and `lr_psnr`, its LR against the bicubic LR (not SR's LR-PSNR);
+    `diverged` counts crops whose rebuilt HR had NaN/Inf values (scored saturated, as `evaluate` does)."""
+    ds, rows = demo_dataset("heldout2", None, limit, 16), []
+    for it in ds:
+        hr = it["hr"][None]
+        with torch.inference_mode(): lr8, back = rescale_roundtrip(model, hr, temperature=0.0)
+        bad = bool(nonfinite_samples(back).any())
+        back = torch.nan_to_num(back, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+        rows.append(dict(psnr=float(M.psnr(back, hr)[0]), lpips=float(M.lpips(back, hr)[0]),
+                         lr_psnr=float(M.psnr(lr8, downscale(hr, model.scale, quantize=True))[0]), diverged=int(bad)))
+    d = pd.DataFrame(rows)
+    return pd.DataFrame([dict(method=method, temperature=0.0, **d[METRICS].mean(), images=len(ds), diverged=int(d.diverged.sum()))])
+
+
 def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
-    sr = load_superresolver(s["file"], "cpu") if s.get("bundled") else wrap_model(model_from_checkpoint(s["file"]))
-    sr.name = s["stage"]
-    mean = heldout2_means(sr, s["stage"], limit)
+    model = load_model_any(s["file"].split(":")[-1], "cpu") if s.get("bundled") else model_from_checkpoint(s["file"])   # bundled: [family:]name
+    if getattr(getattr(model, "config", None), "kind", "sr") == "rescaling": mean = heldout2_rescaling(model.eval(), s["stage"], limit)
+    else:
+        sr = load_superresolver(s["file"], "cpu") if s.get("bundled") else wrap_model(model)
+        sr.name = s["stage"]
+        mean = heldout2_means(sr, s["stage"], limit)
     return mean.assign(**{k: s[k] for k in ("stage", "milestone_h", "step", "cpu_s")}, cpu_h=round(s["cpu_s"] / 3600, 4),
                        snapshot=s["file"] if s.get("bundled") else Path(s["file"]).name)
 
