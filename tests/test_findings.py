@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from srflow_nb import plots
-from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, esrgan_findings, findings,
+from srflow_nb.findings import (RESCALING_ROW, TABLE4_ROWS, ablation_findings, best_of_n_findings, divergence_findings, esrgan_findings, findings,
                                 hcflow_findings, interpolation_findings, perception_distortion_findings, rescaling_findings,
                                 restoration_sweep_finding, same_order, select_by, sr3_findings, table5_findings, temperature_findings, trend)
 from srflow_nb.results import check_findings
@@ -190,7 +190,9 @@ def _recompute(nb: str, d: Path) -> list[dict]:
         ev = pd.read_csv(d / "evaluation.csv")
         return findings(ev, 0.9, quiet=True) + esrgan_findings(ev, 0.9, quiet=True)
     if nb == "21_repro.temperature":
-        return temperature_findings(pd.read_csv(d / "evaluation.csv"), quiet=True)
+        ev, h2 = pd.read_csv(d / "evaluation.csv"), pd.read_csv(d / "heldout2.csv")
+        return (temperature_findings(ev, quiet=True) + divergence_findings(ev, split="the test split", quiet=True)
+                + divergence_findings(h2, split="held-out split 2", quiet=True))
     if nb == "22_repro.perception_distortion":
         ev = pd.read_csv(d / "evaluation.csv")
         return perception_distortion_findings(ev, quiet=True) + interpolation_findings(ev, pd.read_csv(d / "interpolation.csv"), 0.9, quiet=True)
