@@ -284,7 +284,8 @@ from .families import Family
 HCFLOW_FAMILY = Family(
     "hcflow", "HCFlow", "srflow_nb.superresolvers:hcflow_from", knob="temperature", classes=("srflow_nb.hcflow:HCFlow",),
     wrapper="srflow_nb.superresolvers:HCFlowSR",
-    bundled={"demo-4x-hcflow": "demo_4x_hcflow.safetensors", "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors"},
+    bundled={"demo-4x-hcflow": "demo_4x_hcflow.safetensors", "demo-4x-hcflow-rescaling": "demo_4x_hcflow_rescaling.safetensors",
+             "demo-4x-hcflow-v1": "demo_4x_hcflow_v1.safetensors"},
     file_kinds=("hcflow",), file_loader="srflow_nb.hcflow_train:load_hcflow", tasks={"hcflow": "srflow_nb.hcflow_train:HCFlowTask"},
     presets={n: f"srflow_nb.hcflow_train:{make.__name__}" for n, (make, _) in HCFLOW_PRESETS.items()},
     preset_models={n: model for n, (_, model) in HCFLOW_PRESETS.items()},
