@@ -220,22 +220,29 @@ def _seed_note(prec: pd.DataFrame, seeds: pd.DataFrame, names: dict) -> str:
 PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
 
+STATUS_MODELS = (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL"), ("demo-4x-esrgan", "ESRGAN", "GAN"),
+                 ("demo-4x-hcflow", "HCFlow SR", "NLL"), ("demo-4x-hcflow-rescaling", "HCFlow rescaling", "rescaling"), ("demo-4x-sr3", "SR3", "diffusion"))
+
+
 def status() -> str:
-    "The Status paragraph's sentence on the bundled checkpoints: version, training script and data, steps, CPU-hours, precision."
+    "The Status paragraph's sentence on the bundled checkpoints: which the campaign replaced (v2) and which are still v1; steps, CPU-hours, precision."
     from srflow_nb.datasets import demo_images
-    facts = []
-    for name, label, kind in (("demo-4x-rrdb", "RRDB", "L1"), ("demo-4x", "SRFlow", "NLL")):
+    def fact(name, label, kind):
         last, cfg = pd.read_csv(PRETRAINED / f"{name}.metrics.csv").iloc[-1], json.loads((PRETRAINED / f"{name}.config.json").read_text())
         h = last.cpu_time_s / 3600
         prec = "fp32" if not cfg.get("amp") else f"{cfg['amp']} {'encoder' if cfg.get('amp_scope') == 'encoder' else 'everywhere'}"
-        facts.append(f"{label}: {int(last.step) // 1000}k {kind} steps, {h:.1f} CPU-hour{'s' if round(h, 1) != 1 else ''}" + (f", {prec}" if kind == "NLL" else ""))
-    data = PRETRAINED / "demo-4x.data.json"
-    if data.exists():
-        d = json.loads(data.read_text())
-        version, how = "v2", f"by `python tools/campaign.py` (issue 24's campaign) on the {d['train_images']} photographs of the built training set (`{d['manifest']}`)"
-    else: version, how = "v1", f"by `bash tools/train_demo.sh` on the {len(demo_images('train'))} demo training images"
-    return (f"The bundled checkpoints are **{version}**, trained on this project's 2-core CPU {how} ({'; '.join(facts)}; "
-            "`srflow_nb/pretrained/MODEL_CARD.md`).")
+        return f"{label}: {int(last.step) // 1000}k {kind} steps, {h:.1f} CPU-hour{'s' if round(h, 1) != 1 else ''}" + (f", {prec}" if kind == "NLL" else "")
+    known = [m for m in STATUS_MODELS if (PRETRAINED / f"{m[0]}.metrics.csv").exists()]
+    new = [m for m in known if (PRETRAINED / f"{m[0]}.data.json").exists()]
+    old = [m for m in known if m not in new]
+    v1 = f"by `bash tools/train_*.sh` on the {len(demo_images('train'))} demo training images"
+    if not new: return f"The bundled checkpoints are **v1**, trained on this project's 2-core CPU {v1} ({'; '.join(fact(*m) for m in old)}; `srflow_nb/pretrained/MODEL_CARD.md`)."
+    d = json.loads((PRETRAINED / f"{new[0][0]}.data.json").read_text())
+    out = (f"The bundled checkpoints are **v2** where issue 24's campaign has replaced them, trained on this project's 2-core CPU by "
+           f"`python tools/campaign.py` on the {d['train_images']} photographs of the built training set (`{d['manifest']}`) "
+           f"({'; '.join(fact(*m) for m in new)})")
+    if old: out += f"; still **v1**, trained {v1}: {'; '.join(fact(*m) for m in old)}"
+    return out + " (`srflow_nb/pretrained/MODEL_CARD.md`)."
 
 
 def _unnest(detail: str) -> str:
