@@ -8,9 +8,11 @@ Every snapshot `<runs>/<stage>/budget/cpu_<h>h.pt` written by `tools/campaign.py
 (`checkpoints.model_from_checkpoint`), wrapped as a super-resolver (`superresolvers.wrap_model`) and evaluated by the
 same runner as the reproduction notebooks on held-out split 2 (20 crops of 256 px from packages with no training image;
 `demo.demo_dataset("heldout2")`), with bicubic beside it: deterministic models once, stochastic ones at tau = 0 and 0.9
-with 2 samples (seed 0, the seed rule of `core`); an HCFlow rescaling model by its round trip (`heldout2_rescaling`). One row per (stage, snapshot, method, temperature) goes to
-`<out>/campaign_eval.csv`, with the snapshot's step and CPU seconds (from `budget.jsonl`), the machine and the git commit; the bundled model the stage
-will replace is evaluated the same way once (`snapshot` = its spec, step -1) as the reference.
+with 2 samples (seed 0, the seed rule of `core`); an HCFlow rescaling model by its round trip (`heldout2_rescaling`).
+One row per (stage, snapshot, method, temperature) goes to `<out>/campaign_eval.csv`, with the snapshot's step and CPU
+seconds (from `budget.jsonl`), the machine and the git commit; the bundled model the stage will replace is evaluated the
+same way once (`snapshot` = its spec, step -1) as the reference: evaluate it before `campaign.py bundle` replaces it,
+then relabel its rows `-v1` and point `BUNDLED` at the `-v1` name.
 A finished stage (`DONE`) adds its last checkpoint (milestone NaN). Resumable: snapshots already in the CSV are skipped.
 """
 from __future__ import annotations
