@@ -136,6 +136,25 @@ def torch_equal(a, b):
     return a.dtype == b.dtype and torch.equal(a, b)
 
 
+def test_bundle_refuses_to_orphan_the_replaced_model(smoke_runs, tmp_path, campaign):
+    "A bundle whose replaced model has no registered `<name>-v1` stops before anything moves: the old file would load by no name."
+    import hashlib
+    from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
+    from srflow_nb.core import InputError
+    name = "demo-4x-hcflow-rescaling"                                  # still v1: no `-v1` name registered for it yet
+    assert f"{name}-v1" not in PRETRAINED
+    out = tmp_path / "pretrained"; out.mkdir()
+    (out / PRETRAINED[name]).write_bytes((pretrained_dir() / PRETRAINED[name]).read_bytes())
+    before = hashlib.sha256((out / PRETRAINED[name]).read_bytes()).hexdigest()
+    stage = campaign.Stage("rrdb", name, make=None)                   # a finished run under a name whose v1 is unregistered
+    sys.path.insert(0, str(ROOT / "tools"))                            # bundle imports export_demo from its own folder
+    try:
+        with pytest.raises(InputError, match=f"`{name}-v1` is not registered"): campaign.bundle(stage, smoke_runs, out, smoke=True)
+    finally: sys.path.remove(str(ROOT / "tools"))
+    assert sorted(p.name for p in out.iterdir()) == [PRETRAINED[name]]   # nothing exported, nothing moved
+    assert hashlib.sha256((out / PRETRAINED[name]).read_bytes()).hexdigest() == before
+
+
 def test_heldout2_means_count_diverged_samples_per_temperature():
     "`campaign_eval.heldout2_means` sums `evaluate`'s per-sample `diverged` column per (method, temperature), baselines 0."
     import torch

@@ -209,6 +209,9 @@ def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
     if dest.exists():
         old = out / v1_file(dest.name)
         if old.exists(): raise InputError(f"{dest} would move to {old}, which exists: refusing to overwrite the bundled history")
+        if PRETRAINED.get(f"{name}-v1") != old.name:            # the replaced model must stay loadable by name
+            raise InputError(f"{dest.name} would move to {old.name}, but `{name}-v1` is not registered to it: add "
+                             f"\"{name}-v1\": \"{old.name}\" to its family record's `bundled` first (then nbdev_export)")
     new = dest.with_name(dest.stem + ".new" + dest.suffix)               # exported first: a failed export leaves the bundle as it was
     export_model(ck, new)
     if new.stat().st_size > LIMIT: export_model(ck, new, half=True)
