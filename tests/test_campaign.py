@@ -21,6 +21,17 @@ def campaign():
     return mod
 
 
+@pytest.fixture(scope="module")
+def campaign_eval():
+    "tools/campaign_eval.py as a module (its folder on sys.path while it imports, as when run as a script)."
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        spec = importlib.util.spec_from_file_location("campaign_eval_mod", ROOT / "tools" / "campaign_eval.py")
+        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    finally: sys.path.remove(str(ROOT / "tools"))
+    return mod
+
+
 def _run(runs, *args):
     env = {**os.environ, "SMOKE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "tools/campaign.py"), "run", "--runs", str(runs), *args],
@@ -155,15 +166,11 @@ def test_bundle_refuses_to_orphan_the_replaced_model(smoke_runs, tmp_path, campa
     assert hashlib.sha256((out / PRETRAINED[name]).read_bytes()).hexdigest() == before
 
 
-def test_heldout2_means_count_diverged_samples_per_temperature():
+def test_heldout2_means_count_diverged_samples_per_temperature(campaign_eval):
     "`campaign_eval.heldout2_means` sums `evaluate`'s per-sample `diverged` column per (method, temperature), baselines 0."
     import torch
     from srflow_nb.superresolvers import BicubicSR
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location("campaign_eval_mod", ROOT / "tools" / "campaign_eval.py")
-        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    finally: sys.path.remove(str(ROOT / "tools"))
+    mod = campaign_eval
 
     class Hot(BicubicSR):                      # bicubic samples; at τ=0.9 sample 1 overflows to +Inf only (a plain clamp would hide it)
         stochastic, on_nonfinite = True, "clamp"
@@ -179,17 +186,13 @@ def test_heldout2_means_count_diverged_samples_per_temperature():
     assert sr.on_nonfinite == "clamp"
 
 
-def test_a_rescaling_snapshot_is_evaluated_as_a_roundtrip(tmp_path):
+def test_a_rescaling_snapshot_is_evaluated_as_a_roundtrip(tmp_path, campaign_eval):
     "`campaign_eval.evaluate_snapshot` of an HCFlow rescaling checkpoint: its own 8-bit LR upscaled at τ=0 (no SR sampler can take it)."
     import torch
     from srflow_nb.checkpoints import save_checkpoint
     from srflow_nb.hcflow import HCFlow, HCFlowConfig
     from srflow_nb.hcflow_train import hcflow_demo_rescaling
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location("campaign_eval_mod2", ROOT / "tools" / "campaign_eval.py")
-        mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    finally: sys.path.remove(str(ROOT / "tools"))
+    mod = campaign_eval
     torch.manual_seed(0)
     m = HCFlow(HCFlowConfig.rescaling_tiny_4x()).eval()
     mc = {"model": "hcflow", "L": m.config.L, **json.loads(json.dumps(m.config.to_dict()))}
