@@ -152,7 +152,7 @@ def test_bundle_refuses_to_orphan_the_replaced_model(smoke_runs, tmp_path, campa
     import hashlib
     from srflow_nb.checkpoints import PRETRAINED, pretrained_dir
     from srflow_nb.core import InputError
-    name = "demo-4x-hcflow-rescaling"                                  # still v1: no `-v1` name registered for it yet
+    name = "demo-4x-sr3"                                               # no campaign stage replaced it: no `-v1` name registered
     assert f"{name}-v1" not in PRETRAINED
     out = tmp_path / "pretrained"; out.mkdir()
     (out / PRETRAINED[name]).write_bytes((pretrained_dir() / PRETRAINED[name]).read_bytes())

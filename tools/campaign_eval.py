@@ -36,7 +36,7 @@ from srflow_nb.superresolvers import knob, load_superresolver, wrap_model  # noq
 
 METRICS = ["psnr", "lpips", "lr_psnr"]
 BUNDLED = {"rrdb": "rrdb:demo-4x-rrdb-v1", "srflow": "srflow:demo-4x-v1", "esrgan": "esrgan:demo-4x-esrgan-v1",   # what each stage replaced
-           "hcflow": "hcflow:demo-4x-hcflow-v1", "hcflow_rescaling": "demo-4x-hcflow-rescaling"}               # (rescaling: still to replace)
+           "hcflow": "hcflow:demo-4x-hcflow-v1", "hcflow_rescaling": "demo-4x-hcflow-rescaling-v1"}
 TEMPERATURES = [0.0, 0.9]
 
 
