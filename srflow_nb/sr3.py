@@ -357,7 +357,7 @@ def _sample(self: SR3, lr: torch.Tensor, n: int = 1, steps: int | None = None, g
         y = _randn(c.shape, g, c.device)                                  # y_T ~ N(0, I)
         eps_fn = lambda y, sg, c=c: self.predict_eps(y, c, sg, bf16)
         y = ancestral_sample(eps_fn, y, gammas, g, clip=self.config.clip_x0)
-        out[r0:r0 + len(idx)] = ((y[..., :H, :W] + 1) / 2).clamp(0, 1)
+        out[r0:r0 + len(idx)] = clamp_unit((y[..., :H, :W] + 1) / 2)       # NaN/Inf kept: caught below, never a white image
     if not bool(torch.isfinite(out).all()): raise FloatingPointError("SR3.sample: non-finite sample (diverged model or bad input)")
     return out.reshape(n, B, 3, H, W)
 
