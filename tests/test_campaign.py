@@ -7,6 +7,7 @@ import importlib.util, json, os, subprocess, sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from srflow_nb.checkpoints import list_checkpoints, load_checkpoint
 
@@ -61,6 +62,22 @@ def test_smoke_rrdb_then_srflow_with_budget_snapshots(smoke_runs):
     assert flow["config"]["init_from"] == str(tmp_path / "rrdb" / "best.pt")   # srflow starts from the rrdb stage
     again = _run(tmp_path, "--stage", "rrdb", "srflow")                           # finished stages are not re-run
     assert again.returncode == 0 and "step" not in again.stdout
+
+
+def test_esrgan_8x_fine_tunes_the_8x_rrdb(tmp_path, campaign):
+    "Table 2's 8x ESRGAN: an 8x generator (HR patches of 128) that starts from exactly the rrdb_8x stage's best.pt, and trains."
+    r = _run(tmp_path, "--stage", "rrdb_8x")
+    assert r.returncode == 0, r.stderr[-2000:]
+    stage = campaign.stages(tmp_path)["esrgan_8x"]
+    assert stage.after == ("rrdb_8x",) and stage.bundle == "demo-8x-esrgan"
+    task, cfg = stage.make(campaign._overrides(stage, smoke=True))
+    assert cfg.scale == 8 and cfg.patch_size == 128 and task.generator.scale == 8
+    rrdb = load_checkpoint(tmp_path / "rrdb_8x" / "best.pt")["modules"]["model"]
+    g = task.generator.state_dict()
+    assert {f"encoder.{k}" for k in g} <= set(rrdb)
+    assert all(torch.equal(v, rrdb[f"encoder.{k}"]) for k, v in g.items())     # the L1 generator's weights, bit for bit
+    r = _run(tmp_path, "--stage", "esrgan_8x")
+    assert r.returncode == 0 and json.loads((tmp_path / "esrgan_8x" / "DONE").read_text())["step"] == 4, r.stderr[-2000:]
 
 
 def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, campaign):
