@@ -27,19 +27,21 @@ from .model import SRFlow
 from .superresolvers import BicubicSR, RRDBSR, SRFlowSR, available, knob, load_superresolver, max_steps
 
 # %% auto #0
-__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler', 'baselines', 'AtSetting',
-           'more_baselines', 'compared_label', 'compare_findings', 'folder_dataset', 'demo_dataset', 'results_dir',
-           'write_run', 'repro_setup', 'run_demo']
+__all__ = ['CHECKPOINT_ENV', 'RRDB_ENV', 'DEMO_PAIRS', 'OFFICIAL_ENV', 'load_demo_models', 'srflow_sampler', 'rrdb_upsampler',
+           'baselines', 'AtSetting', 'more_baselines', 'compared_label', 'compare_findings', 'folder_dataset',
+           'demo_dataset', 'results_dir', 'write_run', 'repro_setup', 'run_demo']
 
 # %% ../nbs/19a_demo.ipynb #b43a9e6c
 CHECKPOINT_ENV, RRDB_ENV = "SRFLOW_CHECKPOINT", "SRFLOW_RRDB_CHECKPOINT"
+DEMO_PAIRS = {"demo-4x": "demo-4x-rrdb", "demo-4x-v1": "demo-4x-rrdb-v1", "demo-8x": "demo-8x-rrdb"}   # bundled SRFlow -> the RRDB trained beside it
 
 def load_demo_models(checkpoint: str | None = None, rrdb: str | None = None, device="cpu"):
-    "(SRFlow model, RRDB baseline module or None if it fell back, description dict); defaults `demo-4x` / `demo-4x-rrdb` or the env overrides."
+    """(SRFlow model, RRDB baseline module or None if it fell back, description dict); defaults `demo-4x` and its RRDB
+    (`DEMO_PAIRS`), or the env overrides."""
     ck = checkpoint or os.environ.get(CHECKPOINT_ENV) or "demo-4x"
     model = load_model_any(ck, device)
     if not isinstance(model, SRFlow): raise InputError(f"{ck!r} is not an SRFlow checkpoint (got {type(model).__name__})")
-    rk = rrdb or os.environ.get(RRDB_ENV) or ("demo-4x-rrdb" if ck == "demo-4x" else None)
+    rk = rrdb or os.environ.get(RRDB_ENV) or DEMO_PAIRS.get(str(ck))
     base, rdesc = None, "model.encoder.sr (SRFlow's own encoder head)"
     if rk is not None:
         try: base, rdesc = load_model_any(rk, device), str(rk)
@@ -153,30 +155,36 @@ def write_run(folder: str | os.PathLike, device=None, **extra) -> Path:
     return atomic_write(Path(folder) / "run.json", lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
 
 # %% ../nbs/19a_demo.ipynb #9090c19a
+OFFICIAL_ENV = {4: ("SRFLOW_OFFICIAL", "SRFLOW_OFFICIAL_RRDB"), 8: ("SRFLOW_OFFICIAL_8X", "SRFLOW_OFFICIAL_RRDB_8X")}   # full mode's weights
+
 def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick_limit: int = 2, seed: int = 0,
-                results_root: str | os.PathLike | None = None, **settings):
-    "Dataset, models, device and results folder of a reproduction notebook (a SimpleNamespace); writes run.json."
+                results_root: str | os.PathLike | None = None, scale: int = 4, **settings):
+    """Dataset, models, device and results folder of a reproduction notebook (a SimpleNamespace); writes run.json.
+    `scale` 4: `demo-4x` (quick) or `$SRFLOW_OFFICIAL` (full); 8: `demo-8x` or `$SRFLOW_OFFICIAL_8X` (`OFFICIAL_ENV`)."""
     from types import SimpleNamespace
+    if scale not in OFFICIAL_ENV: raise InputError(f"repro_setup: scale must be one of {sorted(OFFICIAL_ENV)}, got {scale!r}")
     full = os.environ.get("SRFLOW_FULL") == "1" if full is None else full
+    flow_env, rrdb_env = OFFICIAL_ENV[scale]
     if full:
         dev = get_device(os.environ.get("SRFLOW_DEVICE", "auto"))
         if os.environ.get("SRFLOW_IMAGES"): paths = sorted(Path(os.environ["SRFLOW_IMAGES"]).iterdir())
         elif os.environ.get("SRFLOW_DIV2K"):
             paths = div2k_paths(os.environ["SRFLOW_DIV2K"], "valid")
         else: raise KeyError("full mode needs $SRFLOW_DIV2K (the DIV2K root) or $SRFLOW_IMAGES (a folder of HR images)")
-        if "SRFLOW_OFFICIAL" not in os.environ and CHECKPOINT_ENV not in os.environ:
-            raise KeyError("full mode needs $SRFLOW_OFFICIAL (official SRFlow .pth) or $SRFLOW_CHECKPOINT")
-        ck = os.environ.get("SRFLOW_OFFICIAL") or os.environ[CHECKPOINT_ENV]
-        model, rrdb, desc = load_demo_models(ck, os.environ.get("SRFLOW_OFFICIAL_RRDB"), dev)
+        if flow_env not in os.environ and CHECKPOINT_ENV not in os.environ:
+            raise KeyError(f"full mode needs ${flow_env} (official SRFlow {scale}x .pth) or ${CHECKPOINT_ENV}")
+        ck = os.environ.get(flow_env) or os.environ[CHECKPOINT_ENV]
+        model, rrdb, desc = load_demo_models(ck, os.environ.get(rrdb_env), dev)
         limit = int(os.environ["SRFLOW_LIMIT"]) if os.environ.get("SRFLOW_LIMIT") else None
         paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
         ds = folder_dataset(paths, None, limit, model.config.scale)
         out = results_dir(f"{name}/full", results_root)
     else:
         dev = get_device("cpu")
-        model, rrdb, desc = load_demo_models(device=dev)   # the bundled checkpoints; a missing file is an error, never a stand-in
+        model, rrdb, desc = load_demo_models(None if scale == 4 else f"demo-{scale}x", device=dev)   # bundled; missing: an error, never a stand-in
         ds = demo_dataset("test", quick_crop, quick_limit, 16)
         out = results_dir(f"{name}/quick", results_root)
+    if model.config.scale != scale: raise InputError(f"{name}: the {scale}x reproduction got a {model.config.scale}x model ({desc['checkpoint']})")
     write_run(out, dev, notebook=name, full=full, seed=seed, crop=None if full else quick_crop, images=[d["name"] for d in ds], **desc, **settings)
     return SimpleNamespace(full=full, device=dev, model=model, rrdb=rrdb, baselines=baselines(model, rrdb), dataset=ds,
                            out=out, seed=seed, desc=desc, resume=full, scale=model.config.scale)

@@ -343,6 +343,40 @@ def sr3_card(out: Path, n_train: int, results: Path = SR3_RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+EIGHTX = {"demo-8x-rrdb": ("RRDB (L1)", "rrdb_psnr"), "demo-8x": ("SRFlow, L=4", "t0_psnr"), "demo-8x-esrgan": ("ESRGAN", "-esrgan_lpips")}
+TABLE2_8X_CSV = Path("data/results/20b_repro.table2_8x/quick/table2.csv")   # held-out results of Table 2's 8x half (nbs/20b_repro.table2_8x)
+
+
+def eightx_card(out: Path, n_train: int, table2_csv: Path = TABLE2_8X_CSV) -> str:
+    """The 8x section of MODEL_CARD.md (`demo-8x-rrdb`, `demo-8x`, `demo-8x-esrgan`): every number from the bundled files in
+    `out` (weights, config, model_config, metrics, val) and `table2_csv`; '' when none of them is bundled."""
+    have = {n: w for n, w in EIGHTX.items() if n in PRETRAINED and (out / PRETRAINED[n]).exists() and (out / f"{n}.metrics.csv").exists()}
+    if not have: return ""
+    rows, picks, cfgs = [], [], []
+    for name, (what, metric) in have.items():
+        m, cfg = pd.read_csv(out / f"{name}.metrics.csv"), json.loads((out / f"{name}.config.json").read_text())
+        last, t = m.iloc[-1], trained_on(out, name, n_train, "python tools/campaign.py run")
+        rows.append(f"| `{name}` | {what} | `{PRETRAINED[name]}` | {int(last.step)} | {last.cpu_time_s / 3600:.2f} | {int(m.skipped.sum())} | "
+                    f"{cfg['patch_size']} | {t['n']} | {(out / PRETRAINED[name]).stat().st_size / 2 ** 20:.1f} MB |")
+        if (out / f"{name}.val.csv").exists(): picks.append("- " + selection(name, out / f"{name}.val.csv", int(last.step), metric))
+        mc = out / f"{name}.model_config.json"
+        cfgs += [f"- `{name}`: `{json.dumps(cfg)}`"] + ([f"  model: `{mc.read_text().strip()}`"] if mc.exists() else [])
+    lines = ["## The 8x models: `demo-8x-rrdb`, `demo-8x`, `demo-8x-esrgan`", "",
+             "Table 2's 8x half, trained by issue 24's campaign (`python tools/campaign.py run`, stages `rrdb_8x`, `srflow_8x`, "
+             "`esrgan_8x`) on the built training set: the 8x RRDB (L1), SRFlow with one more flow level (L=4) on its encoder, and "
+             "ESRGAN fine-tuned from it, as the paper trained its own 8x RRDB and ESRGAN (Sec 5.2).", "",
+             "| model | what | file | steps | CPU hours | skipped steps | HR patch | training images | size |", "|---|---|---|---|---|---|---|---|---|",
+             *rows, "", "Which checkpoint is bundled (from the validation logs):", "", *picks]
+    if Path(table2_csv).exists():
+        t2 = pd.read_csv(table2_csv, index_col=0)
+        lines += ["", f"Held-out **test** split at 8x (`{table2_csv}`, written by `nbs/20b_repro.table2_8x.ipynb`; the paper's DIV2K 8x "
+                  "numbers in `findings.PAPER_TABLE2_8X`):", "", "| method | PSNR | SSIM | LPIPS | LR-PSNR |", "|---|---|---|---|---|"]
+        for k, r in t2.iterrows(): lines.append(f"| {k} | {r.psnr:.2f} | {r.ssim:.4f} | {r.lpips:.4f} | {r.lr_psnr:.2f} |")
+    lines += ["", "Usage: `load_pretrained('demo-8x')`, `srflow sample --checkpoint demo-8x`, `load_superresolver('rrdb:demo-8x-rrdb')`, "
+              "`load_superresolver('esrgan:demo-8x-esrgan')`; `demo.repro_setup(..., scale=8)` pairs them.", "", "Training configs:", "", *cfgs]
+    return "\n".join(lines) + "\n"
+
+
 def v1_card(out: Path, n_train: int) -> str:
     "The section on the earlier bundled models kept loadable as `<name>-v1` (steps and CPU-hours from their logs); '' when there are none."
     rows, scripts = [], {}
@@ -378,6 +412,8 @@ def write_card(out: Path, n_train: int):
     if hc: text += "\n" + hc
     sr = sr3_card(out, n_train)
     if sr: text += "\n" + sr
+    x8 = eightx_card(out, n_train)
+    if x8: text += "\n" + x8
     v1 = v1_card(out, n_train)
     if v1: text += "\n" + v1
     if notes: text += "\n" + notes
