@@ -175,16 +175,17 @@ def repro_setup(name: str, full: bool | None = None, quick_crop: int = 64, quick
             raise KeyError(f"full mode needs ${flow_env} (official SRFlow {scale}x .pth) or ${CHECKPOINT_ENV}")
         ck = os.environ.get(flow_env) or os.environ[CHECKPOINT_ENV]
         model, rrdb, desc = load_demo_models(ck, os.environ.get(rrdb_env), dev)
-        limit = int(os.environ["SRFLOW_LIMIT"]) if os.environ.get("SRFLOW_LIMIT") else None
-        paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
-        ds = folder_dataset(paths, None, limit, model.config.scale)
-        out = results_dir(f"{name}/full", results_root)
     else:
         dev = get_device("cpu")
         model, rrdb, desc = load_demo_models(None if scale == 4 else f"demo-{scale}x", device=dev)   # bundled; missing: an error, never a stand-in
+    if model.config.scale != scale: raise InputError(f"{name}: the {scale}x reproduction got a {model.config.scale}x model ({desc['checkpoint']})")
+    if full:                                                                                  # the images, once the model is right
+        limit = int(os.environ["SRFLOW_LIMIT"]) if os.environ.get("SRFLOW_LIMIT") else None
+        ds = folder_dataset([p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES], None, limit, scale)
+        out = results_dir(f"{name}/full", results_root)
+    else:
         ds = demo_dataset("test", quick_crop, quick_limit, 16)
         out = results_dir(f"{name}/quick", results_root)
-    if model.config.scale != scale: raise InputError(f"{name}: the {scale}x reproduction got a {model.config.scale}x model ({desc['checkpoint']})")
     write_run(out, dev, notebook=name, full=full, seed=seed, crop=None if full else quick_crop, images=[d["name"] for d in ds], **desc, **settings)
     return SimpleNamespace(full=full, device=dev, model=model, rrdb=rrdb, baselines=baselines(model, rrdb), dataset=ds,
                            out=out, seed=seed, desc=desc, resume=full, scale=model.config.scale)
