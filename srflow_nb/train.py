@@ -146,9 +146,11 @@ def _refuse_lost_history(out: Path, log: RunLog):
 
 # %% ../nbs/13_train.ipynb #c124d896
 def _save_grid(path, rows: list[list[torch.Tensor]]):
-    "Write a PNG grid: one row per image (a list of (3, H, W) tensors of possibly different sizes), zero-padded."
+    """Write a PNG grid: one row per image (a list of (3, H, W) tensors of possibly different sizes), zero-padded. A diverged
+    validation sample is drawn as the saturated image it becomes (NaN -> 0, +Inf -> 1), as `evaluate` scores it: never a crash."""
     h = max(max(t.shape[-2] for t in r) for r in rows)
-    lines = [torch.cat([F.pad(t.float().clamp(0, 1), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
+    unit = lambda t: torch.nan_to_num(t.float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+    lines = [torch.cat([F.pad(unit(t), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
     w = max(l.shape[-1] for l in lines)
     grid = torch.cat([F.pad(l, (0, w - l.shape[-1])) for l in lines], -2)
     save_image(path, grid.cpu())
