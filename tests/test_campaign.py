@@ -93,6 +93,23 @@ def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, campaign):
     assert [x["milestone_h"] for x in rows] == [1e-9, 2e-9]                     # the first milestone is not taken again
 
 
+def test_status_tells_running_crashed_and_killed_apart(tmp_path, campaign, monkeypatch):
+    "A stage that died of an exception says CRASHED with it (not 'paused'); one whose process vanished says so; a clean stop is 'paused'."
+    stage = campaign.stages(tmp_path)["rrdb"]
+    def boom(*a, **k): raise ValueError("to_uint8: image has NaN or Inf values")
+    monkeypatch.setattr(campaign, "run_task", boom)
+    with pytest.raises(ValueError): campaign.run_stage(stage, tmp_path, smoke=True, chunk=1)
+    out = tmp_path / "rrdb"
+    assert campaign.liveness(out).startswith("CRASHED: ") and "ValueError: to_uint8" in campaign.liveness(out)
+    assert not (out / "RUNNING").exists()
+    (out / "CRASHED").unlink(); (out / "RUNNING").write_text(json.dumps(dict(pid=os.getpid())))
+    assert campaign.liveness(out) == f"running (pid {os.getpid()})"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (out / "RUNNING").write_text(json.dumps(dict(pid=int(dead))))
+    assert campaign.liveness(out) == f"stopped (pid {dead} is gone)"
+    (out / "RUNNING").unlink(); assert campaign.liveness(out) == "paused"
+
+
 def test_unknown_stage_is_one_line(tmp_path):
     r = _run(tmp_path, "--stage", "nope")
     assert r.returncode != 0 and "unknown stage" in r.stderr and "Traceback" not in r.stderr

@@ -34,7 +34,7 @@ too few to pick by). The file and training logs it replaces are first renamed to
 `demo_4x_v1.safetensors`, `demo-4x-v1.metrics.csv`, ...), never overwritten; bundling the same checkpoint again does nothing.
 """
 from __future__ import annotations
-import argparse, json, os, shutil, sys
+import argparse, json, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -149,6 +149,17 @@ def _state(out: Path) -> dict | None:
                 val=(ck.get("val_history") or [{}])[-1], skipped=ck["skipped"])
 
 
+def liveness(out: Path) -> str:
+    "'running (pid N)', 'CRASHED: <error>' (the exception that stopped it), 'stopped (pid N is gone)' (killed) or 'paused'."
+    if (out / "CRASHED").exists(): return "CRASHED: " + (out / "CRASHED").read_text().strip()
+    if (out / "RUNNING").exists():
+        pid = json.loads((out / "RUNNING").read_text())["pid"]
+        try: os.kill(pid, 0); return f"running (pid {pid})"
+        except ProcessLookupError: return f"stopped (pid {pid} is gone)"
+        except PermissionError: return f"running (pid {pid})"
+    return "paused"
+
+
 def _snapshot(tr: Trainer, out: Path, passed: set, milestones=MILESTONES_H):
     "Keep a copy of the newest checkpoint for every budget milestone the stage's CPU clock has passed."
     cpu_h = tr.clock.cpu() / 3600
@@ -180,8 +191,15 @@ def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILE
         v = (tr.val_history or [{}])[-1]
         print(f"[{stage.name}] step {tr.step}/{cfg.iterations} {tr.clock.cpu() / 3600:.3f} CPU-h "
               + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, float)), flush=True)
-    tr = run_task(task, str(SMOKE_DATA if smoke else DATA), str(VAL), val_crop=256 if not smoke else 64,
-                  device="cpu", progress=False, after_chunk=after_chunk, chunk=cfg.val_every or chunk)
+    alive, crashed = out / "RUNNING", out / "CRASHED"
+    out.mkdir(parents=True, exist_ok=True); crashed.unlink(missing_ok=True)
+    alive.write_text(json.dumps(dict(pid=os.getpid(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))))
+    try:
+        tr = run_task(task, str(SMOKE_DATA if smoke else DATA), str(VAL), val_crop=256 if not smoke else 64,
+                      device="cpu", progress=False, after_chunk=after_chunk, chunk=cfg.val_every or chunk)
+    except BaseException as e:                                    # `status` says so, instead of "paused"
+        crashed.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {type(e).__name__}: {e}"[:2000]); raise
+    finally: alive.unlink(missing_ok=True)
     if tr.step >= cfg.iterations:
         (out / "DONE").write_text(json.dumps(dict(step=tr.step, cpu_s=round(tr.clock.cpu(), 1), val=(tr.val_history or [{}])[-1])))
     return tr
@@ -251,7 +269,7 @@ def main(argv=None):
     if a.command == "status":
         for n in names:
             st, done = _state(a.runs / n), (a.runs / n / "DONE").exists()
-            print(f"{n:17s} {'done' if done else 'running/paused' if st else 'not started':15s} {json.dumps(st) if st else ''}")
+            print(f"{n:17s} {'done' if done else liveness(a.runs / n) if st else 'not started':15s} {json.dumps(st) if st else ''}")
         return 0
     if a.command == "bundle":
         if not a.stage: sys.exit("campaign: bundle needs --stage (the finished stages to bundle)")
