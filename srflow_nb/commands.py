@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from . import superresolvers
 from .core import (InputError, NonFiniteSampleError, atomic_write, check_output, check_output_folder, get_device, image_seed,
-                            make_generator, memory_budget, mix_seed, nonfinite_samples, refuse_existing, sample_generators, sample_seed)
+                            make_generator, memory_budget, mix_seed, nonfinite_samples, refuse_existing, sample_generators, sample_seed,
+                            saturate)
 from .families import family as family_record, families, require
 from .images import image_files, image_size, input_files, load_image, save_image, to_tensor
 from .checkpoints import load_model_any
@@ -158,7 +159,7 @@ def _sample_images(model, images, plans, out_dir, temps, n, seed, first_index, o
                 sr = (super_resolve_tiled(model, lr[None], tile=tile, overlap=min(overlap, tile - 1), progress=not quiet, **kw)
                       if tile else sample(model, lr[None], **kw))
             bad = nonfinite_samples(sr)[:, 0]
-            sr = torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
+            sr = saturate(sr)
             for i in range(n):
                 path = out_dir / sample_name(f, "srflow", "temperature", t, None, first_index + i)
                 if bad[i]: diverged.append(path.name)
@@ -237,7 +238,7 @@ def _sample_superresolver(family, checkpoint, inputs, output, temperature, n, se
                 path, bad = out_dir / sample_name(f, family, knob, t, steps, i), not bool(torch.isfinite(sr).all())
                 if bad: diverged.append(path.name)
                 if bad and not keep_nonfinite: continue
-                _write_image(path, torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)); written.append(path)
+                _write_image(path, saturate(sr)); written.append(path)
     if diverged and not keep_nonfinite:
         raise NonFiniteSampleError(f"{len(diverged)} sample(s) diverged (NaN/Inf) and were not written ({', '.join(diverged[:3])}"
                                    f"{', ...' if len(diverged) > 3 else ''}); pass --keep_nonfinite to write them clamped")

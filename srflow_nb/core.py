@@ -19,7 +19,7 @@ __all__ = ['OUTPUT_DIRS', 'ISA_FLAGS', 'OUTPUT_ENV', 'MEMORY_SHARE', 'ON_NONFINI
            'output_root', 'committed_path', 'InputError', 'image_seed', 'sample_seed', 'sample_generators',
            'refuse_existing', 'check_output', 'check_output_folder', 'MemoryBudgetError', 'TileTooLargeError',
            'available_memory', 'memory_budget', 'default_batch_size', 'NonFiniteSampleError', 'nonfinite_samples',
-           'check_finite', 'clamp_unit', 'sum_except_batch']
+           'check_finite', 'saturate', 'clamp_unit', 'sum_except_batch']
 
 # %% ../nbs/00_core.ipynb #55855543
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -264,7 +264,11 @@ def check_finite(sr: Tensor, on_nonfinite: str = "warn", temperature=None) -> Te
     if on_nonfinite == "raise": raise NonFiniteSampleError(msg)
     warnings.warn(msg + ("; their non-finite pixels were set to 0 (NaN) or 0/1 (-Inf/+Inf)" if on_nonfinite == "clamp" else ""),
                   RuntimeWarning, stacklevel=3)
-    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0) if on_nonfinite == "clamp" else sr
+    return saturate(sr) if on_nonfinite == "clamp" else sr
+
+def saturate(sr: Tensor) -> Tensor:
+    "A diverged sample as the saturated image it becomes: NaN -> 0, +Inf -> 1, -Inf -> 0; finite values untouched (clamp them yourself)."
+    return torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0)
 
 def clamp_unit(sr: Tensor) -> Tensor:
     "Clamp to [0, 1] but keep NaN and +-Inf as they are, so a diverged sample stays one (`check_finite` decides its fate)."

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_write, get_device, image_seed, nonfinite_samples, run_info
+from .core import InputError, atomic_write, get_device, image_seed, nonfinite_samples, run_info, saturate
 from . import metrics as M
 from .resize import downscale
 from .superresolvers import BicubicSR, as_superresolver, knob
@@ -120,7 +120,7 @@ def _unclamped(samplers):
 
 def _score_ready(sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "`sr (n, 3, H, W)` -> (diverged mask (n,), images scored as the saturated failures they are: NaN -> 0, +-Inf -> 1/0, clamped)."
-    return nonfinite_samples(sr), torch.nan_to_num(sr, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+    return nonfinite_samples(sr), saturate(sr).clamp(0, 1)
 
 def _check_args(main, method, metrics, n_samples, scale, steps):
     bad = [m for m in metrics if m not in METRICS]

@@ -19,7 +19,7 @@ from torch import nn
 from fastcore.basics import patch
 
 from . import resize
-from .core import InputError, atomic_write, get_device, mix_seed, run_info
+from .core import InputError, atomic_write, get_device, mix_seed, run_info, saturate
 from . import families
 from .families import view
 from .images import IMAGE_SUFFIXES, image_files, quantize8
@@ -149,7 +149,7 @@ def _save_grid(path, rows: list[list[torch.Tensor]]):
     """Write a PNG grid: one row per image (a list of (3, H, W) tensors of possibly different sizes), zero-padded. A diverged
     validation sample is drawn as the saturated image it becomes (NaN -> 0, +Inf -> 1), as `evaluate` scores it: never a crash."""
     h = max(max(t.shape[-2] for t in r) for r in rows)
-    unit = lambda t: torch.nan_to_num(t.float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+    unit = lambda t: saturate(t.float()).clamp(0, 1)
     lines = [torch.cat([F.pad(unit(t), (0, 0, 0, h - t.shape[-2])) for t in r], -1) for r in rows]
     w = max(l.shape[-1] for l in lines)
     grid = torch.cat([F.pad(l, (0, w - l.shape[-1])) for l in lines], -2)

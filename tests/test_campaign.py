@@ -254,3 +254,27 @@ def test_model_card_says_what_a_bundled_model_was_trained_on(tmp_path):
                                                                 manifest="data/trainset/manifest.json")))
     new = ex.trained_on(tmp_path, "demo-4x", 17, "bash tools/train_demo.sh")
     assert new["n"] == 77 and "data/trainset/manifest.json" in new["folder"] and "stage `srflow`" in new["how"]
+
+
+def test_eightx_card_section_comes_from_the_bundled_files(tmp_path, monkeypatch):
+    "`export_demo.eightx_card`: '' with no 8x file; with one, its row, selection sentence and the test-split table come from the files there."
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location("export_demo_8x", ROOT / "tools" / "export_demo.py")
+    ex = importlib.util.module_from_spec(spec); spec.loader.exec_module(ex)
+    monkeypatch.setattr(ex, "PRETRAINED", {**ex.PRETRAINED, "demo-8x-rrdb": "demo_8x_rrdb.safetensors", "demo-8x": "demo_8x.safetensors"})
+    out, t2 = tmp_path / "pretrained", tmp_path / "table2.csv"; out.mkdir()
+    assert ex.eightx_card(out, 17, t2) == ""                                    # nothing bundled: no section
+    (out / "demo_8x_rrdb.safetensors").write_bytes(b"\0" * 3 * 2 ** 20)          # 3 MB of "weights"
+    assert ex.eightx_card(out, 17, t2) == ""                                    # weights without their training log: not a bundle
+    pd.DataFrame(dict(step=[7000, 15000], cpu_time_s=[1000.0, 2959.2], skipped=[1, 2])).to_csv(out / "demo-8x-rrdb.metrics.csv", index=False)
+    (out / "demo-8x-rrdb.config.json").write_text(json.dumps(dict(patch_size=128, scale=8)))
+    pd.DataFrame(dict(step=[14000, 15000], rrdb_psnr=[23.50, 23.42])).to_csv(out / "demo-8x-rrdb.val.csv", index=False)
+    (out / "demo-8x-rrdb.data.json").write_text(json.dumps(dict(stage="rrdb_8x", train="data/cache/trainset/train", train_images=77,
+                                                                manifest="data/trainset/manifest.json")))
+    card = ex.eightx_card(out, 17, t2)
+    assert "| `demo-8x-rrdb` | RRDB (L1) | `demo_8x_rrdb.safetensors` | 15000 | 0.82 | 3 | 128 | 77 | 3.0 MB |" in card
+    assert "| `demo-8x` |" not in card                                          # not bundled: no row, no config line
+    assert "bundled step 15000 (the last validated step) is **not** the best" in card and "23.500 at step 14000" in card
+    assert '`demo-8x-rrdb`: `{"patch_size": 128, "scale": 8}`' in card and "Held-out **test** split" not in card
+    pd.DataFrame(dict(psnr=[27.1], ssim=[0.71234], lpips=[0.37412], lr_psnr=[44.61]), index=pd.Index(["RRDB"], name="method")).to_csv(t2)
+    assert "| RRDB | 27.10 | 0.7123 | 0.3741 | 44.61 |" in ex.eightx_card(out, 17, t2)

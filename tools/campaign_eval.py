@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from srflow_nb import metrics as M  # noqa: E402
 from srflow_nb.checkpoints import list_checkpoints, load_model_any, model_from_checkpoint  # noqa: E402
-from srflow_nb.core import atomic_write, nonfinite_samples, run_info  # noqa: E402
+from srflow_nb.core import atomic_write, nonfinite_samples, run_info, saturate  # noqa: E402
 from srflow_nb.hcflow_train import rescale_roundtrip  # noqa: E402
 from srflow_nb.resize import downscale  # noqa: E402
 from srflow_nb.demo import demo_dataset  # noqa: E402
@@ -77,7 +77,7 @@ def heldout2_rescaling(model, method: str, limit: int | None = None) -> pd.DataF
         hr = it["hr"][None]
         with torch.inference_mode(): lr8, back = rescale_roundtrip(model, hr, temperature=0.0)
         bad = bool(nonfinite_samples(back).any())
-        back = torch.nan_to_num(back, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+        back = saturate(back).clamp(0, 1)
         rows.append(dict(psnr=float(M.psnr(back, hr)[0]), lpips=float(M.lpips(back, hr)[0]),
                          lr_psnr=float(M.psnr(lr8, downscale(hr, model.scale, quantize=True))[0]), diverged=int(bad)))
     d = pd.DataFrame(rows)
