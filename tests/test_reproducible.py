@@ -57,3 +57,28 @@ def test_committed_results_name_their_machine():
         r = json.loads(f.read_text())
         assert {"cpu", "cpu_kind", "isa", "threads"} <= set(r.get("machine", {})), f"{f}: no machine record"
         assert r.get("precision") in ("fp32", "bf16", "fp16"), f"{f}: no precision"
+
+
+# Benchmark records whose code state is dirty by design, with why: an A/B of an uncommitted change against the committed code
+# times both sides in one run, so the "after" side is the working tree (the change landed in the next commit).
+DIRTY_BY_DESIGN = {"train_speed_trainer_protocol_ab.json": "A/B of the trainer before and after an uncommitted change (13_train)"}
+CODE_SUFFIXES = (".py", ".ipynb", ".sh", ".toml", ".ini", ".cfg")
+
+
+def _code_dirty(rec: dict) -> list[str]:
+    "The code files a benchmark record says were uncommitted when it ran (README and result files are not code)."
+    info = rec.get("run_info", rec)
+    if not str(info.get("git_sha", "")).endswith("-dirty"): return []
+    return [p for p in info.get("git_dirty") or ["<not recorded>"] if not p.startswith("benchmarks/results/") and
+            (p == "<not recorded>" or p.endswith(CODE_SUFFIXES))]
+
+
+def test_benchmark_records_come_from_committed_code():
+    "A benchmark JSON that records its code state was measured by committed code (results and the README may differ)."
+    recs = {f.name: json.loads(f.read_text()) for f in sorted((ROOT / "benchmarks/results").glob("*.json"))}
+    dated = {n: r for n, r in recs.items() if isinstance(r, dict) and "git_sha" in r.get("run_info", r)}
+    assert len(dated) >= 5
+    bad = {n: _code_dirty(r) for n, r in dated.items() if n not in DIRTY_BY_DESIGN and _code_dirty(r)}
+    assert not bad, f"benchmark records measured by uncommitted code (rerun them from a clean checkout): {bad}"
+    assert _code_dirty(dict(run_info=dict(git_sha="abc-dirty", git_dirty=["benchmarks/train_speed.py", "README.md"]))) == ["benchmarks/train_speed.py"]
+    assert _code_dirty(dict(git_sha="abc-dirty")) == ["<not recorded>"] and _code_dirty(dict(git_sha="abc")) == []
