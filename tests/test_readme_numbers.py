@@ -131,3 +131,18 @@ def test_model_card_esrgan_section_from_files():
     t2 = pd.read_csv(ROOT / ex.TABLE2_CSV, index_col=0).loc["ESRGAN"]
     assert f"| ESRGAN | {t2.psnr:.2f} | {t2.ssim:.4f} | {t2.lpips:.4f} | {t2.lr_psnr:.2f} |" in section
     assert int(last.step) == json.loads((pre / "demo-4x-esrgan.config.json").read_text())["iterations"]   # the bundled run finished
+
+
+def test_precision_quality_says_whether_the_seeds_resolve_the_ranking():
+    "The train-speed block's scale-study sentence: means over seeds from the study CSV, and a ranking claimed only when seeds separate."
+    names = {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder"}
+    toy = pd.DataFrame(dict(config=["K4_h32_fp32"] * 2 + ["K4_h32"] * 2, seed=[0, 1] * 2, budget_min=12.0,
+                            **{"t0.9_lpips": [0.10, 0.12, 0.13, 0.15]}))
+    s = rn.precision_quality(toy, names)
+    assert "fp32 0.1100 (0.1000 to 0.1200, 2 seeds), bf16 encoder 0.1400 (0.1300 to 0.1500, 2 seeds)" in s and "ranking holds across seeds" in s
+    toy.loc[2, "t0.9_lpips"] = 0.115                                       # bf16 encoder's best seed now beats fp32's worst
+    s = rn.precision_quality(toy, names)
+    assert "The seeds overlap (fp32's worst seed 0.1200, bf16 encoder's best 0.1150)" in s and "no precision is a measured advantage" in s
+    study = pd.read_csv(rn.RESULTS / "scale_study" / "quick" / "scale_study.csv")
+    study = study[study.train_images == study.train_images.max()]
+    assert rn.precision_quality(study, {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder", "K4_h32_bf16all": "bf16 everywhere"}) in rn.block(README, "train-speed")
