@@ -134,15 +134,16 @@ def test_model_card_esrgan_section_from_files():
 
 
 def test_precision_quality_says_whether_the_seeds_resolve_the_ranking():
-    "The train-speed block's scale-study sentence: means over seeds from the study CSV, and a ranking claimed only when seeds separate."
+    "The train-speed block's scale-study sentence: 29's recipe table (means, best and worst seeds), a ranking claimed only when seeds separate."
     names = {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder"}
-    toy = pd.DataFrame(dict(config=["K4_h32_fp32"] * 2 + ["K4_h32"] * 2, seed=[0, 1] * 2, budget_min=12.0,
-                            **{"t0.9_lpips": [0.10, 0.12, 0.13, 0.15]}))
-    s = rn.precision_quality(toy, names)
+    toy = pd.DataFrame(dict(config=["K4_h32", "K4_h32_fp32", "K8_h32"], seeds=[2, 2, 1], lpips_mean=[0.14, 0.11, 0.05],
+                            lpips_best=[0.13, 0.10, 0.05], lpips_worst=[0.15, 0.12, 0.05]))
+    s = rn.precision_quality(toy, names, 12.0)
     assert "fp32 0.1100 (0.1000 to 0.1200, 2 seeds), bf16 encoder 0.1400 (0.1300 to 0.1500, 2 seeds)" in s and "ranking holds across seeds" in s
-    toy.loc[2, "t0.9_lpips"] = 0.115                                       # bf16 encoder's best seed now beats fp32's worst
-    s = rn.precision_quality(toy, names)
+    assert "12 CPU-minutes" in s and "K8" not in s                          # only the named precisions
+    toy.loc[0, "lpips_best"] = 0.115                                       # bf16 encoder's best seed now beats fp32's worst
+    s = rn.precision_quality(toy, names, 12.0)
     assert "The seeds overlap (fp32's worst seed 0.1200, bf16 encoder's best 0.1150)" in s and "no precision is a measured advantage" in s
-    study = pd.read_csv(rn.RESULTS / "scale_study" / "quick" / "scale_study.csv")
-    study = study[study.train_images == study.train_images.max()]
-    assert rn.precision_quality(study, {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder", "K4_h32_bf16all": "bf16 everywhere"}) in rn.block(README, "train-speed")
+    recipe = pd.read_csv(rn.RESULTS / "29_repro.scaling" / "quick" / "scale_recipe.csv")
+    budget = pd.read_csv(rn.RESULTS / "scale_study" / "quick" / "scale_study.csv").budget_min.iloc[0]
+    assert rn.precision_quality(recipe, rn.PRECISIONS, budget) in rn.block(README, "train-speed")

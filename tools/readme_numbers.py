@@ -191,32 +191,33 @@ def train_speed() -> str:
                     f"of up to {max(r['first_step_s'].values()):.0f} s")
     flow = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "flow")
     rrdb = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "rrdb")
-    study = pd.read_csv(RESULTS / "scale_study" / "quick" / "scale_study.csv")
-    if "train_images" in study: study = study[study.train_images == study.train_images.max()]
-    names = {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder", "K4_h32_bf16all": "bf16 everywhere"}
+    budget_min = pd.read_csv(RESULTS / "scale_study" / "quick" / "scale_study.csv").budget_min.unique()
+    assert len(budget_min) == 1, f"the scale study mixes budgets {budget_min}: the README sentence says one"
+    recipe = pd.read_csv(RESULTS / "29_repro.scaling" / "quick" / "scale_recipe.csv")
     return "\n".join([
         "One training step (`benchmarks/train_speed.py`: batch sampling, forward, backward, NaN guard, Adam) of the small model "
         "the bundled checkpoints use, 1 thread, on an idle machine of each CPU kind:", "", *lines, "",
         f"The best setting's throughput against fp32 at the same configuration: RRDB stage {rrdb}; SRFlow flow stage {flow}. "
-        + "".join(c[0].upper() + c[1:] + ". " for c in comp) + precision_quality(study, names)])
+        + "".join(c[0].upper() + c[1:] + ". " for c in comp) + precision_quality(recipe, PRECISIONS, budget_min[0])])
 
 
-def precision_quality(study: pd.DataFrame, names: dict) -> str:
-    "The scale study's precisions over their seeds: mean τ=0.9 LPIPS (best to worst seed), and whether the best one's worst seed beats the others' best."
-    runs = study[study.config.isin(list(names))].assign(seed=study.seed if "seed" in study else 0)
-    q = runs.groupby("config")["t0.9_lpips"].agg(["mean", "min", "max", "count"]).sort_values("mean")
+PRECISIONS = {"K4_h32_fp32": "fp32", "K4_h32": "bf16 encoder", "K4_h32_bf16all": "bf16 everywhere"}   # the scale study's precision configurations
+
+
+def precision_quality(recipe: pd.DataFrame, names: dict, budget_min: float) -> str:
+    "29's recipe table (`scale_recipe.csv`: τ=0.9 LPIPS mean, best and worst seed per configuration) for the precisions in `names`: is the best one's worst seed better than the others' best?"
+    q = recipe[recipe.config.isin(list(names))].set_index("config").sort_values("lpips_mean")
     best, rest = q.iloc[0], q.iloc[1:]
     seeds = lambda n: f"{int(n)} seed{'s' if n > 1 else ''}"                       # noqa: E731
-    rival = rest["min"].idxmin()
-    return (f"Speed is not quality per CPU-hour: at an equal budget of {study.budget_min.iloc[0]:g} CPU-minutes the scale study "
+    rival = rest["lpips_best"].idxmin()
+    return (f"Speed is not quality per CPU-hour: at an equal budget of {budget_min:g} CPU-minutes the scale study "
             "(`nbs/29_repro.scaling.ipynb`) measured held-out τ=0.9 LPIPS, the mean over seeds (best to worst seed): "
-            + ", ".join(f"{names[c]} {r['mean']:.4f} ({r['min']:.4f} to {r['max']:.4f}, {seeds(r['count'])})" for c, r in q.iterrows()) + ". "
+            + ", ".join(f"{names[c]} {r.lpips_mean:.4f} ({r.lpips_best:.4f} to {r.lpips_worst:.4f}, {seeds(r.seeds)})" for c, r in q.iterrows()) + ". "
             + (f"The worst seed of {names[best.name]} beats every other precision's best seed, so the ranking holds across seeds"
-               if (rest["min"] > best["max"]).all() else
-               f"The seeds overlap ({names[best.name]}'s worst seed {best['max']:.4f}, {names[rival]}'s best {rest.loc[rival, 'min']:.4f}), "
+               if (rest["lpips_best"] > best["lpips_worst"]).all() else
+               f"The seeds overlap ({names[best.name]}'s worst seed {best['lpips_worst']:.4f}, {names[rival]}'s best {rest.loc[rival, 'lpips_best']:.4f}), "
                "so no precision is a measured advantage at this budget")
             + "; the campaign trains the flow in fp32, chosen on the seed-0 runs.")
-
 
 PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
