@@ -260,10 +260,12 @@ def _metric(f: Callable, sr: torch.Tensor, ref: torch.Tensor) -> float:
 def validate_pairs(val_data: Sequence, srs: Callable[[torch.Tensor, int, torch.Tensor], dict], scale: int, device, lpips: bool = False,
                    metrics: dict[str, Callable] | None = None, consistency: Callable[[str], bool] = lambda name: name != "bicubic") -> tuple[dict, list]:
     """Means over `val_data` of each SR image's metrics (MATLAB bicubic + the images of `srs(lr, index, hr)`; a number
-    among them is a metric of its own, averaged as is), and the rows bicubic | SR... | HR."""
+    among them is a metric of its own, averaged as is), `{name}_diverged` per SR image, and the rows bicubic | SR... | HR.
+    A NaN (a diverged sample) is left out of its mean and counted in `{name}_diverged`; a mean with no number is NaN."""
     metrics = metrics or {"psnr": M.psnr, **({"lpips": M.lpips} if lpips else {})}
-    sums, rows = {}, []
-    def add(k, v): sums[k] = sums.get(k, 0.0) + v
+    sums, counts, diverged, rows = {}, {}, {}, []
+    def add(k, v):
+        sums[k], counts[k] = sums.get(k, 0.0) + (0.0 if math.isnan(v) else v), counts.get(k, 0) + (not math.isnan(v))
     for i, (hr, lr) in enumerate(val_data):
         hr, lr = (t.to(device)[None] if t.ndim == 3 else t.to(device) for t in (hr, lr))
         out = {"bicubic": imresize(lr, scale=scale).clamp(0, 1)}
@@ -271,7 +273,8 @@ def validate_pairs(val_data: Sequence, srs: Callable[[torch.Tensor, int, torch.T
             if isinstance(sr, torch.Tensor): out[name] = sr
             else: add(name, float(sr))
         for name, sr in out.items():
+            if name != "bicubic": diverged[f"{name}_diverged"] = diverged.get(f"{name}_diverged", 0) + int(not torch.isfinite(sr).all())
             for k, f in metrics.items(): add(f"{name}_{k}", _metric(f, sr, hr))
             if consistency(name): add(f"{name}_lr_psnr", _metric(partial(M.lr_psnr, scale=scale), sr, lr))
         rows.append([sr[0] for sr in out.values()] + [hr[0]])
-    return {k: v / len(val_data) for k, v in sums.items()}, rows
+    return {**{k: v / counts[k] if counts[k] else float("nan") for k, v in sums.items()}, **diverged}, rows

@@ -484,7 +484,8 @@ def test_validate_keys_and_values(kind):
     with torch.no_grad(): metrics, rows = task.validate([(hr, lr), (hr.flip(-1), lr.flip(-1))])
     temps = ("t0", "t0.9") if kind == "sr" else ("t0", "t1")
     want = {"bicubic_psnr", *(f"{t}_psnr" for t in temps)} | ({"lr_psnr_vs_bicubic"} if kind == "rescaling" else {f"{t}_lr_psnr" for t in temps})
-    assert set(metrics) == want and all(math.isfinite(v) for v in metrics.values())
+    want |= {f"{t}_diverged" for t in temps}                               # diverged samples per temperature: none here
+    assert set(metrics) == want and all(math.isfinite(v) for v in metrics.values()) and all(metrics[f"{t}_diverged"] == 0 for t in temps)
     assert len(rows) == 2 and len(rows[0]) == 2 + len(temps) and rows[0][-1].shape == (3, 16, 16)
 
 
