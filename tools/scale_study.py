@@ -47,6 +47,8 @@ CONFIGS = {   # name -> (SRFlowConfig.small_4x overrides, TrainConfig overrides)
     "K4_h32_p96": ({}, dict(patch_size=96)),
     "K4_h32_bf16all": ({}, dict(amp_scope="all")),
     "K4_h32_fp32": ({}, dict(amp=None)),
+    "K4_h32_fp32_noise8": ({}, dict(amp=None, dequant_scale=8 / 256)),          # the paper's dequantisation noise (App. A)
+    "K4_h32_bf16all_noise8": ({}, dict(amp_scope="all", dequant_scale=8 / 256)),
 }
 
 
