@@ -3,7 +3,7 @@
 What a campaign must not get wrong: a stage that starts from another's `best.pt`, the budget snapshots (one per
 milestone passed, never twice, each a loadable checkpoint), `DONE`, a resumed stage continuing its step count, and the
 held-out evaluation reading those files."""
-import importlib.util, json, os, subprocess, sys
+import importlib.util, json, os, re, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,14 @@ def smoke_runs(tmp_path_factory):
     runs = tmp_path_factory.mktemp("campaign")
     r = _run(runs, "--stage", "rrdb", "srflow", "--milestones", "1e-9", "2e-9", "1000")
     assert r.returncode == 0, r.stderr[-2000:]
+    (runs / "stdout.log").write_text(r.stdout)
     return runs
+
+
+def test_progress_lines_count_diverged_samples(smoke_runs):
+    "The line after each chunk has the validation's metrics and its diverged-sample counts (ints, which a float-only filter dropped)."
+    lines = [l for l in (smoke_runs / "stdout.log").read_text().splitlines() if l.startswith("[srflow] step ")]
+    assert lines and all(re.search(r" t0_psnr=[\d.]+ .* t0\.9_diverged=\d+\b", l) for l in lines), lines
 
 
 def test_smoke_rrdb_then_srflow_with_budget_snapshots(smoke_runs):

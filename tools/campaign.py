@@ -191,7 +191,7 @@ def run_stage(stage: Stage, runs: Path, smoke: bool, chunk: int, milestones=MILE
         _snapshot(tr, out, passed, milestones)
         v = (tr.val_history or [{}])[-1]
         print(f"[{stage.name}] step {tr.step}/{cfg.iterations} {tr.clock.cpu() / 3600:.3f} CPU-h "
-              + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, float)), flush=True)
+              + " ".join(f"{k}={x:.4g}" for k, x in v.items() if k != "step" and isinstance(x, (int, float))), flush=True)   # *_diverged: ints
     alive, crashed = out / "RUNNING", out / "CRASHED"
     out.mkdir(parents=True, exist_ok=True); crashed.unlink(missing_ok=True)
     alive.write_text(json.dumps(dict(pid=os.getpid(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))))
