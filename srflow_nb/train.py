@@ -120,12 +120,14 @@ class RunLog:
 
 # %% ../nbs/13_train.ipynb #c811b09e
 class BestKeeper:
-    "Tracks `key` over validation records ('-key': lower is better); calling it with a record says whether it is a new best."
+    """Tracks `key` over validation records ('-key': lower is better); calling it with a record says whether it is a new best.
+    A record whose value is NaN, or whose image had a diverged sample (`t0.9_diverged` > 0 for `t0.9_lpips`), is never best."""
     def __init__(self, key: str | None, best: float | None = None): self.key, self.best = key, best
     def __call__(self, rec: dict) -> bool:
         if not self.key: return False
         sign, name = (-1, self.key[1:]) if self.key.startswith("-") else (1, self.key)
         if name not in rec: raise InputError(f"best_metric {name!r} is not a validation key; available: {sorted(rec)}")
+        if math.isnan(rec[name]) or any(rec[k] for k in rec if k.endswith("_diverged") and name.startswith(k[:-len("diverged")])): return False
         if self.best is not None and not sign * rec[name] > self.best: return False
         self.best = sign * rec[name]; return True
 
