@@ -12,7 +12,11 @@ The recipe comes from the scale study (`data/results/scale_study/quick/scale_stu
 hidden 32), HR patches of 64, batch 4, and an fp32 flow (chosen on the study's seed-0 runs, where fp32 gave the lowest
 held-out LPIPS at tau=0.9 at an equal CPU budget; repeated over 2-3 seeds a configuration, the seeds overlap and bf16
 everywhere has the lower mean: 29_repro.scaling's recipe findings, which the stages already trained predate). The RRDB and ESRGAN stages keep the demo recipes (bf16 autocast,
-batch 8, patch 96). Stages, in order (each initialised from the one it names):
+batch 8, patch 96). The 4x flow stages add dequantisation noise one grey level wide (the demo recipe); `srflow_8x` adds the
+paper's, 8 levels wide (App. A: standard deviation 4/sqrt(3) levels; the official 8x config's `quant: 32`). It was
+restarted with it in session 14 to follow the paper; its first run (one level wide, stopped at step 26,848) is kept in
+`<runs>/srflow_8x_noise1`, and the A/B behind the switch is in issue 24's session-14 note.
+Stages, in order (each initialised from the one it names):
 
     rrdb             L1 RRDB                              -> demo-4x-rrdb
     srflow           SRFlow NLL       from rrdb           -> demo-4x
@@ -124,7 +128,8 @@ def stages(runs: Path) -> dict[str, Stage]:
         Stage("rrdb_8x", "demo-8x-rrdb", _srflow("rrdb", "demo_rrdb", SMALL_8X, scale=8, iterations=15_000, patch_size=128,
                                                  out_dir=r("rrdb_8x")), gate=_beats_bicubic("rrdb_psnr", 0.3)),
         Stage("srflow_8x", "demo-8x", _srflow("flow", "demo_flow", SMALL_8X, scale=8, iterations=40_000, amp=None, patch_size=128,
-                                              init_from=best("rrdb_8x"), out_dir=r("srflow_8x")), after=("rrdb_8x",)),
+                                              dequant_scale=8 / 256, init_from=best("rrdb_8x"), out_dir=r("srflow_8x")), after=("rrdb_8x",),
+              notes="the paper's dequantisation noise (8 grey levels wide, App. A), which the 4x flow stages predate"),
         Stage("esrgan_8x", "demo-8x-esrgan", _esrgan(best("rrdb_8x"), scale=8, patch_size=128, iterations=5_000, out_dir=r("esrgan_8x")),
               after=("rrdb_8x",), notes="Table 2's 8x ESRGAN row: the paper trained its own 8x RRDB and ESRGAN with the authors' code"),
     ]}
