@@ -100,6 +100,44 @@ def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, campaign):
     assert [x["milestone_h"] for x in rows] == [1e-9, 2e-9]                     # the first milestone is not taken again
 
 
+def test_flow_stages_carry_their_dequantisation_noise(tmp_path, campaign):
+    "srflow_8x trains with the paper's noise (uniform, 8 grey levels wide: std 4/sqrt(3) levels, App. A); the 4x flow stage keeps the one level it was trained with."
+    st = campaign.stages(tmp_path)
+    assert st["srflow_8x"].make({})[1].dequant_scale == 8 / 256
+    assert st["srflow"].make({})[1].dequant_scale == 1 / 256
+
+
+def _weights(out):
+    return load_checkpoint(list_checkpoints(out / "checkpoints")[-1])["modules"]["model"]
+
+
+def test_carried_state_resumes_on_a_new_machine_bit_for_bit(tmp_path, campaign, monkeypatch):
+    """`carry` then `restore` into an empty runs folder (a new machine): the stage goes on from the carried step and ends
+    with the weights of an uninterrupted run; carrying again changes nothing; local state is never overwritten."""
+    run_task = campaign.run_task
+    with monkeypatch.context() as m:                                                   # the session ends at step 2 of 4
+        m.setattr(campaign, "run_task", lambda *a, **k: run_task(*a, **k, until=2))
+        campaign.run_stage(campaign.stages(tmp_path / "a")["rrdb"], tmp_path / "a", smoke=True, chunk=1, milestones=(1e-9,))
+    assert not (tmp_path / "a" / "rrdb" / "DONE").exists()
+    said = campaign.carry(tmp_path / "a", tmp_path / "carried", ["rrdb", "srflow"])   # srflow never started: nothing of it
+    assert len(said) == 1 and "step 2" in said[0] and not (tmp_path / "carried" / "srflow").exists()
+    assert campaign.carry(tmp_path / "a", tmp_path / "carried", ["rrdb"]) == []       # nothing new
+    assert json.loads((tmp_path / "carried" / "rrdb" / "carried.json").read_text())["checkpoint"] == "step_00000002.pt"
+    assert (tmp_path / "carried" / "rrdb" / "budget" / "budget.jsonl").exists() and not (tmp_path / "carried" / "rrdb" / "DONE").exists()
+
+    new = tmp_path / "new"
+    assert len(campaign.restore(new, tmp_path / "carried", ["rrdb", "srflow"])) == 1
+    assert campaign.restore(new, tmp_path / "carried", ["rrdb"]) == []                # local state now: never overwritten
+    tr = campaign.run_stage(campaign.stages(new)["rrdb"], new, smoke=True, chunk=1, milestones=(1e-9, 2e-9))
+    assert tr.resumed_from.name == "step_00000002.pt" and tr.step == 4
+    rows = [json.loads(l)["milestone_h"] for l in (new / "rrdb" / "budget" / "budget.jsonl").read_text().splitlines()]
+    assert rows == [1e-9, 2e-9]                                                         # the carried milestone is not taken again
+
+    campaign.run_stage(campaign.stages(tmp_path / "b")["rrdb"], tmp_path / "b", smoke=True, chunk=1, milestones=())
+    ref, got = _weights(tmp_path / "b" / "rrdb"), _weights(new / "rrdb")
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)   # = an uninterrupted run
+
+
 def test_status_tells_running_crashed_and_killed_apart(tmp_path, campaign, monkeypatch):
     "A stage that died of an exception says CRASHED with it (not 'paused'); one whose process vanished says so; a clean stop is 'paused'."
     stage = campaign.stages(tmp_path)["rrdb"]

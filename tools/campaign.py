@@ -33,6 +33,13 @@ the trainer's checkpoints, `best.pt`, logs, and `budget/cpu_<h>h.pt` copies take
 and stop after the current step; running the same command again continues. The machine, precision and git commit of
 every checkpoint are in its `run_info`.
 
+A session's machine is not always the next session's (a new machine starts with the repository alone), so state under
+`<runs>` can vanish between sessions. `carry` copies what resumes each started stage into `data/campaign_state/<stage>/`
+(committed at the end of a session): its newest checkpoint (model, optimizer, RNG, counters, logs: an exact resume),
+`best.pt`, `DONE` and `budget/budget.jsonl` (the snapshot copies themselves are not carried: evaluate them with
+`tools/campaign_eval.py` first). `run`, `status` and `bundle` restore a carried stage into `<runs>` when `<runs>` holds no
+checkpoint of it; local state is never overwritten.
+
 `bundle` exports a finished stage as its bundled model (`Stage.bundle`): the RRDB's `best.pt` (the checkpoint the SRFlow
 and ESRGAN stages started from), every other stage's last checkpoint (the end of its schedule; validation has 3 crops,
 too few to pick by). The file and training logs it replaces are first renamed to `<name>-v1` (`demo-4x-v1`,
@@ -166,6 +173,51 @@ def liveness(out: Path) -> str:
     return "paused"
 
 
+CARRIED = ROOT / "data/campaign_state"                                   # what `carry` commits for the next machine
+
+
+def _copy(src: Path, dst: Path):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(dst, lambda p: shutil.copyfile(src, p))
+
+
+def carry(runs: Path, to: Path, names: list[str]) -> list[str]:
+    """Copy what resumes each started stage in `names` from `runs` to `to`: the newest checkpoint as `last.pt`, `best.pt`,
+    `DONE`, `budget/budget.jsonl`, and `carried.json` (step, CPU-hours, the checkpoint's file name and machine). A stage
+    whose carried checkpoint is already the newest is left as it is. Returns one line per stage carried."""
+    said = []
+    for n in names:
+        out, dst = runs / n, to / n
+        cks = list_checkpoints(out / "checkpoints") if (out / "checkpoints").is_dir() else []
+        if not cks: continue
+        ck = load_checkpoint(cks[-1])
+        info = dict(stage=n, checkpoint=cks[-1].name, step=ck["step"], cpu_h=round(ck["cpu_time"] / 3600, 3), done=(out / "DONE").exists(),
+                    machine=ck["run_info"]["machine"].get("cpu_kind"), git_sha=ck["run_info"].get("git_sha"))
+        if (dst / "carried.json").exists() and json.loads((dst / "carried.json").read_text()) == info: continue
+        _copy(cks[-1], dst / "last.pt")
+        for f in ("best.pt", "DONE", "budget/budget.jsonl"):
+            if (out / f).exists(): _copy(out / f, dst / f)
+            else: (dst / f).unlink(missing_ok=True)
+        atomic_write(dst / "carried.json", lambda p: Path(p).write_text(json.dumps(info, indent=1) + "\n"))
+        said.append(f"[carry] {n}: step {info['step']} ({info['cpu_h']} CPU-h{', done' if info['done'] else ''}) -> {dst}")
+    return said
+
+
+def restore(runs: Path, src: Path, names: list[str]) -> list[str]:
+    """Put each carried stage of `names` back under `runs` where `runs` holds no checkpoint of it (never over local state):
+    `last.pt` under its own step's name in `checkpoints/`, and `best.pt`, `DONE`, `budget/budget.jsonl` beside it."""
+    said = []
+    for n in names:
+        c, out = src / n, runs / n
+        if not (c / "carried.json").exists() or ((out / "checkpoints").is_dir() and list_checkpoints(out / "checkpoints")): continue
+        info = json.loads((c / "carried.json").read_text())
+        _copy(c / "last.pt", out / "checkpoints" / info["checkpoint"])
+        for f in ("best.pt", "DONE", "budget/budget.jsonl"):
+            if (c / f).exists(): _copy(c / f, out / f)
+        said.append(f"[restore] {n}: step {info['step']} ({info['cpu_h']} CPU-h) from {c}")
+    return said
+
+
 def _snapshot(tr: Trainer, out: Path, passed: set, milestones=MILESTONES_H):
     "Keep a copy of the newest checkpoint for every budget milestone the stage's CPU clock has passed."
     cpu_h = tr.clock.cpu() / 3600
@@ -261,17 +313,22 @@ def bundle(stage: Stage, runs: Path, out: Path, smoke: bool = False) -> Path:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("run", "status", "bundle"))
+    ap.add_argument("command", choices=("run", "status", "bundle", "carry"))
     ap.add_argument("--stage", nargs="*", help="only these stages (default: every unfinished one, in order)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
     ap.add_argument("--out", type=Path, default=ROOT / "srflow_nb/pretrained", help="bundle: where the bundled models live")
     ap.add_argument("--chunk", type=int, default=1000, help="steps between budget checks for stages without val_every")
     ap.add_argument("--milestones", type=float, nargs="*", default=MILESTONES_H, help="CPU-hours at which to keep a checkpoint copy")
+    ap.add_argument("--carried", type=Path, default=CARRIED, help="carry: where to copy each stage's resume state; run/status/bundle: where to restore it from")
     a = ap.parse_args(argv)
     smoke = os.environ.get("SMOKE") == "1"
     all_stages = stages(a.runs)
     names = a.stage or list(all_stages)
     if (bad := sorted(set(names) - set(all_stages))): sys.exit(f"campaign: unknown stage(s) {bad}; known: {list(all_stages)}")
+    if a.command == "carry":
+        print("\n".join(carry(a.runs, a.carried, names)) or "[carry] nothing new to carry")
+        return 0
+    for line in restore(a.runs, a.carried, list(all_stages)): print(line, flush=True)   # every stage: a later one needs its `after`
     if a.command == "status":
         for n in names:
             st, done = _state(a.runs / n), (a.runs / n / "DONE").exists()
