@@ -174,6 +174,24 @@ def test_campaign_eval_reads_every_snapshot_and_the_bundled_reference(smoke_runs
     assert again.returncode == 0 and again.stdout.strip() == "" and len(pd.read_csv(tmp_path / "campaign_eval.csv")) == len(df)
 
 
+def test_campaign_eval_retires_a_retrained_stage_and_skips_lost_snapshots(tmp_path, campaign_eval, capsys):
+    "--redo moves a retrained stage's old rows to campaign_eval_retired.csv (with the reason; other stages kept); a snapshot not carried is skipped, said."
+    import pandas as pd
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    out.mkdir(); (runs / "rrdb_8x" / "budget").mkdir(parents=True)
+    pd.DataFrame([dict(stage="rrdb_8x", snapshot="cpu_0.125h.pt", method="rrdb_8x", psnr=26.06),
+                  dict(stage="rrdb", snapshot="step_00020000.pt", method="rrdb", psnr=29.9)]).to_csv(out / "campaign_eval.csv", index=False)
+    (runs / "rrdb_8x" / "budget" / "budget.jsonl").write_text(json.dumps(dict(milestone_h=0.125, step=3000, cpu_s=600.0, file="cpu_0.125h.pt")) + "\n")
+    args = ["--runs", str(runs), "--out", str(out), "--stage", "rrdb_8x", "--threads", str(torch.get_num_threads()), "--redo", "rrdb_8x"]
+    with pytest.raises(SystemExit, match="needs --why"): campaign_eval.main(args)
+    for _ in range(2):                                                                  # twice: nothing is retired twice
+        assert campaign_eval.main(args + ["--why", "retrained on a new machine"]) == 0
+        kept, retired = pd.read_csv(out / "campaign_eval.csv"), pd.read_csv(out / "campaign_eval_retired.csv")
+        assert list(kept.stage) == ["rrdb"] and list(retired.stage) == ["rrdb_8x"] and retired.psnr[0] == 26.06
+        assert retired.retired_why[0] == "retrained on a new machine"
+    assert "cpu_0.125h.pt is gone (not carried to this machine): skipped" in capsys.readouterr().out
+
+
 def test_scale_study_images_axis_is_nested_and_starts_with_the_demo_set():
     "`tools/scale_study.py --images N`: the first N of one fixed order, so a larger subset contains every smaller one."
     spec = importlib.util.spec_from_file_location("scale_study_mod", ROOT / "tools" / "scale_study.py")

@@ -14,6 +14,9 @@ seconds (from `budget.jsonl`), the machine and the git commit; the bundled model
 same way once (`snapshot` = its spec, step -1) as the reference: evaluate it before `campaign.py bundle` replaces it,
 then relabel its rows `-v1` and point `BUNDLED` at the `-v1` name.
 A finished stage (`DONE`) adds its last checkpoint (milestone NaN). Resumable: snapshots already in the CSV are skipped.
+A stage trained again from scratch (its run lost with its machine) is re-evaluated with `--redo STAGE`: its old rows move
+to `<out>/campaign_eval_retired.csv` (appended, with the reason), never deleted. A snapshot whose file is gone (budget
+copies are not carried to a new machine: `campaign.py carry`) is reported and skipped.
 """
 from __future__ import annotations
 import argparse, json, sys
@@ -95,6 +98,17 @@ def evaluate_snapshot(s: dict, limit: int | None = None) -> pd.DataFrame:
                        snapshot=s["file"] if s.get("bundled") else Path(s["file"]).name)
 
 
+def retire(done: pd.DataFrame, stages: list[str], why: str, retired: Path) -> pd.DataFrame:
+    "Move the rows of `stages` from `done` to the CSV `retired` (appended, with `why`); returns the rows kept."
+    old = done.stage.isin(stages) if len(done) else pd.Series([], dtype=bool)
+    if old.any():
+        before = pd.read_csv(retired) if retired.exists() else pd.DataFrame()
+        both = pd.concat([before, done[old].assign(retired_why=why)], ignore_index=True)
+        atomic_write(retired, lambda p: both.to_csv(p, index=False))
+        print(f"[campaign_eval] {int(old.sum())} rows of {sorted(set(done.stage[old]))} moved to {retired}", flush=True)
+    return done[~old].reset_index(drop=True) if len(done) else done
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs/campaign")
@@ -102,16 +116,24 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "data/results/campaign/quick")   # quick/: outside the notebooks' input stamp
     ap.add_argument("--limit", type=int, default=None, help="first N held-out crops only (a check of the wiring)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--redo", nargs="*", default=[], help="stages trained again: their old rows move to campaign_eval_retired.csv")
+    ap.add_argument("--why", default="", help="--redo: why the old rows were retired (kept beside them)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     info = run_info("cpu")
     csv = a.out / "campaign_eval.csv"
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    if a.redo:
+        if not a.why: sys.exit("campaign_eval: --redo needs --why (kept beside the retired rows)")
+        done = retire(done, a.redo, a.why, a.out / "campaign_eval_retired.csv")
+        atomic_write(csv, lambda p: done.to_csv(p, index=False))
     snaps = snapshots(a.runs, a.stage)
     for stage in sorted({s["stage"] for s in snaps} & set(BUNDLED)):     # the bundled model each stage will replace: the reference row
         snaps.insert(0, dict(stage=stage, milestone_h=float("nan"), step=-1, cpu_s=float("nan"), file=BUNDLED[stage], bundled=True))
     for s in snaps:
         if len(done) and ((done.stage == s["stage"]) & (done.snapshot == Path(s["file"]).name)).any(): continue
+        if not s.get("bundled") and not Path(s["file"]).exists():
+            print(f"[campaign_eval] {s['stage']}: {s['file']} is gone (not carried to this machine): skipped", flush=True); continue
         rows = evaluate_snapshot(s, a.limit).assign(cpu_kind=info["machine"]["cpu_kind"], git_sha=info["git_sha"], threads=a.threads)
         done = pd.concat([done, rows], ignore_index=True)
         atomic_write(csv, lambda p: done.to_csv(p, index=False))
