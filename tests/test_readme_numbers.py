@@ -147,3 +147,12 @@ def test_precision_quality_says_whether_the_seeds_resolve_the_ranking():
     recipe = pd.read_csv(rn.RESULTS / "29_repro.scaling" / "quick" / "scale_recipe.csv")
     budget = pd.read_csv(rn.RESULTS / "scale_study" / "quick" / "scale_study.csv").budget_min.iloc[0]
     assert rn.precision_quality(recipe, rn.PRECISIONS, budget) in rn.block(README, "train-speed")
+
+
+def test_a_scale_study_of_mixed_budgets_is_one_line_not_a_sentence(tmp_path, monkeypatch):
+    "The README's scale-study sentence states one CPU budget: a study that mixes budgets stops the tool with the file named."
+    (tmp_path / "scale_study" / "quick").mkdir(parents=True)
+    study = pd.read_csv(rn.RESULTS / "scale_study" / "quick" / "scale_study.csv")
+    study.assign(budget_min=[12] * (len(study) - 1) + [24]).to_csv(tmp_path / "scale_study" / "quick" / "scale_study.csv", index=False)
+    monkeypatch.setattr(rn, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit, match=r"scale_study\.csv mixes budgets \[12, 24\]"): rn.train_speed()

@@ -191,8 +191,9 @@ def train_speed() -> str:
                     f"of up to {max(r['first_step_s'].values()):.0f} s")
     flow = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "flow")
     rrdb = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "rrdb")
-    budget_min = pd.read_csv(RESULTS / "scale_study" / "quick" / "scale_study.csv").budget_min.unique()
-    assert len(budget_min) == 1, f"the scale study mixes budgets {budget_min}: the README sentence says one"
+    study = RESULTS / "scale_study" / "quick" / "scale_study.csv"
+    budget_min = pd.read_csv(study).budget_min.unique()
+    if len(budget_min) != 1: sys.exit(f"readme_numbers: {study} mixes budgets {sorted(budget_min.tolist())} (CPU-min): the README sentence states one")
     recipe = pd.read_csv(RESULTS / "29_repro.scaling" / "quick" / "scale_recipe.csv")
     return "\n".join([
         "One training step (`benchmarks/train_speed.py`: batch sampling, forward, backward, NaN guard, Adam) of the small model "
@@ -218,6 +219,7 @@ def precision_quality(recipe: pd.DataFrame, names: dict, budget_min: float) -> s
                f"The seeds overlap ({names[best.name]}'s worst seed {best['lpips_worst']:.4f}, {names[rival]}'s best {rest.loc[rival, 'lpips_best']:.4f}), "
                "so no precision is a measured advantage at this budget")
             + "; the campaign trains the flow in fp32, chosen on the seed-0 runs.")
+
 
 PRETRAINED = ROOT / "srflow_nb" / "pretrained"
 
