@@ -133,6 +133,11 @@ def test_carried_state_resumes_on_a_new_machine_bit_for_bit(tmp_path, campaign, 
     rows = [json.loads(l)["milestone_h"] for l in (new / "rrdb" / "budget" / "budget.jsonl").read_text().splitlines()]
     assert rows == [1e-9, 2e-9]                                                         # the carried milestone is not taken again
 
+    for smoke, restored in (("1", False), ("0", True)):                              # `status` restores too, but never in a smoke run
+        monkeypatch.setenv("SMOKE", smoke)
+        assert campaign.main(["status", "--runs", str(tmp_path / smoke), "--carried", str(tmp_path / "carried")]) == 0
+        assert (tmp_path / smoke / "rrdb" / "checkpoints" / "step_00000002.pt").exists() == restored
+
     campaign.run_stage(campaign.stages(tmp_path / "b")["rrdb"], tmp_path / "b", smoke=True, chunk=1, milestones=())
     ref, got = _weights(tmp_path / "b" / "rrdb"), _weights(new / "rrdb")
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)   # = an uninterrupted run

@@ -38,7 +38,7 @@ A session's machine is not always the next session's (a new machine starts with 
 (committed at the end of a session): its newest checkpoint (model, optimizer, RNG, counters, logs: an exact resume),
 `best.pt`, `DONE` and `budget/budget.jsonl` (the snapshot copies themselves are not carried: evaluate them with
 `tools/campaign_eval.py` first). `run`, `status` and `bundle` restore a carried stage into `<runs>` when `<runs>` holds no
-checkpoint of it; local state is never overwritten.
+checkpoint of it (never with SMOKE=1); local state is never overwritten.
 
 `bundle` exports a finished stage as its bundled model (`Stage.bundle`): the RRDB's `best.pt` (the checkpoint the SRFlow
 and ESRGAN stages started from), every other stage's last checkpoint (the end of its schedule; validation has 3 crops,
@@ -328,7 +328,8 @@ def main(argv=None):
     if a.command == "carry":
         print("\n".join(carry(a.runs, a.carried, names)) or "[carry] nothing new to carry")
         return 0
-    for line in restore(a.runs, a.carried, list(all_stages)): print(line, flush=True)   # every stage: a later one needs its `after`
+    if not smoke:                                               # smoke runs are wiring checks in scratch folders
+        for line in restore(a.runs, a.carried, list(all_stages)): print(line, flush=True)   # every stage: a later one needs its `after`
     if a.command == "status":
         for n in names:
             st, done = _state(a.runs / n), (a.runs / n / "DONE").exists()
