@@ -6,6 +6,7 @@
     python benchmarks/train_speed.py --ab small rrdb paper   # interleaved A/B of precision/layout/threads (robust to load)
     python benchmarks/train_speed.py --ab compile --rounds 10 --json out.json   # torch.compile of the flow's forward (fp32, bf16)
     python benchmarks/train_speed.py --against /tmp/old_train.py --json out.json   # this trainer vs another train.py, interleaved
+    python benchmarks/train_speed.py --profile --json out.json   # where a flow step's time goes: convolutions, casts, Adam, rest
 
 Rows: the paper's DF2K-4X model (SRFlowConfig.div2k_4x) at HR 256 batch 1 (the setting of the official code's
 7.9 s/step measured on this machine) and HR 160 batch 1/4, and the CPU `small_4x` model at HR 64/96, batch 1/4,
@@ -90,6 +91,41 @@ def ab(model_name, batch, patch, settings: dict, rounds=4, stage="flow"):
                 relative_to_first={n: round(med[next(iter(med))] / v, 2) for n, v in med.items()}, loadavg_1min=os.getloadavg()[0])
 
 
+CATEGORIES = {"convolution": ("conv",), "dtype casts": ("aten::copy_", "aten::_to_copy"),
+              "Adam + grad norm": ("Optimizer.step", "lerp_", "addcdiv_", "aten::sqrt", "linalg_vector_norm")}
+
+
+def where_time_goes(model_name="small_4x", batch=4, patch=64, settings=None, steps=5, warmup=3):
+    """Where a training step's CPU time goes (torch.profiler, self CPU time of every op over `steps` steps after
+    `warmup`), per setting: ms a step for convolutions (forward and backward), dtype casts (autocast's copies), Adam and
+    the gradient norm (its per-parameter ops), and the rest. The profiler's own overhead inflates the small ops a little."""
+    from torch.profiler import ProfilerActivity, profile
+    settings = settings or {"fp32": dict(threads=1), "bf16_all": dict(threads=1, amp="bf16", amp_scope="all"),
+                            "bf16_all+channels_last": dict(threads=1, amp="bf16", amp_scope="all", channels_last=True)}
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.rand(3, patch * 2, patch * 2, generator=g) for _ in range(4)]
+    data = PatchCache.from_hr(imgs, scale=4, patch_size=patch, downscale=lambda x, s: torch.nn.functional.avg_pool2d(x[None], s)[0])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in settings.items():
+            torch.manual_seed(0); torch.set_num_threads(kw.get("threads", 1))
+            cfg = TrainConfig(stage="flow", iterations=1000, batch_size=batch, patch_size=patch, scale=4, freeze_encoder=0.0, log_every=1000,
+                              ckpt_every_steps=None, ckpt_every_s=None, val_every=None, out_dir=f"{tmp}/{name}", **kw)
+            tr = Trainer(SRFlow(getattr(SRFlowConfig, model_name)()), cfg, data, progress=False, device="cpu", resume=False)
+            for _ in range(warmup): tr.train_step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(steps): tr.train_step()
+            ms = {k: 0.0 for k in [*CATEGORIES, "rest"]}
+            for e in prof.key_averages():
+                cat = next((c for c, keys in CATEGORIES.items() if any(k in e.key for k in keys)), "rest")
+                ms[cat] += e.self_cpu_time_total / 1000 / steps
+            total = sum(ms.values())
+            rows.append(dict(setting=name, model=model_name, batch=batch, hr_patch=patch, ms_per_step={k: round(v, 1) for k, v in ms.items()},
+                             share={k: round(v / total, 3) for k, v in ms.items()}, loadavg_1min=os.getloadavg()[0]))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def against(path, rounds=8, settings=None):
     """Interleaved A/B of this package's `Trainer` against the `Trainer` of another `train.py` (e.g. the version before a
     refactor, copied out of git): same model init, same data, small_4x HR 64 batch 4, 1 thread, steps taken in turn
@@ -166,8 +202,13 @@ if __name__ == "__main__":
     ap.add_argument("--ab", choices=sorted(AB), nargs="*", help="interleaved A/B comparisons instead of the grid")
     ap.add_argument("--against", help="another train.py: interleaved A/B of its Trainer against this one")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds of --against (default 8) or --ab (default: the comparison's own)")
+    ap.add_argument("--profile", action="store_true", help="where a flow step's time goes (fp32, bf16 everywhere, + channels_last)")
     a = ap.parse_args()
     rows = []
+    if a.profile:
+        rows = where_time_goes()
+        if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
+        sys.exit(0)
     if a.against:
         rows = against(a.against, a.rounds or 8)
         if a.json: Path(a.json).write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1))
