@@ -189,6 +189,17 @@ def train_speed() -> str:
                     f"{rel['bf16_all_compiled']:.2f}x as fast as eager fp32 (bf16 eager {rel['bf16_all']:.2f}x; the best setting, "
                     f"{max(rel, key=rel.get).replace('_', ' ')}, {max(rel.values()):.2f}x), after a first (compiling) step "
                     f"of up to {max(r['first_step_s'].values()):.0f} s")
+    for f in sorted(BENCH.glob("train_speed_profile_*.json")):
+        rec = json.loads(f.read_text()); r = {x["setting"]: x["ms_per_step"] for x in rec["rows"]}
+        fp, bf = r["fp32"], r["bf16_all+channels_last"]
+        rest = lambda ms: ms["rest"] + ms["Adam + grad norm"]                      # noqa: E731
+        comp.append(f"where a flow step's time goes on {_cpu_label(rec['run_info'], f)} (`{f.name}`, torch.profiler): convolutions take "
+                    f"{fp['convolution']:.0f} of {sum(fp.values()):.0f} ms in fp32; bf16 everywhere with channels_last makes them "
+                    f"{fp['convolution'] / bf['convolution']:.1f}x faster ({bf['convolution']:.0f} ms), but adds {bf['dtype casts']:.0f} ms of dtype "
+                    f"casts, and the rest of the step (the flow's elementwise layers, Adam) {'grows' if rest(bf) > rest(fp) else 'shrinks'} "
+                    f"({rest(bf):.0f} ms against {rest(fp):.0f} ms in fp32), so the step is only "
+                    f"{sum(fp.values()) / sum(bf.values()):.2f}x faster: 2x needs the casts and elementwise layers fused, which "
+                    "`torch.compile` does in part")
     flow = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "flow")
     rrdb = " and ".join(f"{v:.2f}x on {cpu}" for (cpu, st), v in best.items() if st == "rrdb")
     study = RESULTS / "scale_study" / "quick" / "scale_study.csv"
