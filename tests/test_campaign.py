@@ -122,21 +122,26 @@ def test_carried_state_resumes_on_a_new_machine_bit_for_bit(tmp_path, campaign, 
     said = campaign.carry(tmp_path / "a", tmp_path / "carried", ["rrdb", "srflow"])   # srflow never started: nothing of it
     assert len(said) == 1 and "step 2" in said[0] and not (tmp_path / "carried" / "srflow").exists()
     assert campaign.carry(tmp_path / "a", tmp_path / "carried", ["rrdb"]) == []       # nothing new
-    assert json.loads((tmp_path / "carried" / "rrdb" / "carried.json").read_text())["checkpoint"] == "step_00000002.pt"
+    info = json.loads((tmp_path / "carried" / "rrdb" / "carried.json").read_text())
+    assert info["checkpoint"] == "step_00000002.pt" and info["best_is_last"] and not (tmp_path / "carried" / "rrdb" / "best.pt").exists()
     assert (tmp_path / "carried" / "rrdb" / "budget" / "budget.jsonl").exists() and not (tmp_path / "carried" / "rrdb" / "DONE").exists()
 
     new = tmp_path / "new"
     assert len(campaign.restore(new, tmp_path / "carried", ["rrdb", "srflow"])) == 1
     assert campaign.restore(new, tmp_path / "carried", ["rrdb"]) == []                # local state now: never overwritten
+    assert campaign._same_weights(load_checkpoint(new / "rrdb" / "best.pt"), load_checkpoint(tmp_path / "a" / "rrdb" / "best.pt"))
     tr = campaign.run_stage(campaign.stages(new)["rrdb"], new, smoke=True, chunk=1, milestones=(1e-9, 2e-9))
     assert tr.resumed_from.name == "step_00000002.pt" and tr.step == 4
     rows = [json.loads(l)["milestone_h"] for l in (new / "rrdb" / "budget" / "budget.jsonl").read_text().splitlines()]
     assert rows == [1e-9, 2e-9]                                                         # the carried milestone is not taken again
+    campaign.carry(new, tmp_path / "carried", ["rrdb"])                                 # best.pt carried as a file or as last.pt
+    campaign.restore(tmp_path / "new2", tmp_path / "carried", ["rrdb"])
+    assert campaign._same_weights(load_checkpoint(tmp_path / "new2" / "rrdb" / "best.pt"), load_checkpoint(new / "rrdb" / "best.pt"))
 
     for smoke, restored in (("1", False), ("0", True)):                              # `status` restores too, but never in a smoke run
         monkeypatch.setenv("SMOKE", smoke)
         assert campaign.main(["status", "--runs", str(tmp_path / smoke), "--carried", str(tmp_path / "carried")]) == 0
-        assert (tmp_path / smoke / "rrdb" / "checkpoints" / "step_00000002.pt").exists() == restored
+        assert bool(list((tmp_path / smoke / "rrdb" / "checkpoints").glob("step_*.pt"))) == restored
 
     campaign.run_stage(campaign.stages(tmp_path / "b")["rrdb"], tmp_path / "b", smoke=True, chunk=1, milestones=())
     ref, got = _weights(tmp_path / "b" / "rrdb"), _weights(new / "rrdb")

@@ -181,10 +181,18 @@ def _copy(src: Path, dst: Path):
     atomic_write(dst, lambda p: shutil.copyfile(src, p))
 
 
+def _same_weights(a: dict, b: dict) -> bool:
+    "Two trainer checkpoints of the same step holding the same module weights (best.pt taken at the newest checkpoint's step)."
+    return a["step"] == b["step"] and a["modules"].keys() == b["modules"].keys() and all(
+        a["modules"][n].keys() == b["modules"][n].keys() and all(torch.equal(v, b["modules"][n][k]) for k, v in a["modules"][n].items())
+        for n in a["modules"])
+
+
 def carry(runs: Path, to: Path, names: list[str]) -> list[str]:
-    """Copy what resumes each started stage in `names` from `runs` to `to`: the newest checkpoint as `last.pt`, `best.pt`,
-    `DONE`, `budget/budget.jsonl`, and `carried.json` (step, CPU-hours, the checkpoint's file name and machine). A stage
-    whose carried checkpoint is already the newest is left as it is. Returns one line per stage carried."""
+    """Copy what resumes each started stage in `names` from `runs` to `to`: the newest checkpoint as `last.pt`, `best.pt`
+    (unless it holds the newest checkpoint's weights: `best_is_last`, restored from `last.pt`), `DONE`,
+    `budget/budget.jsonl`, and `carried.json` (step, CPU-hours, the checkpoint's file name and machine). A stage whose
+    carried checkpoint is already the newest is left as it is. Returns one line per stage carried."""
     said = []
     for n in names:
         out, dst = runs / n, to / n
@@ -192,11 +200,12 @@ def carry(runs: Path, to: Path, names: list[str]) -> list[str]:
         if not cks: continue
         ck = load_checkpoint(cks[-1])
         info = dict(stage=n, checkpoint=cks[-1].name, step=ck["step"], cpu_h=round(ck["cpu_time"] / 3600, 3), done=(out / "DONE").exists(),
-                    machine=ck["run_info"]["machine"].get("cpu_kind"), git_sha=ck["run_info"].get("git_sha"))
+                    machine=ck["run_info"]["machine"].get("cpu_kind"), git_sha=ck["run_info"].get("git_sha"),
+                    best_is_last=(out / "best.pt").exists() and _same_weights(load_checkpoint(out / "best.pt"), ck))
         if (dst / "carried.json").exists() and json.loads((dst / "carried.json").read_text()) == info: continue
         _copy(cks[-1], dst / "last.pt")
         for f in ("best.pt", "DONE", "budget/budget.jsonl"):
-            if (out / f).exists(): _copy(out / f, dst / f)
+            if (out / f).exists() and not (f == "best.pt" and info["best_is_last"]): _copy(out / f, dst / f)
             else: (dst / f).unlink(missing_ok=True)
         atomic_write(dst / "carried.json", lambda p: Path(p).write_text(json.dumps(info, indent=1) + "\n"))
         said.append(f"[carry] {n}: step {info['step']} ({info['cpu_h']} CPU-h{', done' if info['done'] else ''}) -> {dst}")
@@ -212,6 +221,7 @@ def restore(runs: Path, src: Path, names: list[str]) -> list[str]:
         if not (c / "carried.json").exists() or ((out / "checkpoints").is_dir() and list_checkpoints(out / "checkpoints")): continue
         info = json.loads((c / "carried.json").read_text())
         _copy(c / "last.pt", out / "checkpoints" / info["checkpoint"])
+        if info.get("best_is_last"): _copy(c / "last.pt", out / "best.pt")
         for f in ("best.pt", "DONE", "budget/budget.jsonl"):
             if (c / f).exists(): _copy(c / f, out / f)
         said.append(f"[restore] {n}: step {info['step']} ({info['cpu_h']} CPU-h) from {c}")
