@@ -109,3 +109,12 @@ def test_run_notebook_writes_png_outputs_and_stamp(repo):
     before = nbp.read_text()
     subprocess.run(["nbdev_clean", "--fname", str(nbp)], cwd=repo, check=True, capture_output=True)
     assert nbp.read_text() == before
+
+
+def test_carried_campaign_state_is_no_notebook_input(tmp_path):
+    "Committing the campaign's training state (data/campaign_state/, every session) must not stale all 48 notebooks: no notebook reads it."
+    for f in ("data/campaign_state/srflow_8x/last.pt", "data/results/20_repro.table2/quick/table2.csv", "data/demo/manifest.json", "srflow_nb/core.py"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True); (tmp_path / f).write_text("x")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    assert rn._tracked_inputs(tmp_path) == ["data/demo/manifest.json", "srflow_nb/core.py"]   # quick/ results and carried state excluded

@@ -16,7 +16,8 @@ then `nbdev_clean` runs on the file, so the sync gate stays clean.
 
 The stamp (`metadata.srflow_nb.inputs_sha256`) hashes the code the run depended on: every code cell source of the
 notebook, and every git-tracked file under `srflow_nb/` (library + bundled checkpoints) and `data/` (demo images,
-committed results), except the `quick/` and `partial/` result folders that the notebooks themselves (re)write and
+committed results), except the `quick/` and `partial/` result folders that the notebooks themselves (re)write, the
+campaign's carried training state (`data/campaign_state/`, read by `tools/campaign.py` alone) and
 Markdown documents (`*.md`: model cards, READMEs), which no notebook executes or reads. That keeps the model card,
 whose held-out sections are rendered from the repro notebooks' results, from staling the notebooks that produced them.
 `--check` recomputes it: a notebook whose cells, library or inputs changed since its outputs were produced is stale,
@@ -41,7 +42,7 @@ STAMP_KEY = "srflow_nb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MAX_NOTEBOOK_BYTES = 2_000_000          # per notebook, outputs included
 INPUT_DIRS = ("srflow_nb", "data")
-EXCLUDED_PARTS = {"quick", "partial", "cache", "__pycache__"}
+EXCLUDED_PARTS = {"quick", "partial", "cache", "campaign_state", "__pycache__"}   # campaign_state: training state (tools/campaign.py carry), no notebook's input
 DOC_SUFFIXES = {".md"}                   # documents, not inputs: no notebook's outputs depend on them
 
 
