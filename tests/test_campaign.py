@@ -147,6 +147,16 @@ def test_carried_state_resumes_on_a_new_machine_bit_for_bit(tmp_path, campaign, 
     ref, got = _weights(tmp_path / "b" / "rrdb"), _weights(new / "rrdb")
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)   # = an uninterrupted run
 
+    campaign.carry(tmp_path / "b", tmp_path / "carried_b", ["rrdb"])                    # finished: weights without optimizer state
+    done = load_checkpoint(tmp_path / "carried_b" / "rrdb" / "last.pt")
+    info = json.loads((tmp_path / "carried_b" / "rrdb" / "carried.json").read_text())
+    assert done["optimizers"] == {} and info["done"] and not info["optimizer_state"]
+    assert campaign._same_weights(done, load_checkpoint(list_checkpoints(tmp_path / "b" / "rrdb" / "checkpoints")[-1]))
+    assert campaign.restore(tmp_path / "b2", tmp_path / "carried_b", ["rrdb"]) and (tmp_path / "b2" / "rrdb" / "DONE").exists()
+    monkeypatch.setenv("SMOKE", "1")                                                     # (no training set needed) a finished stage is not run again
+    assert (tmp_path / "b2" / "rrdb" / "best.pt").exists() and campaign.main(["run", "--runs", str(tmp_path / "b2"), "--stage", "rrdb"]) == 0
+    assert list_checkpoints(tmp_path / "b2" / "rrdb" / "checkpoints")[-1].name == "step_00000004.pt"
+
 
 def test_status_tells_running_crashed_and_killed_apart(tmp_path, campaign, monkeypatch):
     "A stage that died of an exception says CRASHED with it (not 'paused'); one whose process vanished says so; a clean stop is 'paused'."

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from srflow_nb.checkpoints import list_checkpoints, load_checkpoint  # noqa: E402
+from srflow_nb.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint  # noqa: E402
 from srflow_nb.core import InputError, atomic_write  # noqa: E402
 from srflow_nb.train import TrainConfig, Trainer, run_task, task_class  # noqa: E402
 
@@ -191,8 +191,9 @@ def _same_weights(a: dict, b: dict) -> bool:
 def carry(runs: Path, to: Path, names: list[str]) -> list[str]:
     """Copy what resumes each started stage in `names` from `runs` to `to`: the newest checkpoint as `last.pt`, `best.pt`
     (unless it holds the newest checkpoint's weights: `best_is_last`, restored from `last.pt`), `DONE`,
-    `budget/budget.jsonl`, and `carried.json` (step, CPU-hours, the checkpoint's file name and machine). A stage whose
-    carried checkpoint is already the newest is left as it is. Returns one line per stage carried."""
+    `budget/budget.jsonl`, and `carried.json` (step, CPU-hours, the checkpoint's file name and machine). A finished
+    stage's checkpoints go without their optimizer state (what later stages, `bundle` and `campaign_eval` read is all
+    there). A stage whose carried checkpoint is already the newest is left as it is. Returns one line per stage carried."""
     said = []
     for n in names:
         out, dst = runs / n, to / n
@@ -202,11 +203,14 @@ def carry(runs: Path, to: Path, names: list[str]) -> list[str]:
         info = dict(stage=n, checkpoint=cks[-1].name, step=ck["step"], cpu_h=round(ck["cpu_time"] / 3600, 3), done=(out / "DONE").exists(),
                     machine=ck["run_info"]["machine"].get("cpu_kind"), git_sha=ck["run_info"].get("git_sha"),
                     best_is_last=(out / "best.pt").exists() and _same_weights(load_checkpoint(out / "best.pt"), ck))
+        info["optimizer_state"] = not info["done"]
         if (dst / "carried.json").exists() and json.loads((dst / "carried.json").read_text()) == info: continue
-        _copy(cks[-1], dst / "last.pt")
-        for f in ("best.pt", "DONE", "budget/budget.jsonl"):
-            if (out / f).exists() and not (f == "best.pt" and info["best_is_last"]): _copy(out / f, dst / f)
-            else: (dst / f).unlink(missing_ok=True)
+        for f in ("last.pt", "best.pt", "DONE", "budget/budget.jsonl"):
+            src = cks[-1] if f == "last.pt" else out / f
+            if not src.exists() or (f == "best.pt" and info["best_is_last"]): (dst / f).unlink(missing_ok=True)
+            elif info["done"] and f.endswith(".pt"):                  # finished: never resumed, so no optimizer state (a third of the size)
+                dst.mkdir(parents=True, exist_ok=True); save_checkpoint(dst / f, {**load_checkpoint(src), "optimizers": {}, "scalers": {}})
+            else: _copy(src, dst / f)
         atomic_write(dst / "carried.json", lambda p: Path(p).write_text(json.dumps(info, indent=1) + "\n"))
         said.append(f"[carry] {n}: step {info['step']} ({info['cpu_h']} CPU-h{', done' if info['done'] else ''}) -> {dst}")
     return said
