@@ -240,8 +240,7 @@ def _snapshot(tr: Trainer, out: Path, passed: set, milestones=MILESTONES_H):
         if cpu_h < m or tag in passed: continue
         path = tr.save()
         dst = out / "budget" / f"{tag}.pt"
-        dst.parent.mkdir(exist_ok=True)
-        atomic_write(dst, lambda p: shutil.copyfile(path, p))
+        _copy(path, dst)
         with open(out / "budget" / "budget.jsonl", "a") as f:
             f.write(json.dumps(dict(milestone_h=m, step=tr.step, cpu_s=round(tr.clock.cpu(), 1), file=dst.name,
                                     val=(tr.val_history or [{}])[-1])) + "\n")
